@@ -1,0 +1,18 @@
+//! One module per command; each has `Args` (clap) and `run`.
+
+use std::process::ExitCode;
+
+pub mod lab;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Simulated servers on this machine: network namespaces with their own engine and sshd.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
+}
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Lab(c) => lab::run(c),
+    }
+}

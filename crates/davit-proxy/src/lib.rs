@@ -1,0 +1,8 @@
+//! `davit-proxy`: see the crate description and docs/ARCHITECTURE.md.
+
+mod error;
+
+pub use error::Error;
+
+#[cfg(test)]
+mod tests;
