@@ -46,10 +46,10 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
 fn wait_for_body(addr: &str, needle: &str) -> String {
     let start = Instant::now();
     loop {
-        if let Some((200, body)) = http_get(addr, "/") {
-            if body.contains(needle) {
-                return body;
-            }
+        if let Some((200, body)) = http_get(addr, "/")
+            && body.contains(needle)
+        {
+            return body;
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
