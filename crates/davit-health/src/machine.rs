@@ -228,7 +228,9 @@ impl Machine {
         self.policy.deadline.map(|d| self.start + d)
     }
 
-    fn healthy_at(&self) -> Option<Instant> {
+    /// When the verdict will be healthy if no probe fails before then (the success threshold is
+    /// met and `min_healthy_time` is running); `None` while the target is not passing.
+    pub fn healthy_at(&self) -> Option<Instant> {
         self.passing_since.map(|p| p + self.policy.min_healthy_time)
     }
 

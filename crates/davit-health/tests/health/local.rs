@@ -423,3 +423,44 @@ async fn container_probes_need_an_engine() {
         Outcome::Failure(_)
     ));
 }
+
+#[tokio::test]
+async fn min_healthy_time_ends_without_waiting_for_a_hung_probe() {
+    // Answers the first request, then hangs every later one.
+    let port = serve(|_, t| {
+        if t < Duration::from_millis(200) {
+            (200, "ok".into(), Duration::ZERO)
+        } else {
+            (200, "late".into(), Duration::from_secs(60))
+        }
+    });
+    let probe = Probe::Http(http(&format!("http://127.0.0.1:{port}/")));
+    let policy = Policy {
+        interval: Duration::from_millis(300),
+        timeout: Duration::from_secs(30),
+        min_healthy_time: Duration::from_millis(800),
+        deadline: Some(Duration::from_secs(60)),
+        ..Policy::default()
+    };
+    // Healthy once the first success has held for 800 ms: the second probe, hung for its 30 s
+    // timeout, does not hold the verdict back (a generous bound well under that timeout).
+    let (verdict, events) = tokio::time::timeout(Duration::from_secs(15), run(probe, policy))
+        .await
+        .expect("verdict before the hung probe's timeout");
+    assert_eq!(verdict, Verdict::Healthy);
+    let Some(Event::Result {
+        at_ms: first_ok, ..
+    }) = events.iter().find(|e| matches!(e, Event::Result { .. }))
+    else {
+        panic!("{events:?}")
+    };
+    assert!(
+        matches!(events.last(), Some(Event::Verdict { at_ms, healthy: true, .. }) if *at_ms == first_ok + 800),
+        "{events:?}"
+    );
+    assert_eq!(
+        results(&events).len(),
+        1,
+        "the hung probe has no result: {events:?}"
+    );
+}
