@@ -56,6 +56,10 @@ pub struct Args {
     /// Accept any TLS certificate (self-signed endpoints). Verification is on by default.
     #[arg(long)]
     insecure: bool,
+    /// Probe from this host's side (http, https and tcp targets): the connections are opened by the
+    /// server, over SSH, so a container's address works without publishing its port.
+    #[arg(long, value_name = "HOST-URL")]
+    from: Option<String>,
     /// Print every event as one JSON object per line.
     #[arg(long)]
     json: bool,
@@ -122,6 +126,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ),
         _ => None,
     };
+    let from = match (&args.from, &host_url) {
+        (None, _) => None,
+        (Some(_), Some(_)) => {
+            let hint = "name the host in the target instead: container://NAME@HOST-URL";
+            return Err(Usage(format!(
+                "--from applies to http, https and tcp targets; {hint}"
+            ))
+            .into());
+        }
+        (Some(url), None) => Some(
+            davit_ssh::HostUrl::parse(url).map_err(|e| Usage(format!("--from {url:?}: {e}")))?,
+        ),
+    };
     let policy = Policy {
         initial_delay: args.initial_delay,
         start_period: args.start_period,
@@ -138,16 +155,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
+        let mut opts = davit_ssh::SshOptions::default();
+        opts.identity = args.identity.clone();
+        opts.known_hosts = args.known_hosts.clone();
+        opts.accept_new_host_keys = args.accept_new_host_keys;
+        let connect = |url: &davit_ssh::HostUrl| {
+            let (url, opts) = (url.clone(), opts.clone());
+            async move {
+                davit_ssh::Host::connect(&url, &opts)
+                    .await
+                    .with_context(|| format!("connecting to {url}"))
+            }
+        };
         let mut prober = Prober::new(Arc::new(DirectDial));
+        if let Some(url) = &from {
+            prober = Prober::new(Arc::new(FromHost(connect(url).await?)));
+        }
         if let Some(url) = &host_url {
-            let mut opts = davit_ssh::SshOptions::default();
-            opts.identity = args.identity.clone();
-            opts.known_hosts = args.known_hosts.clone();
-            opts.accept_new_host_keys = args.accept_new_host_keys;
-            let host = davit_ssh::Host::connect(url, &opts)
-                .await
-                .with_context(|| format!("connecting to {url}"))?;
-            prober = prober.with_docker(host.docker());
+            prober = prober.with_docker(connect(url).await?.docker());
         }
         let prepared = prober.prepare(&probe).map_err(|e| Usage(e.to_string()))?;
         let json = args.json;
@@ -165,6 +190,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ExitCode::from(1)
         })
     })
+}
+
+/// Dials from a host's side: over SSH a `direct-tcpip` channel opened by the server.
+struct FromHost(davit_ssh::Host);
+
+#[async_trait::async_trait]
+impl davit_health::Dial for FromHost {
+    async fn dial(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> std::io::Result<Box<dyn davit_health::AsyncReadWrite>> {
+        Ok(Box::new(self.0.dial_tcp(host, port).await?))
+    }
 }
 
 /// One event: a JSON line on stdout with `--json`, else a progress line on stderr.

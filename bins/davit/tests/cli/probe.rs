@@ -98,6 +98,8 @@ fn bad_options_exit_2() {
         &["http://127.0.0.1:9/", "--expect-status", "6xx"],
         &["tcp://127.0.0.1:9", "--expect-body", "ok"],
         &["http://127.0.0.1:9/", "--header", "no colon"],
+        &["http://127.0.0.1:9/", "--from", "ftp://x"],
+        &["container://web", "--from", "local"],
     ] {
         let out = probe(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
@@ -321,6 +323,37 @@ fn container_health_through_the_engine() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("docker healthcheck: unhealthy"), "{stdout}");
+
+    // An HTTP probe from the server's side: the container's address on the host's bridge, no port
+    // published, reached over SSH.
+    let ip = rt.block_on(async {
+        let info = docker
+            .inspect_container("cli-probe-v1", None)
+            .await
+            .unwrap();
+        let networks = info
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default();
+        networks
+            .get("bridge")
+            .and_then(|e| e.ip_address.clone())
+            .unwrap()
+    });
+    // (the app already answers: its Docker healthcheck passed above)
+    let mut args = ssh_args(format!("http://{ip}:8080/"));
+    args.extend([
+        "--expect-body".into(),
+        "davit-demo v1".into(),
+        "--from".into(),
+        host.url.clone(),
+    ]);
+    let out = probe(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("healthy: http://{ip}:8080/\n")
+    );
 
     // The same engine through its socket.
     let target = format!("container://cli-probe-v1@{}", host.docker_host);
