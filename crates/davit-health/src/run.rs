@@ -200,9 +200,12 @@ pub async fn wait_healthy(
     let start = machine.start();
     let target = probe.probe.to_string();
     loop {
-        match machine.poll(now()) {
+        // The same instant for the machine and the attempt's event, so events show exactly the
+        // spacing the machine chose.
+        let polled = now();
+        match machine.poll(polled) {
             Action::Probe { attempt, timeout } => {
-                let started = now();
+                let started = polled;
                 on_event(Event::Attempt {
                     attempt,
                     at_ms: crate::event::ms(started - start),
