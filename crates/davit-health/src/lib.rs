@@ -8,24 +8,32 @@
 //! - [`Prober`] runs one probe through a [`Dial`] (direct TCP here, SSH `direct-tcpip` in the
 //!   engine) and a `bollard::Docker`; [`wait_healthy`] drives the machine with it and emits [`Event`]s.
 //! - [`ServiceHealth::from_compose`] maps a service's compose healthcheck and proxy health path.
+//!
+//! The async part (`Prober`, `Dial`, `wait_healthy`) is the default feature `probes`; with
+//! `default-features = false` the crate is only the pure part, with no runtime or network stack.
 
 mod compose;
+#[cfg(feature = "probes")]
 mod dial;
 mod duration;
 mod error;
 mod event;
+#[cfg(feature = "probes")]
 mod http;
 mod machine;
 mod probe;
+#[cfg(feature = "probes")]
 mod run;
 
 pub use compose::{DEFAULT_DEADLINE, Healthcheck, HttpCheck, ServiceHealth};
+#[cfg(feature = "probes")]
 pub use dial::{AsyncReadWrite, Dial, DirectDial};
 pub use duration::{format_duration, parse_duration};
 pub use error::Error;
 pub use event::Event;
 pub use machine::{Action, Machine, Outcome, Policy, Reason, Verdict};
 pub use probe::{HttpProbe, Probe, StatusRange, Target, parse_target};
+#[cfg(feature = "probes")]
 pub use run::{Prober, wait_healthy};
 
 #[cfg(test)]
