@@ -707,7 +707,7 @@ mod properties {
 
     fn arb_policy() -> impl Strategy<Value = Policy> {
         (
-            (0u64..3000, 0u64..5000, 1u64..2000, 1u64..3000),
+            (0u64..3000, 0u64..5000, 10u64..2000, 1u64..3000),
             (1u32..5, 1u32..5, 0u64..3000, 1u64..20_000),
         )
             .prop_map(
@@ -762,7 +762,14 @@ mod properties {
 
         /// Health arriving at any time is seen within one interval (plus the answer's latency).
         #[test]
-        fn health_is_seen_within_one_interval(arrives in 0u64..30_000, interval in 2u64..5000, latency_pct in 0u64..100) {
+        fn health_is_seen_within_one_interval(
+            interval in 2u64..5000,
+            periods in 0u64..50,
+            phase_pct in 0u64..100,
+            latency_pct in 0u64..100,
+        ) {
+            // Arrives at any phase of any of the first 50 intervals.
+            let arrives = interval * periods + interval * phase_pct / 100;
             let latency = interval * latency_pct / 100;
             let policy = Policy {
                 interval: ms(interval),
