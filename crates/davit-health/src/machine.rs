@@ -56,7 +56,7 @@ impl Default for Policy {
 impl Policy {
     /// Thresholds below 1 are treated as 1 and a zero interval as 1 ms, so that a policy built
     /// from user input can neither pass without a probe nor spin.
-    fn normalized(mut self) -> Self {
+    pub(crate) fn normalized(mut self) -> Self {
         self.success_threshold = self.success_threshold.max(1);
         self.failure_threshold = self.failure_threshold.max(1);
         self.interval = self.interval.max(Duration::from_millis(1));

@@ -786,3 +786,89 @@ mod properties {
         }
     }
 }
+
+mod monitor {
+    use super::*;
+
+    /// Drives a monitor for `until` on a fake clock; the trace shows each result and status change.
+    fn watch(
+        policy: Policy,
+        until: Duration,
+        mut endpoint: impl FnMut(Duration, u32) -> Answer,
+    ) -> (String, Monitor) {
+        let t0 = Instant::now();
+        let mut m = Monitor::new(policy, t0);
+        let mut now = t0;
+        let mut trace = String::new();
+        while now - t0 < until {
+            let before = m.status();
+            match m.poll(now) {
+                Step::Probe { attempt, timeout } => {
+                    let (latency, outcome) = endpoint(now - t0, attempt);
+                    if latency >= timeout {
+                        continue;
+                    }
+                    now += latency;
+                    let changed = m.record(attempt, now, outcome.clone());
+                    let change = changed.map(|s| format!(" -> {s:?}")).unwrap_or_default();
+                    writeln!(
+                        trace,
+                        "{:>7} #{attempt} {outcome:?}{change}",
+                        format_duration(now - t0)
+                    )
+                    .unwrap();
+                }
+                Step::Wait { until } => {
+                    if m.status() != before {
+                        let last = m.last().unwrap_or_default();
+                        writeln!(
+                            trace,
+                            "{:>7} {last} -> {:?}",
+                            format_duration(now - t0),
+                            m.status()
+                        )
+                        .unwrap();
+                    }
+                    assert!(until > now);
+                    now = until;
+                }
+            }
+        }
+        (trace, m)
+    }
+
+    #[test]
+    fn flips_on_consecutive_thresholds_and_never_settles() {
+        // Up for 3 s, down for 4 s, up again.
+        let (trace, m) = watch(policy(1000, 500, 2, 3), secs(12), |at, _| {
+            if at < secs(3) || at >= secs(7) {
+                ok(5)
+            } else {
+                refused()
+            }
+        });
+        insta::assert_snapshot!(trace);
+        assert_eq!(m.status(), Status::Healthy);
+    }
+
+    #[test]
+    fn timeouts_count_as_failures_and_start_period_forgives() {
+        let p = Policy {
+            start_period: secs(2),
+            ..policy(1000, 300, 1, 2)
+        };
+        let (trace, m) = watch(p, secs(6), |_, _| {
+            (secs(10), Outcome::Success("late".into()))
+        });
+        insta::assert_snapshot!(trace);
+        assert_eq!(m.status(), Status::Unhealthy);
+        assert_eq!(m.last(), Some("timed out after 300ms"));
+    }
+
+    #[test]
+    fn pending_keeps_the_status_unknown() {
+        let pending = || (ms(1), Outcome::Pending("starting".into()));
+        let (_, m) = watch(policy(1000, 500, 1, 1), secs(5), |_, _| pending());
+        assert_eq!(m.status(), Status::Unknown);
+    }
+}
