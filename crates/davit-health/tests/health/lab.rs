@@ -51,6 +51,17 @@ fn engine(docker_host: &str) -> Docker {
 /// Runs `{registry}/davit-demo:{tag}` as `name`, publishing nothing; returns its address on the
 /// host's bridge network.
 async fn run_demo(docker: &Docker, registry: &str, tag: &str, name: &str) -> String {
+    run_demo_with(docker, registry, tag, name, None).await
+}
+
+/// The same, with the image's healthcheck replaced by `healthcheck` when given.
+async fn run_demo_with(
+    docker: &Docker,
+    registry: &str,
+    tag: &str,
+    name: &str,
+    healthcheck: Option<bollard::models::HealthConfig>,
+) -> String {
     let image = format!("{registry}/davit-demo");
     let mut pull = docker.create_image(
         Some(CreateImageOptions {
@@ -75,6 +86,7 @@ async fn run_demo(docker: &Docker, registry: &str, tag: &str, name: &str) -> Str
         .await;
     let body = ContainerCreateBody {
         image: Some(format!("{image}:{tag}")),
+        healthcheck,
         ..Default::default()
     };
     docker
@@ -288,7 +300,58 @@ async fn docker_healthcheck_status_healthy_and_failing() {
         }
         v => panic!("{v}"),
     }
-    for name in ["health-status-v1", "health-status-broken"] {
+    // An exec of a command the image does not have fails, with the runtime's reason.
+    let nothing = Probe::Exec {
+        container: "health-status-v1".into(),
+        command: vec!["/no-such-binary".into()],
+    };
+    match wait_healthy(&prober, &prober.prepare(&nothing).unwrap(), &once, |_| {}).await {
+        Verdict::Unhealthy {
+            reason: Reason::Failures { last, .. },
+        } => {
+            // Docker reports it as the exec's exit status 126, with the runtime's message.
+            assert!(
+                last.starts_with("exit 126: ") && last.contains("/no-such-binary"),
+                "{last}"
+            )
+        }
+        v => panic!("{v}"),
+    }
+
+    // A container whose healthcheck is disabled counts as healthy while it runs.
+    let none = bollard::models::HealthConfig {
+        test: Some(vec!["NONE".into()]),
+        ..Default::default()
+    };
+    run_demo_with(
+        &docker,
+        registry,
+        "broken",
+        "health-status-none",
+        Some(none),
+    )
+    .await;
+    let unchecked = prober
+        .prepare(&Probe::Container {
+            container: "health-status-none".into(),
+        })
+        .unwrap();
+    let mut events = Vec::new();
+    let verdict = wait_healthy(&prober, &unchecked, &once, |e| events.push(e)).await;
+    assert_eq!(verdict, Verdict::Healthy);
+    assert_eq!(
+        super::local::results(&events),
+        vec![(
+            "success",
+            "running (the container has no healthcheck)".into()
+        )]
+    );
+
+    for name in [
+        "health-status-v1",
+        "health-status-broken",
+        "health-status-none",
+    ] {
         docker
             .remove_container(
                 name,
