@@ -464,3 +464,22 @@ async fn min_healthy_time_ends_without_waiting_for_a_hung_probe() {
         "the hung probe has no result: {events:?}"
     );
 }
+
+#[tokio::test]
+async fn runs_can_be_spawned() {
+    // The engine runs many probes at once: wait_healthy must be a Send future.
+    let port = serve(|_, _| (200, "ok".into(), Duration::ZERO));
+    let prober = Prober::default();
+    let probe = prober
+        .prepare(&Probe::Http(http(&format!("http://127.0.0.1:{port}/"))))
+        .unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (prober, probe) = (prober.clone(), probe.clone());
+            tokio::spawn(async move { wait_healthy(&prober, &probe, &quick(1), |_| {}).await })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.await.unwrap(), Verdict::Healthy);
+    }
+}
