@@ -1,0 +1,6 @@
+//! Integration tests of `davit-ops` against real files, real HTTP(S) receivers and real sockets.
+
+#[path = "ops/notify.rs"]
+mod notify;
+#[path = "ops/secrets.rs"]
+mod secrets;
