@@ -184,8 +184,9 @@ fn parse_head(line: &str) -> Option<Head> {
     let trimmed = s.trim_start_matches([' ', '\t']);
     let mut pos = start + (s.len() - trimmed.len());
     let mut rest = trimmed;
-    if let Some(after) = rest.strip_prefix("export")
-        && after.starts_with([' ', '\t'])
+    if let Some(after) = rest
+        .strip_prefix("export")
+        .filter(|a| a.starts_with([' ', '\t']))
     {
         let t = after.trim_start_matches([' ', '\t']);
         pos += rest.len() - t.len();
