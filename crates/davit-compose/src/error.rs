@@ -7,6 +7,9 @@ pub enum Error {
     /// The compose input is invalid; the diagnostics say where and why.
     #[error("invalid compose input")]
     Invalid(#[source] Diagnostics),
+    /// The project is valid but cannot be printed in the requested format.
+    #[error("cannot print the project: {0}")]
+    NotRepresentable(String),
 }
 
 impl From<Diagnostics> for Error {

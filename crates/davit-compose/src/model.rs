@@ -39,6 +39,27 @@ impl Project {
         serde_json::to_string_pretty(&self.json).unwrap_or_default()
     }
 
+    /// What `docker compose config --format json` prints, or the error it fails with: Compose
+    /// cannot print `build.ssh` entries as JSON (its marshaller emits invalid JSON for them).
+    ///
+    /// # Errors
+    /// A service has `build.ssh` entries.
+    pub fn config_json(&self) -> Result<String, crate::Error> {
+        if let Some(serde_json::Value::Object(services)) = self.json.get("services") {
+            for (name, s) in services {
+                if s.get("build")
+                    .and_then(|b| b.get("ssh"))
+                    .is_some_and(|x| x.as_object().is_some_and(|o| !o.is_empty()))
+                {
+                    return Err(crate::Error::NotRepresentable(format!(
+                        "services.{name}.build.ssh cannot be printed as JSON (Compose fails on it too); use --format yaml"
+                    )));
+                }
+            }
+        }
+        Ok(self.to_json_string())
+    }
+
     /// The canonical document as YAML (`docker compose config --format yaml`).
     #[must_use]
     pub fn to_yaml_string(&self) -> String {
@@ -304,7 +325,7 @@ fn str_of(v: Option<&J>) -> Option<String> {
     v.and_then(J::as_str).map(String::from)
 }
 
-fn service_from(name: &str, s: &J, errs: &mut Diagnostics) -> Service {
+fn service_from(name: &str, s: &J, env_files: Option<&J>, errs: &mut Diagnostics) -> Service {
     let g = |k: &str| s.get(k);
     let mut svc = Service {
         name: name.to_owned(),
@@ -328,7 +349,7 @@ fn service_from(name: &str, s: &J, errs: &mut Diagnostics) -> Service {
             .map(|(k, v)| (k.clone(), v.as_str().map(String::from)))
             .collect();
     }
-    if let Some(J::Array(files)) = g("env_file") {
+    if let Some(J::Array(files)) = env_files {
         svc.env_files = files
             .iter()
             .map(|f| EnvFile {
@@ -553,8 +574,12 @@ fn dependency_order(mut services: Vec<Service>) -> Vec<Service> {
 }
 
 /// Builds the typed project from the canonical document.
-pub(crate) fn build(json: J, working_dir: PathBuf) -> Result<Project, Diagnostics> {
+pub(crate) fn build(mut json: J, working_dir: PathBuf) -> Result<Project, Diagnostics> {
     let mut errs = Diagnostics::default();
+    let env_files = json
+        .as_object_mut()
+        .and_then(|o| o.remove(crate::normalize::ENV_FILES_KEY))
+        .unwrap_or(J::Null);
     let name = json
         .get("name")
         .and_then(J::as_str)
@@ -563,7 +588,7 @@ pub(crate) fn build(json: J, working_dir: PathBuf) -> Result<Project, Diagnostic
     let mut services = Vec::new();
     if let Some(J::Object(sv)) = json.get("services") {
         for (k, v) in sv {
-            services.push(service_from(k, v, &mut errs));
+            services.push(service_from(k, v, env_files.get(k), &mut errs));
         }
     }
     let mut environments = BTreeMap::new();

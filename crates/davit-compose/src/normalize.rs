@@ -320,7 +320,15 @@ fn is_url_context(s: &str) -> bool {
     s.contains("://") || s.starts_with("git@") || s.starts_with("github.com/")
 }
 
+fn is_windows_abs(p: &str) -> bool {
+    let b = p.as_bytes();
+    b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && (b[2] == b'\\' || b[2] == b'/')
+}
+
 fn resolve_path(ctx: &Ctx<'_>, base: &Path, p: &str) -> String {
+    if is_windows_abs(p) || p.starts_with("\\\\") {
+        return p.to_owned();
+    }
     if let Some(rest) = p.strip_prefix('~') {
         if rest.is_empty() || rest.starts_with('/') {
             if let Some(h) = &ctx.home {
@@ -364,6 +372,25 @@ pub(crate) fn canonical_file(node: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) {
                         for key in ["labels", "driver_opts"] {
                             if let Some((_, l)) = dm.get_mut(key) {
                                 to_string_map(l, key == "labels");
+                            }
+                        }
+                        if section == "volumes" {
+                            let bind = dm
+                                .get("driver_opts")
+                                .and_then(|(_, o)| o.get("o"))
+                                .and_then(Node::as_str)
+                                .is_some_and(|o| o.split(',').any(|x| x == "bind"));
+                            if bind {
+                                if let Some((_, dev)) = dm
+                                    .get_mut("driver_opts")
+                                    .and_then(|(_, o)| o.as_map_mut())
+                                    .and_then(|o| o.get_mut("device"))
+                                {
+                                    if let Some(d) = dev.as_str() {
+                                        let r = resolve_path(ctx, dir, d);
+                                        dev.value = Value::Str(r);
+                                    }
+                                }
                             }
                         }
                         if let Some((_, ext)) = dm.get_mut("external") {
@@ -761,6 +788,25 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
     }
     if let Some((_, secs)) = m.get_mut("secrets") {
         mounts(secs);
+        if let Value::Seq(items) = &mut secs.value {
+            for it in items.iter_mut() {
+                if let Some(sm) = it.as_map_mut() {
+                    if !sm.contains_key("target") {
+                        if let Some(src) = sm
+                            .get("source")
+                            .and_then(|(_, n)| n.as_str())
+                            .map(String::from)
+                        {
+                            let p = sm.get("source").map(|(p, _)| *p).unwrap_or_default();
+                            sm.insert(
+                                "target".into(),
+                                (p, str_node(format!("/run/secrets/{src}"), p)),
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
     if let Some((_, cfgs)) = m.get_mut("configs") {
         mounts(cfgs);
@@ -828,6 +874,26 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
             if let Value::Seq(items) = &mut w.value {
                 for it in items.iter_mut() {
                     if let Some(wm) = it.as_map_mut() {
+                        wm.retain(|k, _| !k.starts_with("x-"));
+                        for k in ["include", "ignore"] {
+                            if let Some((_, l)) = wm.get_mut(k) {
+                                string_list(l);
+                            }
+                        }
+                        let epos = wm.get("exec").map(|(p, _)| *p).unwrap_or_default();
+                        let exec = wm
+                            .entry("exec".into())
+                            .or_insert_with(|| (epos, map_node(Map::new(), epos)));
+                        if matches!(exec.1.value, Value::Null) {
+                            exec.1.value = Value::Map(Map::new());
+                        }
+                        if let Some(em) = exec.1.as_map_mut() {
+                            let cpos = em.get("command").map(|(p, _)| *p).unwrap_or_default();
+                            let c = em
+                                .entry("command".into())
+                                .or_insert_with(|| (cpos, Node::at(Value::Null, cpos)));
+                            command_node(&mut c.1);
+                        }
                         if let Some((_, p)) = wm.get_mut("path") {
                             if let Some(x) = p.as_str() {
                                 let r = resolve_path(ctx, dir, x);
@@ -941,7 +1007,8 @@ pub(crate) fn parse_port(spec: &str) -> Result<Vec<J>, String> {
 }
 
 fn is_path_like(s: &str) -> bool {
-    s.starts_with('.')
+    is_windows_abs(s)
+        || s.starts_with('.')
         || s.starts_with('/')
         || s.starts_with('~')
         || s.contains('/')
@@ -950,7 +1017,11 @@ fn is_path_like(s: &str) -> bool {
 
 /// Parses a short volume specification.
 pub(crate) fn parse_volume(spec: &str, dir: &Path, ctx: &Ctx<'_>) -> Result<J, String> {
-    let parts: Vec<&str> = spec.split(':').collect();
+    let mut parts: Vec<&str> = spec.split(':').collect();
+    if is_windows_abs(spec) && parts.len() > 1 {
+        let first = &spec[..parts[0].len() + 1 + parts[1].len()];
+        parts.splice(0..2, [first]);
+    }
     if parts.iter().any(|p| p.is_empty()) && parts.len() > 1 {
         return Err(format!(
             "invalid spec: {spec}: empty section between colons"
@@ -1286,6 +1357,7 @@ pub(crate) fn finalize(
         i += 1;
     }
     let mut services = JMap::new();
+    let mut env_files = JMap::new();
     let mut uses_default = false;
     let mut names: Vec<&String> = all.keys().collect();
     names.sort();
@@ -1303,6 +1375,28 @@ pub(crate) fn finalize(
             );
             continue;
         };
+        implicit_dependencies(&mut o);
+        if o.get("image").is_none_or(is_empty_json) && o.get("build").is_none_or(J::is_null) {
+            ctx.error(*spos, format!("service {sname:?} has neither an image nor a build context specified: invalid compose project"), Some("add `image:` or `build:`"));
+        }
+        if let (Some(J::String(pf)), Some(J::Array(bp))) = (
+            o.get("platform"),
+            o.get("build").and_then(|b| b.get("platforms")),
+        ) {
+            if !bp.is_empty() && !bp.iter().any(|x| x.as_str() == Some(pf)) {
+                ctx.error(svc.get("platform").map_or(*spos, |n| n.pos), format!("service.build.platforms MUST include service.platform {pf:?}: invalid compose project"), Some("add the platform to build.platforms"));
+            }
+        }
+        if let Some(J::Object(d)) = o.get_mut("deploy") {
+            d.entry("resources").or_insert_with(|| json!({}));
+            d.entry("placement").or_insert_with(|| json!({}));
+        }
+        if let Some(J::Object(b)) = o.get_mut("build") {
+            if !b.contains_key("dockerfile") && !b.contains_key("dockerfile_inline") {
+                b.insert("dockerfile".into(), json!("Dockerfile"));
+            }
+            b.retain(|_, v| !is_empty_json(v));
+        }
         // depends_on on disabled/optional services
         if let Some(J::Object(deps)) = o.get_mut("depends_on") {
             deps.retain(|d, _| enabled.contains(d));
@@ -1365,12 +1459,6 @@ pub(crate) fn finalize(
             envmap.sort_keys();
             o.insert("environment".into(), J::Object(envmap));
         }
-        // build defaults
-        if let Some(J::Object(b)) = o.get_mut("build") {
-            if !b.contains_key("dockerfile") && !b.contains_key("dockerfile_inline") {
-                b.insert("dockerfile".into(), json!("Dockerfile"));
-            }
-        }
         // networks
         let has_mode = o.get("network_mode").is_some_and(|v| !is_empty_json(v));
         if !has_mode && !o.contains_key("networks") {
@@ -1385,6 +1473,9 @@ pub(crate) fn finalize(
             if !o.contains_key(k) {
                 o.insert(k.into(), J::Null);
             }
+        }
+        if let Some(ef) = o.remove("env_file") {
+            env_files.insert(sname.clone(), ef);
         }
         // x-* extensions kept; omit empty values like Go's omitempty.
         let mut out = JMap::new();
@@ -1415,11 +1506,14 @@ pub(crate) fn finalize(
     root.insert("name".into(), json!(name));
     let top = doc.as_map().cloned().unwrap_or_default();
     // networks
+    let used = used_resources(&services);
     let mut networks = JMap::new();
     if let Some((_, n)) = top.get("networks") {
         if let J::Object(nm) = n.to_json() {
             for (k, v) in nm {
-                networks.insert(k.clone(), resource(name, &k, v, true));
+                if used.contains(&("networks", k.clone())) {
+                    networks.insert(k.clone(), resource(name, &k, v, true));
+                }
             }
         }
     }
@@ -1436,7 +1530,9 @@ pub(crate) fn finalize(
             if let J::Object(nm) = n.to_json() {
                 let mut m = JMap::new();
                 for (k, v) in nm {
-                    m.insert(k.clone(), resource(name, &k, v, section == "volumes"));
+                    if used.contains(&(section, k.clone())) {
+                        m.insert(k.clone(), resource(name, &k, v, false));
+                    }
                 }
                 if !m.is_empty() {
                     root.insert(section.into(), J::Object(sorted(m)));
@@ -1454,6 +1550,9 @@ pub(crate) fn finalize(
         root.insert(k, v);
     }
     let _ = dir;
+    if !env_files.is_empty() {
+        root.insert(ENV_FILES_KEY.into(), J::Object(env_files));
+    }
     Some(J::Object(root))
 }
 
@@ -1461,6 +1560,85 @@ fn sorted(m: JMap<String, J>) -> JMap<String, J> {
     let mut v: Vec<(String, J)> = m.into_iter().collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v.into_iter().collect()
+}
+
+/// Internal key carrying each service's `env_file` list to the typed model (not printed).
+pub(crate) const ENV_FILES_KEY: &str = "\u{0}env_files";
+
+fn used_resources(services: &JMap<String, J>) -> std::collections::HashSet<(&'static str, String)> {
+    let mut used = std::collections::HashSet::new();
+    for s in services.values() {
+        if let Some(J::Object(n)) = s.get("networks") {
+            for k in n.keys() {
+                used.insert(("networks", k.clone()));
+            }
+        }
+        if let Some(J::Array(v)) = s.get("volumes") {
+            for m in v {
+                if m.get("type").and_then(J::as_str) == Some("volume") {
+                    if let Some(src) = m.get("source").and_then(J::as_str) {
+                        used.insert(("volumes", src.to_owned()));
+                    }
+                }
+            }
+        }
+        for (sec, list) in [
+            ("secrets", s.get("secrets")),
+            ("configs", s.get("configs")),
+            ("secrets", s.get("build").and_then(|b| b.get("secrets"))),
+        ] {
+            if let Some(J::Array(v)) = list {
+                for m in v {
+                    let src = m.get("source").and_then(J::as_str).or_else(|| m.as_str());
+                    if let Some(src) = src {
+                        used.insert((sec, src.to_owned()));
+                    }
+                }
+            }
+        }
+    }
+    used
+}
+
+fn implicit_dependencies(o: &mut JMap<String, J>) {
+    let mut add: Vec<(String, bool)> = Vec::new();
+    if let Some(J::Array(links)) = o.get("links") {
+        for l in links.iter().filter_map(J::as_str) {
+            add.push((l.split(':').next().unwrap_or(l).to_owned(), true));
+        }
+    }
+    for k in ["network_mode", "ipc", "pid", "uts", "cgroup"] {
+        if let Some(x) = o
+            .get(k)
+            .and_then(J::as_str)
+            .and_then(|x| x.strip_prefix("service:"))
+        {
+            add.push((x.to_owned(), true));
+        }
+    }
+    if let Some(J::Array(vf)) = o.get("volumes_from") {
+        for v in vf.iter().filter_map(J::as_str) {
+            if !v.starts_with("container:") {
+                add.push((v.split(':').next().unwrap_or(v).to_owned(), false));
+            }
+        }
+    }
+    if add.is_empty() {
+        return;
+    }
+    let deps = o.entry("depends_on").or_insert_with(|| json!({}));
+    if let J::Object(d) = deps {
+        for (n, restart) in add {
+            if !d.contains_key(&n) {
+                let v = if restart {
+                    json!({"condition": "service_started", "restart": true, "required": true})
+                } else {
+                    json!({"condition": "service_started", "required": true})
+                };
+                d.insert(n, v);
+            }
+        }
+    }
 }
 
 fn resource(project: &str, key: &str, v: J, ipam: bool) -> J {
@@ -1477,10 +1655,12 @@ fn resource(project: &str, key: &str, v: J, ipam: bool) -> J {
         };
         o.insert("name".into(), json!(n));
     }
-    let _ = ipam;
     let mut out = JMap::new();
     if let Some(n) = o.remove("name") {
         out.insert("name".into(), n);
+    }
+    if ipam && !o.contains_key("ipam") {
+        o.insert("ipam".into(), json!({}));
     }
     for (k, v) in o {
         if !is_empty_json(&v) || k == "ipam" {

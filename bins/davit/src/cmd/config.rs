@@ -86,7 +86,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     } else {
         match args.format {
-            Format::Json => write!(out, "{}", project.to_json_string())?,
+            Format::Json => match project.config_json() {
+                Ok(j) => write!(out, "{j}")?,
+                Err(e) => return Err(Usage(e.to_string()).into()),
+            },
             Format::Yaml => write!(out, "{}", project.to_yaml_string())?,
         }
     }

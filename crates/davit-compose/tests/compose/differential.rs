@@ -79,7 +79,12 @@ fn corpus_agrees_with_compose_v2() {
         let opts = LoadOptions::new(dir)
             .with_environment(env.iter().cloned())
             .with_file(base);
-        let ours = load(&opts, &FsLoader);
+        let ours = load(&opts, &FsLoader)
+            .map_err(|d| d.to_string())
+            .and_then(|p| match p.config_json() {
+                Ok(_) => Ok(p),
+                Err(e) => Err(e.to_string()),
+            });
         let verdict = match (&reference, &ours) {
             (Some(r), Ok(p)) if r == p.to_json() => "ok (accepted, same JSON)".to_owned(),
             (Some(r), Ok(p)) => format!(
