@@ -531,5 +531,61 @@ pub fn check_env_files(files: &[EnvFileRef], base: &Path) -> Vec<Problem> {
         .collect()
 }
 
+/// Every variable used in these compose files with no value and no default (`lookup` is what
+/// interpolation sees: the process environment over `.env` / `--env-file`, plus the chosen
+/// environment's `variables`). Files that cannot be read are skipped: loading reports them.
+pub fn check_compose_files<'v>(
+    files: &[PathBuf],
+    lookup: impl Fn(&str) -> Option<&'v str>,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for f in files {
+        if let Ok(text) = std::fs::read_to_string(f) {
+            for p in check_variables(Some(f), &text, &lookup) {
+                let dup = matches!(&p, Problem::UnsetVariable { name, .. }
+                    if problems.iter().any(|q| matches!(q, Problem::UnsetVariable { name: n, .. } if n == name)));
+                if !dup {
+                    problems.push(p);
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The preflight of a loaded compose project for the services `selected` (all when empty): unknown
+/// service names, odd image references and missing required env files. Pure: it reads nothing but
+/// the file system's answer to "does this env file exist".
+///
+/// **API Boundary:** the engine calls this (and [`check_compose_files`]) before it connects to any
+/// host; a non-empty result is a usage error (exit 2).
+pub fn preflight(project: &davit_compose::Project, selected: &[String]) -> Result<(), Problems> {
+    let names: Vec<&str> = project.services.iter().map(|s| s.name.as_str()).collect();
+    let mut problems = check_services(selected, &names);
+    let chosen = project
+        .services
+        .iter()
+        .filter(|s| selected.is_empty() || selected.contains(&s.name));
+    for service in chosen {
+        problems.extend(
+            service
+                .image
+                .as_deref()
+                .and_then(|image| check_image(&service.name, image)),
+        );
+        let files: Vec<EnvFileRef> = service
+            .env_files
+            .iter()
+            .map(|f| EnvFileRef {
+                service: Some(service.name.clone()),
+                path: f.path.clone(),
+                required: f.required,
+            })
+            .collect();
+        problems.extend(check_env_files(&files, &project.working_dir));
+    }
+    Problems::into_result(problems)
+}
+
 #[cfg(test)]
 mod tests;

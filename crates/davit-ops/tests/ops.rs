@@ -2,5 +2,7 @@
 
 #[path = "ops/notify.rs"]
 mod notify;
+#[path = "ops/preflight.rs"]
+mod preflight;
 #[path = "ops/secrets.rs"]
 mod secrets;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 pub mod config;
 pub mod lab;
 pub mod notify;
+pub mod preflight;
 pub mod secrets;
 
 #[derive(Debug, clap::Subcommand)]
@@ -19,6 +20,9 @@ pub enum Command {
     Secrets(secrets::SecretsCommand),
     /// Send a test deploy event to webhooks (Slack, Discord or generic JSON).
     Notify(notify::Args),
+    /// Check a project before a deploy, touching no host: unknown --service names, variables with no
+    /// value, missing env files, odd image references, --env names. Exit 2 lists every problem.
+    Preflight(preflight::Args),
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -27,5 +31,6 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Lab(c) => lab::run(c),
         Command::Secrets(c) => secrets::run(c),
         Command::Notify(a) => notify::run(a),
+        Command::Preflight(a) => preflight::run(a),
     }
 }

@@ -368,3 +368,153 @@ fn notify_to_a_down_webhook_exits_1_and_a_bad_url_exits_2() {
     assert_eq!(run.status.code(), Some(2), "{}", text(&run));
     assert!(text(&run).contains("--notify URL"), "{}", text(&run));
 }
+
+/// Runs `davit preflight ARGS` on a project whose compose.yaml is `compose`, with a clean environment
+/// plus `env`.
+fn preflight(compose: &str, args: &[&str], env: &[(&str, &str)]) -> (Output, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("compose.yaml"), compose).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_davit"));
+    cmd.arg("preflight")
+        .args(args)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("HOME", dir.path());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    (cmd.output().unwrap(), dir)
+}
+
+const PROJECT: &str = "name: shop
+services:
+  web:
+    image: ${REGISTRY}/web:${VERSION}
+  worker:
+    image: ${REGISTRY}/worker:${VERSION:-latest}
+x-davit:
+  environments:
+    production:
+      hosts: [ssh://root@10.77.9.2:22]
+      variables: {REGISTRY: ghcr.io/acme, VERSION: \"1.2\"}
+    staging:
+      hosts: [ssh://root@10.77.9.3:22]
+";
+
+#[test]
+fn preflight_passes_a_deployable_project() {
+    let (out, _dir) = preflight(PROJECT, &["--env", "production"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "preflight ok: project shop, services web, worker, environment production (1 hosts)\n"
+    );
+}
+
+/// Asserts that preflight refuses with exit 2 and an error containing every `needle`.
+fn refused(out: &Output, needles: &[&str]) {
+    assert_eq!(out.status.code(), Some(2), "{}", text(out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused before touching any host") || err.contains("--env"),
+        "{err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "`{n}` missing from:\n{err}");
+    }
+}
+
+#[test]
+fn preflight_refuses_an_unknown_service_listing_the_valid_ones() {
+    let (out, _dir) = preflight(PROJECT, &["--env", "production", "--service", "wbe"], &[]);
+    refused(
+        &out,
+        &[
+            "unknown service `wbe`",
+            "did you mean `web`?",
+            "valid services: web, worker",
+        ],
+    );
+}
+
+#[test]
+fn preflight_refuses_an_unknown_environment_listing_the_valid_ones() {
+    let (out, _dir) = preflight(PROJECT, &["--env", "prod"], &[]);
+    refused(
+        &out,
+        &["--env prod", "valid environments: production, staging"],
+    );
+}
+
+#[test]
+fn preflight_refuses_variables_with_no_value_and_no_default() {
+    let (out, _dir) = preflight(PROJECT, &["--env", "staging"], &[]);
+    refused(
+        &out,
+        &[
+            "compose.yaml:4:12: variable `REGISTRY` is not set and has no default",
+            "compose.yaml:4:28: variable `VERSION` is not set",
+        ],
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("`VERSION:-latest`"));
+    // The process environment fills them in.
+    let (out, _dir) = preflight(
+        PROJECT,
+        &["--env", "staging"],
+        &[("REGISTRY", "10.77.0.10:5000"), ("VERSION", "v1")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn preflight_refuses_a_missing_env_file() {
+    let compose = "services:\n  web:\n    image: web:v1\n    env_file: [secrets.env]\n";
+    let (out, _dir) = preflight(compose, &[], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("secrets.env") && err.contains("not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn preflight_refuses_odd_image_references() {
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 5] = [
+        (
+            "${REGISTRY}/${APP}:v1",
+            &[("REGISTRY", "ghcr.io/acme"), ("APP", "ghcr.io/acme/web")],
+            "image `ghcr.io/acme/ghcr.io/acme/web:v1` has the registry `ghcr.io` inside its path",
+        ),
+        (
+            "web:${VERSION}",
+            &[("VERSION", "")],
+            "image `web:` has an empty tag",
+        ),
+        ("${NAME}:v1", &[("NAME", "")], "image `:v1` has no name"),
+        (
+            "ghcr.io/Acme/web:v1",
+            &[],
+            "has uppercase letters in the repository (`Acme`)",
+        ),
+        (
+            "${REGISTRY}/web:v1",
+            &[("REGISTRY", "")],
+            "image `/web:v1` starts with `/`",
+        ),
+    ];
+    for (image, env, needle) in cases {
+        let compose = format!("services:\n  web:\n    image: \"{image}\"\n");
+        let (out, _dir) = preflight(&compose, &[], env);
+        refused(&out, &["service `web`", needle]);
+    }
+    // An image that interpolates to nothing is refused by the loader already.
+    let (out, _dir) = preflight(
+        "services:\n  web:\n    image: \"${IMAGE}\"\n",
+        &[],
+        &[("IMAGE", "")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("neither an image nor a build context"));
+}
