@@ -24,5 +24,5 @@ pub use environments::{Environment, resolve_environment};
 pub use error::Error;
 pub use notify::{Delivery, Event, Format, Notifier, Outcome, Target};
 pub use preflight::{Problem, Problems};
-pub use redact::{MASK, Redactor, env_hash};
+pub use redact::{MASK, RedactingWriter, Redactor, env_hash};
 pub use secrets::{InitReport, generate_secret, init as secrets_init};

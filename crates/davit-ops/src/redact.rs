@@ -130,23 +130,31 @@ impl Redactor {
 
     /// `text` with every secret replaced by [`MASK`]. Borrowed when there was nothing to mask.
     pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        if self.secrets.is_empty() || !self.secrets.iter().any(|s| text.contains(s.as_str())) {
+        match self.redact_bytes(text.as_bytes()) {
+            Cow::Borrowed(_) => Cow::Borrowed(text),
+            // Whole UTF-8 secrets replaced by ASCII in UTF-8 text leave valid UTF-8.
+            Cow::Owned(bytes) => Cow::Owned(String::from_utf8(bytes).expect("UTF-8 in, UTF-8 out")),
+        }
+    }
+
+    /// [`Redactor::redact`] over bytes (log output that may not be UTF-8).
+    pub fn redact_bytes<'t>(&self, text: &'t [u8]) -> Cow<'t, [u8]> {
+        let contains = |s: &String| text.windows(s.len()).any(|w| w == s.as_bytes());
+        if self.secrets.is_empty() || !self.secrets.iter().any(contains) {
             return Cow::Borrowed(text);
         }
-        let mut out = String::with_capacity(text.len());
+        let mut out = Vec::with_capacity(text.len());
         let mut i = 0;
         'outer: while i < text.len() {
-            let rest = &text[i..];
             for s in &self.secrets {
-                if rest.starts_with(s.as_str()) {
-                    out.push_str(MASK);
+                if text[i..].starts_with(s.as_bytes()) {
+                    out.extend_from_slice(MASK.as_bytes());
                     i += s.len();
                     continue 'outer;
                 }
             }
-            let c = rest.chars().next().expect("not at the end");
-            out.push(c);
-            i += c.len_utf8();
+            out.push(text[i]);
+            i += 1;
         }
         Cow::Owned(out)
     }
@@ -178,6 +186,62 @@ fn is_flag_word(value: &str) -> bool {
     ["true", "false", "null", "none", "enabled", "disabled"]
         .iter()
         .any(|w| value.eq_ignore_ascii_case(w))
+}
+
+/// An [`std::io::Write`] that masks secrets before they reach `inner`. It redacts whole lines (a secret
+/// split across two `write` calls is still masked); a partial last line is redacted and written on
+/// `flush` and on drop. Use it under a log subscriber:
+/// `fmt().with_writer(move || RedactingWriter::new(redactor.clone(), std::io::stderr()))`.
+pub struct RedactingWriter<W: std::io::Write> {
+    redactor: std::sync::Arc<Redactor>,
+    inner: W,
+    pending: Vec<u8>,
+}
+
+impl<W: std::io::Write> RedactingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(redactor: std::sync::Arc<Redactor>, inner: W) -> Self {
+        RedactingWriter {
+            redactor,
+            inner,
+            pending: Vec::new(),
+        }
+    }
+
+    fn write_pending(&mut self, all: bool) -> std::io::Result<()> {
+        let end = if all {
+            self.pending.len()
+        } else {
+            self.pending
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1)
+        };
+        if end > 0 {
+            let chunk: Vec<u8> = self.pending.drain(..end).collect();
+            self.inner.write_all(&self.redactor.redact_bytes(&chunk))?;
+        }
+        Ok(())
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        self.write_pending(false)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.write_pending(true)?;
+        self.inner.flush()
+    }
+}
+
+impl<W: std::io::Write> Drop for RedactingWriter<W> {
+    fn drop(&mut self) {
+        let _ = std::io::Write::flush(self);
+    }
 }
 
 /// True for variable names that conventionally hold secrets: `*PASSWORD*`, `*PASSWD*`, `*SECRET*`,

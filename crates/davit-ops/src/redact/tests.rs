@@ -116,3 +116,29 @@ fn env_hash_reveals_no_value() {
     let h = env_hash([("SECRET", secret)]);
     assert!(!h.contains(secret) && !h.contains(&secret[..8]));
 }
+
+#[test]
+fn the_writer_masks_secrets_split_across_writes() {
+    use std::io::Write as _;
+    let r = std::sync::Arc::new(redactor(&["hunter22"]));
+    let mut out = Vec::new();
+    {
+        let mut w = RedactingWriter::new(r.clone(), &mut out);
+        w.write_all(b"pw=hun").unwrap();
+        w.write_all(b"ter22 ok\nlast hunter").unwrap();
+        w.write_all(b"22").unwrap();
+    }
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "pw=******** ok\nlast ********"
+    );
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_redacted_too() {
+    let r = redactor(&["hunter22"]);
+    assert_eq!(
+        r.redact_bytes(b"\xff hunter22 \xfe").as_ref(),
+        b"\xff ******** \xfe"
+    );
+}
