@@ -33,6 +33,8 @@ pub struct Args {
     /// Only these services (repeatable; default: all).
     #[arg(long = "service", value_name = "NAME")]
     services: Vec<String>,
+    #[command(flatten)]
+    notify: super::notify::NotifyArgs,
 }
 
 const DEFAULT_FILES: [&str; 4] = [
@@ -40,6 +42,12 @@ const DEFAULT_FILES: [&str; 4] = [
     "compose.yml",
     "docker-compose.yml",
     "docker-compose.yaml",
+];
+const OVERRIDE_FILES: [&str; 4] = [
+    "compose.override.yaml",
+    "compose.override.yml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
 ];
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -74,7 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         project = load_project(&options(&variables))?;
     }
     // Webhook settings are checked too, so a deploy does not find a bad URL halfway.
-    davit_ops::Notifier::from_config(x_davit.as_ref(), &[]).map_err(|e| Usage(e.to_string()))?;
+    args.notify.notifier(x_davit.as_ref())?;
 
     let mut problems = match davit_ops::preflight::preflight(&project, &args.services) {
         Ok(()) => Vec::new(),
@@ -113,7 +121,8 @@ fn load_project(opts: &LoadOptions) -> anyhow::Result<davit_compose::Project> {
     })
 }
 
-/// The files Compose reads: `-f`, else the default names in the current directory.
+/// The files Compose reads: `-f`, else the default file (and its override) in the project directory.
+/// (Files pulled in by `include:` and `extends:` are not scanned for variables.)
 fn compose_files(args: &Args, cwd: &Path) -> Vec<PathBuf> {
     if !args.files.is_empty() {
         return args.files.iter().map(|f| cwd.join(f)).collect();
@@ -122,11 +131,10 @@ fn compose_files(args: &Args, cwd: &Path) -> Vec<PathBuf> {
         .project_directory
         .as_ref()
         .map_or_else(|| cwd.to_owned(), |d| cwd.join(d));
-    DEFAULT_FILES
-        .iter()
-        .map(|n| dir.join(n))
-        .filter(|p| p.is_file())
-        .take(1)
+    let first = |names: &[&str]| names.iter().map(|n| dir.join(n)).find(|p| p.is_file());
+    first(&DEFAULT_FILES)
+        .into_iter()
+        .chain(first(&OVERRIDE_FILES))
         .collect()
 }
 

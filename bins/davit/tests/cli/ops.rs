@@ -518,3 +518,46 @@ fn preflight_refuses_odd_image_references() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("neither an image nor a build context"));
 }
+
+#[test]
+fn preflight_refuses_a_bad_webhook_setting() {
+    let (out, _dir) = preflight(
+        PROJECT,
+        &["--env", "production", "--notify", "ftp://example.invalid/x"],
+        &[],
+    );
+    refused_plain(&out, "scheme `ftp` is not supported");
+    let compose = format!("{PROJECT}  notify: [{{url: \"not a url\"}}]\n");
+    let (out, _dir) = preflight(&compose, &["--env", "production"], &[]);
+    refused_plain(&out, "x-davit.notify[0]: not a URL");
+}
+
+fn refused_plain(out: &Output, needle: &str) {
+    assert_eq!(out.status.code(), Some(2), "{}", text(out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(needle),
+        "{}",
+        text(out)
+    );
+}
+
+#[test]
+fn preflight_scans_the_override_file_for_unset_variables() {
+    let (_, dir) = preflight(PROJECT, &[], &[]);
+    fs::write(
+        dir.path().join("compose.override.yaml"),
+        "services:\n  web:\n    environment:\n      TOKEN: ${API_TOKEN}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_davit"))
+        .args(["preflight", "--env", "production"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    refused_plain(
+        &out,
+        "compose.override.yaml:4:14: variable `API_TOKEN` is not set",
+    );
+}
