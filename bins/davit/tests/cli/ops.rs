@@ -355,6 +355,13 @@ fn notify_to_a_down_webhook_exits_1_and_a_bad_url_exits_2() {
         "{}",
         text(&run)
     );
+    // The failure is also a logged warning (what a deploy leaves behind when its webhook is down).
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("WARN")
+            && stderr.contains("webhook notification failed; the deploy goes on"),
+        "{stderr}"
+    );
 
     let run = davit_env(&["notify", "--notify", "ftp://example.invalid/x"], &[]);
     assert_eq!(run.status.code(), Some(2), "{}", text(&run));
