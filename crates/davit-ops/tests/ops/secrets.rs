@@ -163,3 +163,37 @@ fn refusals_are_usage_errors_that_name_the_file() {
     assert_eq!(fs::read_to_string(&target).unwrap(), "A=keep\n");
     assert!(!dir.path().join("o.env").exists());
 }
+
+#[test]
+fn every_generated_secret_is_masked_by_a_redactor_built_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("t.env");
+    let out = dir.path().join("o.env");
+    // Key names that say nothing about secrecy: the values are masked because they look generated.
+    fs::write(
+        &template,
+        "HOST=db.internal\nA=\nB=\"\"\nexport C=\nVERSION=1.4.2\n",
+    )
+    .unwrap();
+    secrets_init(&template, &out).unwrap();
+    let text = fs::read_to_string(&out).unwrap();
+    let values: Vec<String> = ["A", "B", "C"].iter().map(|k| value(&text, k)).collect();
+
+    let redactor = davit_ops::Redactor::from_env_files([&out]).unwrap();
+    let log = format!(
+        "connecting to db.internal with {} / {}; token={}; version 1.4.2",
+        values[0], values[1], values[2]
+    );
+    assert_eq!(
+        redactor.redact(&log),
+        "connecting to db.internal with ******** / ********; token=********; version 1.4.2"
+    );
+    // The environment's hash is stable and shows none of them.
+    let pairs = davit_ops::dotenv::pairs(&text);
+    let hash = davit_ops::env_hash(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    assert_eq!(
+        hash,
+        davit_ops::env_hash(pairs.iter().rev().map(|(k, v)| (k.as_str(), v.as_str())))
+    );
+    assert!(values.iter().all(|v| !hash.contains(&v[..8])));
+}
