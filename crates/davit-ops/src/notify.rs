@@ -250,11 +250,16 @@ impl Target {
 
     /// `scheme://host:port/…`: the URL without its path and query, safe to print.
     pub fn display(&self) -> String {
-        let base = &self.url[..Position::AfterPort];
+        // From the host on: user and password (if any) stay out, like the path.
+        let base = format!(
+            "{}://{}",
+            self.url.scheme(),
+            &self.url[Position::BeforeHost..Position::AfterPort]
+        );
         if self.url[Position::BeforePath..].len() > 1 {
             format!("{base}/…")
         } else {
-            base.to_owned()
+            base
         }
     }
 }
@@ -483,7 +488,12 @@ impl Notifier {
                 http::header::USER_AGENT,
                 concat!("davit/", env!("CARGO_PKG_VERSION")),
             )
-            .header(http::header::CONTENT_LENGTH, body.len())
+            .header(http::header::CONTENT_LENGTH, body.len());
+        let request = match basic_auth(url) {
+            Some(auth) => request.header(http::header::AUTHORIZATION, auth),
+            None => request,
+        };
+        let request = request
             .body(Full::new(body))
             .map_err(|e| format!("cannot build the request: {e}"))?;
         if url.scheme() == "https" {
@@ -521,6 +531,25 @@ impl Notifier {
             })
             .clone()
     }
+}
+
+/// `Basic …` for a URL with a user (`https://user:password@host/hook`), as browsers and curl send it.
+fn basic_auth(url: &Url) -> Option<String> {
+    use base64::Engine as _;
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    let user = decode(url.username()).unwrap_or_default();
+    let password = url.password().and_then(decode).unwrap_or_default();
+    Some(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    ))
 }
 
 /// One HTTP/1.1 request on `io`; the status of the answer. The connection is driven only until the

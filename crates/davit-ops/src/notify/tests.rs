@@ -75,6 +75,23 @@ fn display_hides_the_token_in_the_path() {
         Target::parse("http://127.0.0.1:8080").unwrap().display(),
         "http://127.0.0.1:8080"
     );
+    assert_eq!(
+        Target::parse("https://bot:pa55@example.com:8443/h")
+            .unwrap()
+            .display(),
+        "https://example.com:8443/…"
+    );
+}
+
+#[test]
+fn a_user_in_the_url_becomes_basic_auth() {
+    let url = Url::parse("https://bot:p%40ss@example.com/h").unwrap();
+    // base64("bot:p@ss")
+    assert_eq!(basic_auth(&url).as_deref(), Some("Basic Ym90OnBAc3M="));
+    assert_eq!(
+        basic_auth(&Url::parse("https://example.com/h").unwrap()),
+        None
+    );
 }
 
 #[test]

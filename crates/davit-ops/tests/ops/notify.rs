@@ -388,3 +388,18 @@ fn https_webhooks_verify_the_certificate() {
     assert_eq!(r.request_line, "POST /hook HTTP/1.1");
     assert!(r.body["content"].as_str().unwrap().ends_with(": tls"));
 }
+
+#[test]
+fn credentials_in_the_url_are_sent_as_basic_auth_and_never_shown() {
+    let (addr, seen) = receiver(200);
+    let notifier = Notifier::new(vec![
+        Target::parse(&format!("http://bot:hunter22@{addr}/h")).unwrap(),
+    ]);
+    let d = notifier.send_blocking(&event(Outcome::Started, "x"));
+    assert_eq!(d[0].result, Ok(200));
+    assert_eq!(d[0].target, format!("http://{addr}/…"));
+    let r = seen.recv_timeout(WAIT).unwrap();
+    // base64("bot:hunter22")
+    assert_eq!(r.header("authorization"), Some("Basic Ym90Omh1bnRlcjIy"));
+    assert_eq!(r.header("host"), Some(addr.to_string().as_str()));
+}
