@@ -214,14 +214,15 @@ fn a_hanging_webhook_is_cut_off_by_the_timeout_and_others_still_get_theirs() {
         Target::parse(&format!("http://{hang}/hook")).unwrap(),
         Target::parse(&format!("http://{good}/hook")).unwrap(),
     ])
-    .with_timeout(Duration::from_millis(300));
+    // Generous enough that the good receiver answers in time on a loaded machine.
+    .with_timeout(Duration::from_secs(2));
     // The outer bound only keeps a broken timeout from hanging the test run.
     let d = runtime().block_on(async {
         tokio::time::timeout(WAIT, notifier.send(&event(Outcome::Started, "go")))
             .await
             .expect("send is bounded")
     });
-    assert_eq!(d[0].result, Err("no answer within 300ms".into()));
+    assert_eq!(d[0].result, Err("no answer within 2s".into()));
     assert_eq!(d[1].result, Ok(200));
     assert_eq!(seen.recv_timeout(WAIT).unwrap().body["outcome"], "started");
 }
