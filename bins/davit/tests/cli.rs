@@ -40,3 +40,5 @@ fn lab_up_refuses_a_non_number() {
 
 #[path = "cli/probe.rs"]
 mod probe;
+#[path = "cli/ops.rs"]
+mod ops;

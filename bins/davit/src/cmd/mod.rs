@@ -2,21 +2,39 @@
 
 use std::process::ExitCode;
 
+pub mod config;
 pub mod lab;
 pub mod probe;
+pub mod notify;
+pub mod preflight;
+pub mod secrets;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// Loads compose files exactly as Docker Compose v2 does and prints the result.
+    Config(config::Args),
     /// Simulated servers on this machine: network namespaces with their own engine and sshd.
     #[command(subcommand)]
     Lab(lab::LabCommand),
     /// Wait until a target is healthy: http(s)://…, tcp://host:port, container://NAME[@HOST-URL].
     Probe(Box<probe::Args>),
+    /// Secrets files: `davit secrets init --template .env.example --out .env`.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
+    /// Send a test deploy event to webhooks (Slack, Discord or generic JSON).
+    Notify(notify::Args),
+    /// Check a project before a deploy, touching no host: unknown --service names, variables with no
+    /// value, missing env files, odd image references, --env names. Exit 2 lists every problem.
+    Preflight(preflight::Args),
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Config(a) => config::run(a),
         Command::Lab(c) => lab::run(c),
         Command::Probe(a) => probe::run(*a),
+        Command::Secrets(c) => secrets::run(c),
+        Command::Notify(a) => notify::run(a),
+        Command::Preflight(a) => preflight::run(a),
     }
 }
