@@ -313,10 +313,7 @@ pub fn load(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Diagn
     let Some(json) = json else {
         return Err(ctx.diags);
     };
-    match crate::model::build(json, project_dir) {
-        Ok(p) => Ok(p),
-        Err(d) => Err(d),
-    }
+    crate::model::build(json, project_dir)
 }
 
 /// Reads, parses, interpolates and canonicalises one file, with its includes and extends applied.
@@ -527,7 +524,7 @@ fn load_include(
 /// Map helper: the string values of a sequence node.
 pub(crate) fn strings(n: &Node) -> Vec<String> {
     match &n.value {
-        Value::Seq(v) => v.iter().filter_map(|x| scalar_string(x)).collect(),
+        Value::Seq(v) => v.iter().filter_map(scalar_string).collect(),
         _ => scalar_string(n).into_iter().collect(),
     }
 }

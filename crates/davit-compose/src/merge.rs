@@ -8,7 +8,8 @@ use crate::yaml::{Map, Node, Pos, Tag, Value};
 
 /// Merges `over` into `base` (both whole compose documents).
 pub(crate) fn merge_into(base: &mut Node, over: Node, ctx: &mut Ctx<'_>) {
-    merge_at(base, over, &[], ctx);
+    let _ = ctx;
+    merge_at(base, over, &[]);
 }
 
 fn is_replace(path: &[&str]) -> bool {
@@ -26,13 +27,8 @@ fn is_replace(path: &[&str]) -> bool {
 fn seq_key(path: &[&str], item: &Node) -> Option<String> {
     let field = match path {
         ["services", _, f] => *f,
-        ["services", _, "build", f] => match *f {
-            "tags" | "platforms" | "cache_from" | "cache_to" | "secrets" => {
-                return Some(format!("{:?}", item.to_json()));
-            }
-            _ => return None,
-        },
-        ["services", _, "networks", _, "aliases" | "link_local_ips"] => {
+        ["services", _, "build", "tags" | "platforms" | "cache_from" | "cache_to" | "secrets"]
+        | ["services", _, "networks", _, "aliases" | "link_local_ips"] => {
             return Some(format!("{:?}", item.to_json()));
         }
         _ => return None,
@@ -76,7 +72,7 @@ fn seq_key(path: &[&str], item: &Node) -> Option<String> {
     }
 }
 
-fn merge_at(base: &mut Node, over: Node, path: &[&str], ctx: &mut Ctx<'_>) {
+fn merge_at(base: &mut Node, over: Node, path: &[&str]) {
     if over.tag == Some(Tag::Override) || is_replace(path) {
         let mut o = over;
         o.tag = None;
@@ -109,7 +105,7 @@ fn merge_at(base: &mut Node, over: Node, path: &[&str], ctx: &mut Ctx<'_>) {
                         {
                             continue;
                         }
-                        merge_at(b, v, &sub, ctx);
+                        merge_at(b, v, &sub);
                     }
                     None => {
                         let mut v = v;

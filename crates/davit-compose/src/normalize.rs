@@ -1333,7 +1333,7 @@ pub(crate) fn finalize(
                 for (d, (dp, dv)) in deps {
                     if !enabled.contains(d) {
                         if all.contains_key(d) {
-                            if profiles.is_empty() || true {
+                            {
                                 // Compose enables a dependency only if it is not profile-gated away.
                                 if active(&all[d].1) {
                                     enabled.push(d.clone());

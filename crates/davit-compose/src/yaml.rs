@@ -609,7 +609,7 @@ fn emit(v: &serde_json::Value, indent: usize, out: &mut String, top: bool) {
     match v {
         J::Object(o) if !o.is_empty() => {
             for (i, (k, val)) in o.iter().enumerate() {
-                if !(i == 0 && !top) {
+                if i != 0 || top {
                     out.push_str(&pad);
                 }
                 out.push_str(&quote(k));
