@@ -268,6 +268,34 @@ pub fn load(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Diagn
         return Err(ctx.diags);
     }
 
+    // The project name is known before interpolation: `${COMPOSE_PROJECT_NAME}` expands to it.
+    if !env.contains_key("COMPOSE_PROJECT_NAME") || opts.project_name.is_some() {
+        let mut name_node: Option<Node> = None;
+        for f in &files {
+            if let Ok(src) = fs.read(f) {
+                if let Ok(Some(doc)) = yaml::parse(&src, u32::MAX) {
+                    if let Some(n) = doc.get("name") {
+                        let mut n = n.clone();
+                        if let Some(x) = n.as_str() {
+                            let lookup = |k: &str| env.get(k).cloned();
+                            if let Ok(v) = crate::interp::interpolate(x, &lookup) {
+                                n.value = Value::Str(v);
+                            }
+                        }
+                        name_node = Some(n);
+                    }
+                }
+            }
+        }
+        let mut probe = Node::new(Value::Map(yaml::Map::new()));
+        if let (Some(n), Some(m)) = (name_node, probe.as_map_mut()) {
+            m.insert("name".into(), (Pos::default(), n));
+        }
+        let mut scratch = Ctx { fs, files: Vec::new(), diags: Diagnostics::default(), interpolate: false, home: None };
+        let name = crate::normalize::project_name(opts.project_name.as_deref(), &env, &probe, &project_dir, &mut scratch);
+        env.insert("COMPOSE_PROJECT_NAME".into(), name);
+    }
+
     // Load and merge every file.
     let mut model: Option<Node> = None;
     for f in &files {

@@ -325,7 +325,8 @@ fn str_of(v: Option<&J>) -> Option<String> {
     v.and_then(J::as_str).map(String::from)
 }
 
-fn service_from(name: &str, s: &J, env_files: Option<&J>, errs: &mut Diagnostics) -> Service {
+fn service_from(name: &str, s: &J, side: Option<&J>, errs: &mut Diagnostics) -> Service {
+    let env_files = side.and_then(|x| x.get("env_file"));
     let g = |k: &str| s.get(k);
     let mut svc = Service {
         name: name.to_owned(),
@@ -443,7 +444,7 @@ fn service_from(name: &str, s: &J, env_files: Option<&J>, errs: &mut Diagnostics
         svc.networks = n.keys().cloned().collect();
         svc.networks.sort();
     }
-    svc.davit = davit_service(name, g("x-davit"), errs);
+    svc.davit = davit_service(name, side.and_then(|x| x.get("x-davit")), errs);
     svc
 }
 

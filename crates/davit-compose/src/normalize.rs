@@ -533,6 +533,19 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
             }
             if let Some((_, a)) = bm.get_mut("additional_contexts") {
                 to_string_map(a, false);
+                if let Some(am) = a.as_map_mut() {
+                    for (_, (_, v)) in am.iter_mut() {
+                        if let Some(x) = v.as_str() {
+                            if !x.contains("://") && !x.starts_with("service:") {
+                                let r = resolve_path(ctx, dir, x);
+                                v.value = Value::Str(r);
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some((_, sec)) = bm.get_mut("secrets") {
+                mounts(sec);
             }
             for key in ["cache_from", "cache_to", "tags", "platforms"] {
                 if let Some((_, a)) = bm.get_mut(key) {
@@ -867,7 +880,35 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
             }
             _ => {}
         }
-        eh.value = Value::Map(out);
+        let mut list: Vec<String> = Vec::new();
+        for (k, (_, v)) in &out {
+            if let Value::Seq(vals) = &v.value {
+                for x in vals {
+                    list.push(format!("{k}={}", x.as_str().unwrap_or_default()));
+                }
+            }
+        }
+        eh.value = Value::Seq(list.into_iter().map(|x| str_node(x, eh.pos)).collect());
+    }
+    if let Some((_, devs)) = m.get_mut("devices") {
+        if let Value::Seq(items) = &mut devs.value {
+            for it in items.iter_mut() {
+                if let Some(x) = it.as_str().map(String::from) {
+                    let parts: Vec<&str> = x.split(':').collect();
+                    let (src, dst, perm) = match parts.as_slice() {
+                        [a] => (*a, *a, "rwm"),
+                        [a, b] => (*a, *b, "rwm"),
+                        [a, b, c, ..] => (*a, *b, *c),
+                        [] => continue,
+                    };
+                    let mut dm = Map::new();
+                    put(&mut dm, "source", str_node(src, it.pos));
+                    put(&mut dm, "target", str_node(dst, it.pos));
+                    put(&mut dm, "permissions", str_node(perm, it.pos));
+                    it.value = Value::Map(dm);
+                }
+            }
+        }
     }
     if let Some((_, dev)) = m.get_mut("develop") {
         if let Some((_, w)) = dev.as_map_mut().and_then(|d| d.get_mut("watch")) {
@@ -1474,9 +1515,18 @@ pub(crate) fn finalize(
                 o.insert(k.into(), J::Null);
             }
         }
+        let mut side = JMap::new();
         if let Some(ef) = o.remove("env_file") {
-            env_files.insert(sname.clone(), ef);
+            side.insert("env_file".into(), ef);
         }
+        if let Some(x) = o.get("x-davit") {
+            side.insert("x-davit".into(), x.clone());
+        }
+        if !side.is_empty() {
+            env_files.insert(sname.clone(), J::Object(side));
+        }
+        let mut tpath = Vec::new();
+        fix_types(&mut tpath, &mut o, ctx, *spos);
         // x-* extensions kept; omit empty values like Go's omitempty.
         let mut out = JMap::new();
         for k in SERVICE_ORDER {
@@ -1488,13 +1538,6 @@ pub(crate) fn finalize(
                 {
                     out.insert((*k).to_owned(), v);
                 }
-            }
-        }
-        let mut rest: Vec<(String, J)> = o.into_iter().collect();
-        rest.sort_by(|a, b| a.0.cmp(&b.0));
-        for (k, v) in rest {
-            if k.starts_with("x-") {
-                out.insert(k, v);
             }
         }
         services.insert(sname.clone(), J::Object(out));
@@ -1560,6 +1603,123 @@ fn sorted(m: JMap<String, J>) -> JMap<String, J> {
     let mut v: Vec<(String, J)> = m.into_iter().collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v.into_iter().collect()
+}
+
+/// Go's JSON forms of typed fields: durations, byte sizes, floats, file modes; drops `x-*`.
+fn fix_types(path: &mut Vec<String>, o: &mut JMap<String, J>, ctx: &mut Ctx<'_>, pos: Pos) {
+    o.retain(|k, _| !k.starts_with("x-"));
+    let keys: Vec<String> = o.keys().cloned().collect();
+    for k in keys {
+        path.push(k.clone());
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        let kind = type_of(&p);
+        if let Some(v) = o.get_mut(&k) {
+            match kind {
+                Some(Typed::Duration) => {
+                    if let Some(ns) = json_scalar(v).and_then(|x| parse_duration(&x)) {
+                        *v = J::String(go_duration(ns));
+                    }
+                }
+                Some(Typed::Bytes) => match json_scalar(v).map(|x| parse_bytes(&x)) {
+                    Some(Some(b)) => *v = J::String(b.to_string()),
+                    Some(None) => ctx.error(pos, format!("{}: invalid size {v}", path.join(".")), Some("use a size like 512m or 1g")),
+                    None => {}
+                },
+                Some(Typed::Float) => {
+                    if let Some(f) = json_scalar(v).and_then(|x| x.parse::<f64>().ok()) {
+                        *v = serde_json::Number::from_f64(f).map_or(J::Null, J::Number);
+                    }
+                }
+                Some(Typed::Mode) => {
+                    if let Some(m) = v.as_i64() {
+                        *v = J::String(format!("0{m:o}"));
+                    } else if let Some(m) = v.as_str().and_then(|x| i64::from_str_radix(x.trim_start_matches("0o"), 8).ok()) {
+                        *v = J::String(format!("0{m:o}"));
+                    }
+                }
+                Some(Typed::StrMap) => {
+                    if let J::Array(items) = v {
+                        let mut m = JMap::new();
+                        for it in items.iter().filter_map(J::as_str) {
+                            let (a, b) = it.split_once('=').unwrap_or((it, ""));
+                            m.insert(a.to_owned(), J::String(b.to_owned()));
+                        }
+                        *v = J::Object(m);
+                    }
+                }
+                None => {}
+            }
+            match v {
+                J::Object(m) => fix_types(path, m, ctx, pos),
+                J::Array(items) => {
+                    for (i, it) in items.iter_mut().enumerate() {
+                        if let J::Object(m) = it {
+                            path.push(i.to_string());
+                            fix_types(path, m, ctx, pos);
+                            path.pop();
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        path.pop();
+    }
+}
+
+enum Typed {
+    Duration,
+    Bytes,
+    Float,
+    Mode,
+    StrMap,
+}
+
+fn type_of(p: &[&str]) -> Option<Typed> {
+    Some(match p {
+        ["healthcheck", "interval" | "timeout" | "start_period" | "start_interval"]
+        | ["stop_grace_period"]
+        | ["deploy", "update_config" | "rollback_config", "delay" | "monitor"]
+        | ["deploy", "restart_policy", "delay" | "window"] => Typed::Duration,
+        ["mem_limit" | "mem_reservation" | "memswap_limit" | "shm_size" | "mem_swappiness"]
+        | ["deploy", "resources", "limits" | "reservations", "memory"]
+        | ["volumes", _, "tmpfs", "size"]
+        | ["build", "shm_size"] => Typed::Bytes,
+        ["cpus" | "cpu_percent"] | ["deploy", "resources", "limits" | "reservations", "cpus"] => Typed::Float,
+        ["configs" | "secrets", _, "mode"] | ["build", "secrets", _, "mode"] => Typed::Mode,
+        ["deploy", "labels"] => Typed::StrMap,
+        _ => return None,
+    })
+}
+
+fn json_scalar(v: &J) -> Option<String> {
+    match v {
+        J::String(s) => Some(s.clone()),
+        J::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses a byte size as Docker does (`RAMInBytes`: 1024-based `b`, `k`, `m`, `g`, `t`, `p`).
+pub(crate) fn parse_bytes(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i64>() {
+        return Some(n);
+    }
+    let lower = s.to_ascii_lowercase();
+    let num_end = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
+    let num: f64 = lower[..num_end].parse().ok()?;
+    let unit = lower[num_end..].trim();
+    let mul: f64 = match unit {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024f64.powi(4),
+        "p" | "pb" | "pib" => 1024f64.powi(5),
+        _ => return None,
+    };
+    Some((num * mul) as i64)
 }
 
 /// Internal key carrying each service's `env_file` list to the typed model (not printed).
@@ -1646,6 +1806,7 @@ fn resource(project: &str, key: &str, v: J, ipam: bool) -> J {
         J::Object(o) => o,
         _ => JMap::new(),
     };
+    o.retain(|k, _| !k.starts_with("x-"));
     let external = o.get("external").and_then(J::as_bool).unwrap_or(false);
     if !o.contains_key("name") {
         let n = if external {
