@@ -341,7 +341,7 @@ pub fn load(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Diagn
     let Some(json) = json else {
         return Err(ctx.diags);
     };
-    crate::model::build(json, project_dir)
+    crate::model::build(json, project_dir, opts.interpolate)
 }
 
 /// Reads, parses, interpolates and canonicalises one file, with its includes and extends applied.

@@ -22,21 +22,26 @@ pub struct Project {
     pub services: Vec<Service>,
     /// Top-level `x-davit.environments`, by name (`davit deploy --env NAME`).
     pub environments: BTreeMap<String, DavitEnvironment>,
-    /// The canonical document (`docker compose config --format json`).
+    /// The canonical document, values unescaped (a `$` is a `$`).
     pub(crate) json: serde_json::Value,
+    /// Whether variables were interpolated (then `config` output escapes `$` as `$$`).
+    pub(crate) interpolated: bool,
 }
 
 impl Project {
-    /// The canonical document, identical to `docker compose config --format json`.
+    /// The canonical document with real values: what `docker compose config --format json` prints,
+    /// except that Compose escapes every `$` as `$$` in its output (see [`Project::to_json_string`]).
     #[must_use]
     pub fn to_json(&self) -> &serde_json::Value {
         &self.json
     }
 
-    /// The canonical document as Compose prints it (two-space indented JSON).
+    /// The canonical document exactly as `docker compose config --format json` prints it
+    /// (two-space indented; `$` escaped as `$$` unless loaded with interpolation off).
     #[must_use]
     pub fn to_json_string(&self) -> String {
-        serde_json::to_string_pretty(&self.json).unwrap_or_default()
+        let s = serde_json::to_string_pretty(&self.json).unwrap_or_default();
+        if self.interpolated { s.replace('$', "$$") } else { s }
     }
 
     /// What `docker compose config --format json` prints, or the error it fails with: Compose
@@ -63,7 +68,8 @@ impl Project {
     /// The canonical document as YAML (`docker compose config --format yaml`).
     #[must_use]
     pub fn to_yaml_string(&self) -> String {
-        crate::yaml::to_yaml_string(&self.json)
+        let s = crate::yaml::to_yaml_string(&self.json);
+        if self.interpolated { s.replace('$', "$$") } else { s }
     }
 
     /// The service called `name`, if enabled.
@@ -575,7 +581,7 @@ fn dependency_order(mut services: Vec<Service>) -> Vec<Service> {
 }
 
 /// Builds the typed project from the canonical document.
-pub(crate) fn build(mut json: J, working_dir: PathBuf) -> Result<Project, Diagnostics> {
+pub(crate) fn build(mut json: J, working_dir: PathBuf, interpolated: bool) -> Result<Project, Diagnostics> {
     let mut errs = Diagnostics::default();
     let env_files = json
         .as_object_mut()
@@ -634,5 +640,6 @@ pub(crate) fn build(mut json: J, working_dir: PathBuf) -> Result<Project, Diagno
         services: dependency_order(services),
         environments,
         json,
+        interpolated,
     })
 }

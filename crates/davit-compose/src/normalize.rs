@@ -1531,11 +1531,8 @@ pub(crate) fn finalize(
         let mut out = JMap::new();
         for k in SERVICE_ORDER {
             if let Some(v) = o.remove(*k) {
-                if *k == "command"
-                    || *k == "entrypoint"
-                    || !is_empty_json(&v)
-                    || matches!(*k, "networks")
-                {
+                let pointer = matches!(*k, "attach" | "init" | "scale") && !v.is_null();
+                if *k == "command" || *k == "entrypoint" || pointer || !is_empty_json(&v) || matches!(*k, "networks") {
                     out.insert((*k).to_owned(), v);
                 }
             }
@@ -1637,6 +1634,22 @@ fn fix_types(path: &mut Vec<String>, o: &mut JMap<String, J>, ctx: &mut Ctx<'_>,
                         *v = J::String(format!("0{m:o}"));
                     }
                 }
+                Some(Typed::DropFalse) => {
+                    if *v == J::Bool(false) {
+                        o.remove(&k);
+                        path.pop();
+                        continue;
+                    }
+                }
+                Some(Typed::Strings) => {
+                    if let J::Object(m) = v {
+                        for x in m.values_mut() {
+                            if let Some(sv) = json_scalar(x) {
+                                *x = J::String(sv);
+                            }
+                        }
+                    }
+                }
                 Some(Typed::StrMap) => {
                     if let J::Array(items) = v {
                         let mut m = JMap::new();
@@ -1673,6 +1686,8 @@ enum Typed {
     Float,
     Mode,
     StrMap,
+    DropFalse,
+    Strings,
 }
 
 fn type_of(p: &[&str]) -> Option<Typed> {
@@ -1688,6 +1703,13 @@ fn type_of(p: &[&str]) -> Option<Typed> {
         ["cpus" | "cpu_percent"] | ["deploy", "resources", "limits" | "reservations", "cpus"] => Typed::Float,
         ["configs" | "secrets", _, "mode"] | ["build", "secrets", _, "mode"] => Typed::Mode,
         ["deploy", "labels"] => Typed::StrMap,
+        ["healthcheck", "disable"]
+        | ["volumes", _, "read_only"]
+        | ["volumes", _, "bind", "create_host_path"]
+        | ["volumes", _, "volume", "nocopy"]
+        | ["depends_on", _, "restart"]
+        | ["build", "privileged" | "no_cache" | "pull"] => Typed::DropFalse,
+        ["logging", "options"] | ["log_opt" | "storage_opt"] => Typed::Strings,
         _ => return None,
     })
 }
@@ -1824,7 +1846,7 @@ fn resource(project: &str, key: &str, v: J, ipam: bool) -> J {
         o.insert("ipam".into(), json!({}));
     }
     for (k, v) in o {
-        if !is_empty_json(&v) || k == "ipam" {
+        if !is_empty_json(&v) || k == "ipam" || (k == "enable_ipv6" && v.is_boolean()) {
             out.insert(k, v);
         }
     }
