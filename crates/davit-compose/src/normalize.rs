@@ -1433,6 +1433,21 @@ pub(crate) fn finalize(
             d.entry("placement").or_insert_with(|| json!({}));
         }
         if let Some(J::Object(b)) = o.get_mut("build") {
+            if let Some(J::Object(args)) = b.get_mut("args") {
+                let keys: Vec<String> = args.keys().cloned().collect();
+                for k in keys {
+                    if args[&k].is_null() {
+                        match env.get(&k) {
+                            Some(v) => {
+                                args.insert(k, J::String(v.clone()));
+                            }
+                            None => {
+                                args.remove(&k);
+                            }
+                        }
+                    }
+                }
+            }
             if !b.contains_key("dockerfile") && !b.contains_key("dockerfile_inline") {
                 b.insert("dockerfile".into(), json!("Dockerfile"));
             }
@@ -1527,6 +1542,7 @@ pub(crate) fn finalize(
         }
         let mut tpath = Vec::new();
         fix_types(&mut tpath, &mut o, ctx, *spos);
+        consistency(sname, &o, svc, *spos, ctx);
         // x-* extensions kept; omit empty values like Go's omitempty.
         let mut out = JMap::new();
         for k in SERVICE_ORDER {
@@ -1634,6 +1650,18 @@ fn fix_types(path: &mut Vec<String>, o: &mut JMap<String, J>, ctx: &mut Ctx<'_>,
                         *v = J::String(format!("0{m:o}"));
                     }
                 }
+                Some(Typed::Count) => {
+                    if v.as_str() == Some("all") {
+                        *v = json!(-1);
+                    } else if let Some(n) = v.as_str().and_then(|x| x.parse::<i64>().ok()) {
+                        *v = json!(n);
+                    }
+                }
+                Some(Typed::Command) => {
+                    if let Some(x) = v.as_str() {
+                        *v = J::Array(shell_split(x).unwrap_or_else(|| vec![x.to_owned()]).into_iter().map(J::String).collect());
+                    }
+                }
                 Some(Typed::DropFalse) => {
                     if *v == J::Bool(false) {
                         o.remove(&k);
@@ -1688,6 +1716,8 @@ enum Typed {
     StrMap,
     DropFalse,
     Strings,
+    Count,
+    Command,
 }
 
 fn type_of(p: &[&str]) -> Option<Typed> {
@@ -1703,6 +1733,8 @@ fn type_of(p: &[&str]) -> Option<Typed> {
         ["cpus" | "cpu_percent"] | ["deploy", "resources", "limits" | "reservations", "cpus"] => Typed::Float,
         ["configs" | "secrets", _, "mode"] | ["build", "secrets", _, "mode"] => Typed::Mode,
         ["deploy", "labels"] => Typed::StrMap,
+        ["deploy", "resources", "reservations", "devices", _, "count"] | ["gpus", _, "count"] => Typed::Count,
+        ["post_start" | "pre_stop", _, "command"] => Typed::Command,
         ["healthcheck", "disable"]
         | ["volumes", _, "read_only"]
         | ["volumes", _, "bind", "create_host_path"]
@@ -1742,6 +1774,40 @@ pub(crate) fn parse_bytes(s: &str) -> Option<i64> {
         _ => return None,
     };
     Some((num * mul) as i64)
+}
+
+fn num(v: Option<&J>) -> Option<f64> {
+    match v? {
+        J::Number(n) => n.as_f64(),
+        J::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Cross-field rules Compose enforces on a service.
+fn consistency(name: &str, o: &JMap<String, J>, svc: &Node, spos: Pos, ctx: &mut Ctx<'_>) {
+    let at = |k: &str| svc.get(k).map_or(spos, |n| n.pos);
+    let limits = o.get("deploy").and_then(|d| d.get("resources")).and_then(|r| r.get("limits"));
+    let pairs = [("cpus", "cpus"), ("mem_limit", "memory"), ("pids_limit", "pids")];
+    for (field, limit) in pairs {
+        let a = num(o.get(field)).filter(|x| *x != 0.0);
+        let b = num(limits.and_then(|l| l.get(limit))).filter(|x| *x != 0.0);
+        if let (Some(a), Some(b)) = (a, b) {
+            if (a - b).abs() > f64::EPSILON {
+                ctx.error(at(field), format!("services.{name}: can't set distinct values on '{field}' and 'deploy.resources.limits.{limit}': invalid compose project"), Some("set only one of the two"));
+            }
+        }
+    }
+    let scale = num(o.get("scale"));
+    let replicas = num(o.get("deploy").and_then(|d| d.get("replicas")));
+    if let (Some(a), Some(b)) = (scale, replicas) {
+        if (a - b).abs() > f64::EPSILON {
+            ctx.error(at("scale"), format!("services.{name}: can't set distinct values on 'scale' and 'deploy.replicas': invalid compose project"), Some("set only one of the two"));
+        }
+    }
+    if o.get("container_name").is_some_and(|c| !is_empty_json(c)) && scale.or(replicas).is_some_and(|n| n > 1.0) {
+        ctx.error(at("container_name"), format!("services.{name}: can't set container_name and scale/replicas > 1, as container names must be unique: invalid compose project"), Some("drop container_name or run one replica"));
+    }
 }
 
 /// Internal key carrying each service's `env_file` list to the typed model (not printed).
