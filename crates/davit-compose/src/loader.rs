@@ -291,8 +291,20 @@ pub fn load(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Diagn
         if let (Some(n), Some(m)) = (name_node, probe.as_map_mut()) {
             m.insert("name".into(), (Pos::default(), n));
         }
-        let mut scratch = Ctx { fs, files: Vec::new(), diags: Diagnostics::default(), interpolate: false, home: None };
-        let name = crate::normalize::project_name(opts.project_name.as_deref(), &env, &probe, &project_dir, &mut scratch);
+        let mut scratch = Ctx {
+            fs,
+            files: Vec::new(),
+            diags: Diagnostics::default(),
+            interpolate: false,
+            home: None,
+        };
+        let name = crate::normalize::project_name(
+            opts.project_name.as_deref(),
+            &env,
+            &probe,
+            &project_dir,
+            &mut scratch,
+        );
         env.insert("COMPOSE_PROJECT_NAME".into(), name);
     }
 

@@ -27,7 +27,12 @@ fn is_replace(path: &[&str]) -> bool {
 fn seq_key(path: &[&str], item: &Node) -> Option<String> {
     let field = match path {
         ["services", _, f] => *f,
-        ["services", _, "build", "tags" | "platforms" | "cache_from" | "cache_to" | "secrets"]
+        [
+            "services",
+            _,
+            "build",
+            "tags" | "platforms" | "cache_from" | "cache_to" | "secrets",
+        ]
         | ["services", _, "networks", _, "aliases" | "link_local_ips"] => {
             return Some(format!("{:?}", item.to_json()));
         }

@@ -41,7 +41,11 @@ impl Project {
     #[must_use]
     pub fn to_json_string(&self) -> String {
         let s = serde_json::to_string_pretty(&self.json).unwrap_or_default();
-        if self.interpolated { s.replace('$', "$$") } else { s }
+        if self.interpolated {
+            s.replace('$', "$$")
+        } else {
+            s
+        }
     }
 
     /// What `docker compose config --format json` prints, or the error it fails with: Compose
@@ -69,7 +73,11 @@ impl Project {
     #[must_use]
     pub fn to_yaml_string(&self) -> String {
         let s = crate::yaml::to_yaml_string(&self.json);
-        if self.interpolated { s.replace('$', "$$") } else { s }
+        if self.interpolated {
+            s.replace('$', "$$")
+        } else {
+            s
+        }
     }
 
     /// The service called `name`, if enabled.
@@ -581,7 +589,11 @@ fn dependency_order(mut services: Vec<Service>) -> Vec<Service> {
 }
 
 /// Builds the typed project from the canonical document.
-pub(crate) fn build(mut json: J, working_dir: PathBuf, interpolated: bool) -> Result<Project, Diagnostics> {
+pub(crate) fn build(
+    mut json: J,
+    working_dir: PathBuf,
+    interpolated: bool,
+) -> Result<Project, Diagnostics> {
     let mut errs = Diagnostics::default();
     let env_files = json
         .as_object_mut()

@@ -1548,7 +1548,12 @@ pub(crate) fn finalize(
         for k in SERVICE_ORDER {
             if let Some(v) = o.remove(*k) {
                 let pointer = matches!(*k, "attach" | "init" | "scale") && !v.is_null();
-                if *k == "command" || *k == "entrypoint" || pointer || !is_empty_json(&v) || matches!(*k, "networks") {
+                if *k == "command"
+                    || *k == "entrypoint"
+                    || pointer
+                    || !is_empty_json(&v)
+                    || matches!(*k, "networks")
+                {
                     out.insert((*k).to_owned(), v);
                 }
             }
@@ -1635,7 +1640,11 @@ fn fix_types(path: &mut Vec<String>, o: &mut JMap<String, J>, ctx: &mut Ctx<'_>,
                 }
                 Some(Typed::Bytes) => match json_scalar(v).map(|x| parse_bytes(&x)) {
                     Some(Some(b)) => *v = J::String(b.to_string()),
-                    Some(None) => ctx.error(pos, format!("{}: invalid size {v}", path.join(".")), Some("use a size like 512m or 1g")),
+                    Some(None) => ctx.error(
+                        pos,
+                        format!("{}: invalid size {v}", path.join(".")),
+                        Some("use a size like 512m or 1g"),
+                    ),
                     None => {}
                 },
                 Some(Typed::Float) => {
@@ -1646,7 +1655,10 @@ fn fix_types(path: &mut Vec<String>, o: &mut JMap<String, J>, ctx: &mut Ctx<'_>,
                 Some(Typed::Mode) => {
                     if let Some(m) = v.as_i64() {
                         *v = J::String(format!("0{m:o}"));
-                    } else if let Some(m) = v.as_str().and_then(|x| i64::from_str_radix(x.trim_start_matches("0o"), 8).ok()) {
+                    } else if let Some(m) = v
+                        .as_str()
+                        .and_then(|x| i64::from_str_radix(x.trim_start_matches("0o"), 8).ok())
+                    {
                         *v = J::String(format!("0{m:o}"));
                     }
                 }
@@ -1659,7 +1671,13 @@ fn fix_types(path: &mut Vec<String>, o: &mut JMap<String, J>, ctx: &mut Ctx<'_>,
                 }
                 Some(Typed::Command) => {
                     if let Some(x) = v.as_str() {
-                        *v = J::Array(shell_split(x).unwrap_or_else(|| vec![x.to_owned()]).into_iter().map(J::String).collect());
+                        *v = J::Array(
+                            shell_split(x)
+                                .unwrap_or_else(|| vec![x.to_owned()])
+                                .into_iter()
+                                .map(J::String)
+                                .collect(),
+                        );
                     }
                 }
                 Some(Typed::DropFalse) => {
@@ -1722,18 +1740,29 @@ enum Typed {
 
 fn type_of(p: &[&str]) -> Option<Typed> {
     Some(match p {
-        ["healthcheck", "interval" | "timeout" | "start_period" | "start_interval"]
+        [
+            "healthcheck",
+            "interval" | "timeout" | "start_period" | "start_interval",
+        ]
         | ["stop_grace_period"]
-        | ["deploy", "update_config" | "rollback_config", "delay" | "monitor"]
+        | [
+            "deploy",
+            "update_config" | "rollback_config",
+            "delay" | "monitor",
+        ]
         | ["deploy", "restart_policy", "delay" | "window"] => Typed::Duration,
         ["mem_limit" | "mem_reservation" | "memswap_limit" | "shm_size" | "mem_swappiness"]
         | ["deploy", "resources", "limits" | "reservations", "memory"]
         | ["volumes", _, "tmpfs", "size"]
         | ["build", "shm_size"] => Typed::Bytes,
-        ["cpus" | "cpu_percent"] | ["deploy", "resources", "limits" | "reservations", "cpus"] => Typed::Float,
+        ["cpus" | "cpu_percent"] | ["deploy", "resources", "limits" | "reservations", "cpus"] => {
+            Typed::Float
+        }
         ["configs" | "secrets", _, "mode"] | ["build", "secrets", _, "mode"] => Typed::Mode,
         ["deploy", "labels"] => Typed::StrMap,
-        ["deploy", "resources", "reservations", "devices", _, "count"] | ["gpus", _, "count"] => Typed::Count,
+        ["deploy", "resources", "reservations", "devices", _, "count"] | ["gpus", _, "count"] => {
+            Typed::Count
+        }
         ["post_start" | "pre_stop", _, "command"] => Typed::Command,
         ["healthcheck", "disable"]
         | ["volumes", _, "read_only"]
@@ -1761,7 +1790,9 @@ pub(crate) fn parse_bytes(s: &str) -> Option<i64> {
         return Some(n);
     }
     let lower = s.to_ascii_lowercase();
-    let num_end = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
+    let num_end = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
     let num: f64 = lower[..num_end].parse().ok()?;
     let unit = lower[num_end..].trim();
     let mul: f64 = match unit {
@@ -1787,8 +1818,15 @@ fn num(v: Option<&J>) -> Option<f64> {
 /// Cross-field rules Compose enforces on a service.
 fn consistency(name: &str, o: &JMap<String, J>, svc: &Node, spos: Pos, ctx: &mut Ctx<'_>) {
     let at = |k: &str| svc.get(k).map_or(spos, |n| n.pos);
-    let limits = o.get("deploy").and_then(|d| d.get("resources")).and_then(|r| r.get("limits"));
-    let pairs = [("cpus", "cpus"), ("mem_limit", "memory"), ("pids_limit", "pids")];
+    let limits = o
+        .get("deploy")
+        .and_then(|d| d.get("resources"))
+        .and_then(|r| r.get("limits"));
+    let pairs = [
+        ("cpus", "cpus"),
+        ("mem_limit", "memory"),
+        ("pids_limit", "pids"),
+    ];
     for (field, limit) in pairs {
         let a = num(o.get(field)).filter(|x| *x != 0.0);
         let b = num(limits.and_then(|l| l.get(limit))).filter(|x| *x != 0.0);
@@ -1805,7 +1843,9 @@ fn consistency(name: &str, o: &JMap<String, J>, svc: &Node, spos: Pos, ctx: &mut
             ctx.error(at("scale"), format!("services.{name}: can't set distinct values on 'scale' and 'deploy.replicas': invalid compose project"), Some("set only one of the two"));
         }
     }
-    if o.get("container_name").is_some_and(|c| !is_empty_json(c)) && scale.or(replicas).is_some_and(|n| n > 1.0) {
+    if o.get("container_name").is_some_and(|c| !is_empty_json(c))
+        && scale.or(replicas).is_some_and(|n| n > 1.0)
+    {
         ctx.error(at("container_name"), format!("services.{name}: can't set container_name and scale/replicas > 1, as container names must be unique: invalid compose project"), Some("drop container_name or run one replica"));
     }
 }

@@ -206,42 +206,116 @@ fn valid_resource_name(n: &str) -> bool {
 fn nested_keys(path: &[&str]) -> Option<&'static [&'static str]> {
     Some(match path {
         ["build"] => &[
-            "context", "dockerfile", "dockerfile_inline", "entitlements", "args", "ssh", "labels", "cache_from",
-            "cache_to", "no_cache", "additional_contexts", "network", "provenance", "sbom", "pull", "target",
-            "shm_size", "extra_hosts", "isolation", "privileged", "secrets", "tags", "ulimits", "platforms",
+            "context",
+            "dockerfile",
+            "dockerfile_inline",
+            "entitlements",
+            "args",
+            "ssh",
+            "labels",
+            "cache_from",
+            "cache_to",
+            "no_cache",
+            "additional_contexts",
+            "network",
+            "provenance",
+            "sbom",
+            "pull",
+            "target",
+            "shm_size",
+            "extra_hosts",
+            "isolation",
+            "privileged",
+            "secrets",
+            "tags",
+            "ulimits",
+            "platforms",
         ],
         ["deploy"] => &[
-            "mode", "endpoint_mode", "replicas", "labels", "rollback_config", "update_config", "resources",
-            "restart_policy", "placement",
+            "mode",
+            "endpoint_mode",
+            "replicas",
+            "labels",
+            "rollback_config",
+            "update_config",
+            "resources",
+            "restart_policy",
+            "placement",
         ],
-        ["deploy", "update_config" | "rollback_config"] => {
-            &["parallelism", "delay", "failure_action", "monitor", "max_failure_ratio", "order"]
-        }
+        ["deploy", "update_config" | "rollback_config"] => &[
+            "parallelism",
+            "delay",
+            "failure_action",
+            "monitor",
+            "max_failure_ratio",
+            "order",
+        ],
         ["deploy", "resources"] => &["limits", "reservations"],
         ["deploy", "resources", "limits"] => &["cpus", "memory", "pids"],
-        ["deploy", "resources", "reservations"] => &["cpus", "memory", "generic_resources", "devices"],
+        ["deploy", "resources", "reservations"] => {
+            &["cpus", "memory", "generic_resources", "devices"]
+        }
         ["deploy", "restart_policy"] => &["condition", "delay", "max_attempts", "window"],
         ["deploy", "placement"] => &["constraints", "preferences", "max_replicas_per_node"],
-        ["healthcheck"] => &["disable", "interval", "retries", "test", "timeout", "start_period", "start_interval"],
+        ["healthcheck"] => &[
+            "disable",
+            "interval",
+            "retries",
+            "test",
+            "timeout",
+            "start_period",
+            "start_interval",
+        ],
         ["logging"] => &["driver", "options"],
         ["depends_on", _] => &["condition", "restart", "required"],
-        ["ports", _] => &["name", "mode", "host_ip", "target", "published", "protocol", "app_protocol"],
-        ["volumes", _] => {
-            &["type", "source", "target", "read_only", "consistency", "bind", "volume", "tmpfs", "image"]
-        }
+        ["ports", _] => &[
+            "name",
+            "mode",
+            "host_ip",
+            "target",
+            "published",
+            "protocol",
+            "app_protocol",
+        ],
+        ["volumes", _] => &[
+            "type",
+            "source",
+            "target",
+            "read_only",
+            "consistency",
+            "bind",
+            "volume",
+            "tmpfs",
+            "image",
+        ],
         ["volumes", _, "bind"] => &["propagation", "create_host_path", "recursive", "selinux"],
         ["volumes", _, "volume"] => &["nocopy", "subpath"],
         ["volumes", _, "tmpfs"] => &["size", "mode"],
         ["volumes", _, "image"] => &["subpath"],
         ["networks", _] => &[
-            "aliases", "interface_name", "ipv4_address", "ipv6_address", "link_local_ips", "mac_address",
-            "driver_opts", "priority", "gw_priority",
+            "aliases",
+            "interface_name",
+            "ipv4_address",
+            "ipv6_address",
+            "link_local_ips",
+            "mac_address",
+            "driver_opts",
+            "priority",
+            "gw_priority",
         ],
         ["secrets" | "configs", _] => &["source", "target", "uid", "gid", "mode"],
         ["env_file", _] => &["path", "format", "required"],
         ["extends"] => &["service", "file"],
         ["develop"] => &["watch"],
-        ["develop", "watch", _] => &["path", "action", "target", "ignore", "include", "exec", "initial_sync"],
+        ["develop", "watch", _] => &[
+            "path",
+            "action",
+            "target",
+            "ignore",
+            "include",
+            "exec",
+            "initial_sync",
+        ],
         ["ulimits", _] => &["hard", "soft"],
         ["credential_spec"] => &["config", "file", "registry"],
         _ => return None,
@@ -251,8 +325,14 @@ fn nested_keys(path: &[&str]) -> Option<&'static [&'static str]> {
 fn enum_values(path: &[&str]) -> Option<&'static [&'static str]> {
     Some(match path {
         ["volumes", _, "type"] => &["bind", "volume", "tmpfs", "cluster", "npipe", "image"],
-        ["depends_on", _, "condition"] => &["service_started", "service_healthy", "service_completed_successfully"],
-        ["develop", "watch", _, "action"] => &["rebuild", "sync", "restart", "sync+restart", "sync+exec"],
+        ["depends_on", _, "condition"] => &[
+            "service_started",
+            "service_healthy",
+            "service_completed_successfully",
+        ],
+        ["develop", "watch", _, "action"] => {
+            &["rebuild", "sync", "restart", "sync+restart", "sync+exec"]
+        }
         ["deploy", "update_config" | "rollback_config", "order"] => &["start-first", "stop-first"],
         _ => return None,
     })
@@ -269,7 +349,14 @@ fn walk(ctx: &mut Ctx<'_>, n: &Node, path: &mut Vec<String>, what: &str) {
         if !vals.contains(&s.as_str()) {
             ctx.error(
                 n.pos,
-                format!("{what}.{}: value must be one of {}", path.join("."), vals.iter().map(|v| format!("'{v}'")).collect::<Vec<_>>().join(", ")),
+                format!(
+                    "{what}.{}: value must be one of {}",
+                    path.join("."),
+                    vals.iter()
+                        .map(|v| format!("'{v}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 Some("use one of the listed values"),
             );
         }
