@@ -1680,12 +1680,10 @@ fn fix_types(path: &mut Vec<String>, o: &mut JMap<String, J>, ctx: &mut Ctx<'_>,
                         );
                     }
                 }
-                Some(Typed::DropFalse) => {
-                    if *v == J::Bool(false) {
-                        o.remove(&k);
-                        path.pop();
-                        continue;
-                    }
+                Some(Typed::DropFalse) if *v == J::Bool(false) => {
+                    o.remove(&k);
+                    path.pop();
+                    continue;
                 }
                 Some(Typed::Strings) => {
                     if let J::Object(m) = v {
