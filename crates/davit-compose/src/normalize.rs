@@ -1685,6 +1685,7 @@ fn fix_types(path: &mut Vec<String>, o: &mut JMap<String, J>, ctx: &mut Ctx<'_>,
                     path.pop();
                     continue;
                 }
+                Some(Typed::DropFalse) | None => {}
                 Some(Typed::Strings) => {
                     if let J::Object(m) = v {
                         for x in m.values_mut() {
@@ -1704,7 +1705,6 @@ fn fix_types(path: &mut Vec<String>, o: &mut JMap<String, J>, ctx: &mut Ctx<'_>,
                         *v = J::Object(m);
                     }
                 }
-                None => {}
             }
             match v {
                 J::Object(m) => fix_types(path, m, ctx, pos),
