@@ -1134,6 +1134,15 @@ pub(crate) fn parse_volume(spec: &str, dir: &Path, ctx: &Ctx<'_>) -> Result<J, S
         }
         o.insert("bind".into(), J::Object(ordered));
     } else {
+        if !bind_opts.is_empty() {
+            let mut ordered = JMap::new();
+            for k in ["propagation", "create_host_path", "selinux"] {
+                if let Some(v) = bind_opts.get(k) {
+                    ordered.insert(k.into(), v.clone());
+                }
+            }
+            o.insert("bind".into(), J::Object(ordered));
+        }
         o.insert("volume".into(), J::Object(vol_opts));
     }
     Ok(J::Object(o))
