@@ -1462,10 +1462,6 @@ pub(crate) fn finalize(
             }
             b.retain(|_, v| !is_empty_json(v));
         }
-        // depends_on on disabled/optional services
-        if let Some(J::Object(deps)) = o.get_mut("depends_on") {
-            deps.retain(|d, _| enabled.contains(d));
-        }
         // environment: env_file first, then environment; bare keys resolved from env.
         let mut envmap: JMap<String, J> = JMap::new();
         if let Some(J::Array(files)) = o.get("env_file") {
