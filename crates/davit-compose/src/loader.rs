@@ -160,6 +160,13 @@ const OVERRIDE_FILES: [&str; 4] = [
 /// # Errors
 /// Every problem found in the input, each at `file:line:column` where it applies.
 pub fn load(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Diagnostics> {
+    load_inner(opts, fs).map_err(|mut d| {
+        d.0.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        d
+    })
+}
+
+fn load_inner(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Diagnostics> {
     let mut ctx = Ctx {
         fs,
         files: Vec::new(),

@@ -560,27 +560,21 @@ fn num_u16(v: &J) -> Option<u16> {
     u16::try_from(n).ok().filter(|p| *p > 0)
 }
 
-/// Orders services so that every service comes after its dependencies (ties by name).
+/// Orders services so that every service comes after its dependencies (ties by name). Cycles are
+/// refused earlier, so every service is placed.
 fn dependency_order(mut services: Vec<Service>) -> Vec<Service> {
     services.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut out: Vec<Service> = Vec::with_capacity(services.len());
+    let names: std::collections::HashSet<String> =
+        services.iter().map(|s| s.name.clone()).collect();
     let mut placed: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut out: Vec<Service> = Vec::with_capacity(services.len());
     while !services.is_empty() {
-        let idx = services
-            .iter()
-            .position(|s| {
-                s.depends_on.iter().all(|d| {
-                    placed.contains(&d.service)
-                        || !services.iter().any(|o| o.name == d.service)
-                            && !out.iter().all(|o| o.name != d.service)
-                })
-            })
-            .or_else(|| {
-                services
-                    .iter()
-                    .position(|s| s.depends_on.iter().all(|d| placed.contains(&d.service)))
-            })
-            .unwrap_or(0);
+        let ready = |s: &Service| {
+            s.depends_on
+                .iter()
+                .all(|d| placed.contains(&d.service) || !names.contains(&d.service))
+        };
+        let idx = services.iter().position(ready).unwrap_or(0);
         let s = services.remove(idx);
         placed.insert(s.name.clone());
         out.push(s);
