@@ -1426,6 +1426,50 @@ pub(crate) fn finalize(
             continue;
         };
         implicit_dependencies(&mut o);
+        if o.get("gpus").and_then(J::as_str) == Some("all") {
+            o.insert("gpus".into(), json!([{"count": -1}]));
+        }
+        if let Some(models) = o.get("models") {
+            let names: Vec<String> = match models {
+                J::Array(a) => a.iter().filter_map(J::as_str).map(String::from).collect(),
+                J::Object(m) => m.keys().cloned().collect(),
+                _ => vec![],
+            };
+            let defined = top_models(&doc);
+            for m in names {
+                if !defined.contains(&m) {
+                    ctx.error(svc.get("models").map_or(*spos, |n| n.pos), format!("service {sname:?} refers to undefined model {m}: invalid compose project"), Some("define it under the top-level `models:`"));
+                }
+            }
+        }
+        if let Some(J::Array(files)) = o.remove("label_file") {
+            let mut labels = JMap::new();
+            for f in files.iter().filter_map(J::as_str) {
+                match ctx.fs.read(Path::new(f)) {
+                    Ok(src) => match crate::dotenv::parse_dotenv(&src, &|_| None) {
+                        Ok(vars) => {
+                            for (k, v) in vars {
+                                labels.insert(k, J::String(v));
+                            }
+                        }
+                        Err(e) => {
+                            let id = ctx.file_id(Path::new(f));
+                            ctx.error(Pos { file: id, line: e.line as u32, col: 1 }, e.message, Some("fix the label file syntax"));
+                        }
+                    },
+                    Err(_) => ctx.error(svc.get("label_file").map_or(*spos, |n| n.pos), format!("label file {f} not found"), Some("create the file or fix the path")),
+                }
+            }
+            if let Some(J::Object(l)) = o.get("labels") {
+                for (k, v) in l {
+                    labels.insert(k.clone(), v.clone());
+                }
+            }
+            if !labels.is_empty() {
+                labels.sort_keys();
+                o.insert("labels".into(), J::Object(labels));
+            }
+        }
         if o.get("image").is_none_or(is_empty_json) && o.get("build").is_none_or(J::is_null) {
             ctx.error(*spos, format!("service {sname:?} has neither an image nor a build context specified: invalid compose project"), Some("add `image:` or `build:`"));
         }
@@ -1521,7 +1565,7 @@ pub(crate) fn finalize(
             o.insert("environment".into(), J::Object(envmap));
         }
         // networks
-        let has_mode = o.get("network_mode").is_some_and(|v| !is_empty_json(v));
+        let has_mode = o.get("network_mode").is_some_and(|v| !is_empty_json(v)) || o.contains_key("provider");
         if !has_mode && !o.contains_key("networks") {
             o.insert("networks".into(), json!({"default": null}));
         }
@@ -1589,7 +1633,9 @@ pub(crate) fn finalize(
             json!({"name": format!("{name}_default"), "ipam": {}}),
         );
     }
-    root.insert("networks".into(), J::Object(sorted(networks)));
+    if !networks.is_empty() {
+        root.insert("networks".into(), J::Object(sorted(networks)));
+    }
     root.insert("services".into(), J::Object(services));
     for section in ["volumes", "secrets", "configs"] {
         if let Some((_, n)) = top.get(section) {
@@ -1808,6 +1854,10 @@ pub(crate) fn parse_bytes(s: &str) -> Option<i64> {
         _ => return None,
     };
     Some((num * mul) as i64)
+}
+
+fn top_models(doc: &Node) -> Vec<String> {
+    doc.get("models").and_then(Node::as_map).map(|m| m.keys().cloned().collect()).unwrap_or_default()
 }
 
 fn num(v: Option<&J>) -> Option<f64> {

@@ -95,7 +95,6 @@ pub(crate) const SERVICE_KEYS: &[&str] = &[
     "user",
     "userns_mode",
     "uts",
-    "volume_driver",
     "volumes",
     "volumes_from",
     "working_dir",
