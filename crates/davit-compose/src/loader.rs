@@ -394,20 +394,8 @@ pub(crate) fn load_file(
             return None;
         }
     };
-    let node = match yaml::parse(&src, id) {
-        Ok(Some(n)) => n,
-        Ok(None) => {
-            ctx.error(
-                Pos {
-                    file: id,
-                    line: 1,
-                    col: 1,
-                },
-                "empty compose file",
-                Some("add a `services:` section"),
-            );
-            return None;
-        }
+    let docs = match yaml::parse_all(&src, id) {
+        Ok(d) => d,
         Err(e) => {
             ctx.error(
                 e.pos,
@@ -417,6 +405,38 @@ pub(crate) fn load_file(
             return None;
         }
     };
+    let mut merged: Option<Node> = None;
+    for doc in docs {
+        let Some(n) = process_document(ctx, doc, path, project_dir, env, stack) else {
+            return None;
+        };
+        match &mut merged {
+            None => merged = Some(n),
+            Some(m) => merge_into(m, n, ctx),
+        }
+    }
+    if merged.is_none() {
+        ctx.error(
+            Pos {
+                file: id,
+                line: 1,
+                col: 1,
+            },
+            "empty compose file",
+            Some("add a `services:` section"),
+        );
+    }
+    merged
+}
+
+fn process_document(
+    ctx: &mut Ctx<'_>,
+    node: Node,
+    path: &Path,
+    project_dir: &Path,
+    env: &Env,
+    stack: &mut Vec<PathBuf>,
+) -> Option<Node> {
     if !matches!(node.value, Value::Map(_)) {
         if matches!(node.value, Value::Null) {
             ctx.error(
@@ -442,10 +462,6 @@ pub(crate) fn load_file(
     if ctx.diags.0.len() > before {
         return None;
     }
-    let base = path
-        .parent()
-        .map_or_else(|| project_dir.to_path_buf(), Path::to_path_buf);
-    let _ = base;
     crate::normalize::canonical_file(&mut node, project_dir, ctx);
 
     // include

@@ -1047,126 +1047,111 @@ pub(crate) fn parse_port(spec: &str) -> Result<Vec<J>, String> {
     Ok(out)
 }
 
-fn is_path_like(s: &str) -> bool {
-    is_windows_abs(s)
-        || s.starts_with('.')
-        || s.starts_with('/')
-        || s.starts_with('~')
-        || s.contains('/')
-        || s.contains('\\')
-}
-
-/// Parses a short volume specification.
+/// Parses a short volume specification as Compose does (`SOURCE:TARGET[:OPTIONS]`, with Windows
+/// drive letters kept inside their section and unknown options ignored).
 pub(crate) fn parse_volume(spec: &str, dir: &Path, ctx: &Ctx<'_>) -> Result<J, String> {
-    let mut parts: Vec<&str> = spec.split(':').collect();
-    if is_windows_abs(spec) && parts.len() > 1 {
-        let first = &spec[..parts[0].len() + 1 + parts[1].len()];
-        parts.splice(0..2, [first]);
-    }
-    if parts.iter().any(|p| p.is_empty()) && parts.len() > 1 {
-        return Err(format!(
-            "invalid spec: {spec}: empty section between colons"
-        ));
-    }
-    let (src, target, mode) = match parts.len() {
-        1 => (None, parts[0], None),
-        2 => {
-            if parts[1].starts_with('/') || !is_mode(parts[1]) {
-                (Some(parts[0]), parts[1], None)
-            } else {
-                (None, parts[0], Some(parts[1]))
-            }
-        }
-        3 => (Some(parts[0]), parts[1], Some(parts[2])),
-        _ => return Err(format!("invalid spec: {spec}: too many colons")),
-    };
     let mut o = JMap::new();
-    match src {
-        None => {
-            o.insert("type".into(), json!("volume"));
-            o.insert("target".into(), json!(target));
-        }
-        Some(s) if is_path_like(s) => {
-            o.insert("type".into(), json!("bind"));
-            o.insert("source".into(), json!(resolve_path(ctx, dir, s)));
-            o.insert("target".into(), json!(target));
-        }
-        Some(s) => {
-            o.insert("type".into(), json!("volume"));
-            o.insert("source".into(), json!(s));
-            o.insert("target".into(), json!(target));
-        }
+    if spec.is_empty() {
+        return Err("invalid empty volume spec".into());
     }
-    let bind = o.get("type") == Some(&json!("bind"));
-    let mut bind_opts = JMap::new();
-    let mut vol_opts = JMap::new();
-    if let Some(mode) = mode {
-        for opt in mode.split(',') {
-            match opt {
-                "ro" => {
-                    o.insert("read_only".into(), json!(true));
+    if spec.chars().count() <= 2 {
+        o.insert("type".into(), json!("volume"));
+        o.insert("target".into(), json!(spec));
+        return Ok(J::Object(o));
+    }
+    let mut source: Option<String> = None;
+    let mut target: Option<String> = None;
+    let mut read_only = false;
+    let mut nocopy = false;
+    let mut propagation: Option<String> = None;
+    let mut selinux: Option<String> = None;
+    let mut buffer = String::new();
+    let mut field = |buf: &str, last: bool| -> Result<(), String> {
+        if buf.is_empty() {
+            return Err(format!(
+                "invalid spec: {spec}: empty section between colons"
+            ));
+        }
+        if source.is_none() && last {
+            target = Some(buf.to_owned());
+        } else if source.is_none() {
+            source = Some(buf.to_owned());
+        } else if target.is_none() {
+            target = Some(buf.to_owned());
+        } else if !last {
+            return Err(format!("invalid spec: {spec}: too many colons"));
+        } else {
+            for opt in buf.split(',') {
+                match opt {
+                    "ro" => read_only = true,
+                    "rw" => read_only = false,
+                    "nocopy" => nocopy = true,
+                    "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
+                        propagation = Some(opt.to_owned());
+                    }
+                    "z" | "Z" => selinux = Some(opt.to_owned()),
+                    _ => {}
                 }
-                "rw" => {}
-                "z" | "Z" => {
-                    bind_opts.insert("selinux".into(), json!(opt));
-                }
-                "nocopy" => {
-                    vol_opts.insert("nocopy".into(), json!(true));
-                }
-                "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
-                    bind_opts.insert("propagation".into(), json!(opt));
-                }
-                "consistent" | "cached" | "delegated" => {
-                    o.insert("consistency".into(), json!(opt));
-                }
-                _ => return Err(format!("invalid spec: {spec}: unknown option {opt:?}")),
             }
         }
+        Ok(())
+    };
+    for c in spec.chars() {
+        let drive =
+            c == ':' && buffer.chars().count() == 1 && buffer.chars().all(char::is_alphabetic);
+        if drive {
+            buffer.push(c);
+        } else if c == ':' {
+            field(&buffer, false)?;
+            buffer.clear();
+        } else {
+            buffer.push(c);
+        }
+    }
+    field(&buffer, true)?;
+    let bind = source.as_deref().is_some_and(is_file_path);
+    o.insert("type".into(), json!(if bind { "bind" } else { "volume" }));
+    if let Some(src) = &source {
+        let src = if bind {
+            resolve_path(ctx, dir, src)
+        } else {
+            src.clone()
+        };
+        o.insert("source".into(), json!(src));
+    }
+    o.insert("target".into(), json!(target.unwrap_or_default()));
+    if read_only {
+        o.insert("read_only".into(), json!(true));
+    }
+    let mut b = JMap::new();
+    if let Some(p) = propagation {
+        b.insert("propagation".into(), json!(p));
     }
     if bind {
-        bind_opts.insert("create_host_path".into(), json!(true));
-        // order: propagation, create_host_path, selinux
-        let mut ordered = JMap::new();
-        for k in ["propagation", "create_host_path", "selinux"] {
-            if let Some(v) = bind_opts.get(k) {
-                ordered.insert(k.into(), v.clone());
-            }
-        }
-        o.insert("bind".into(), J::Object(ordered));
-    } else {
-        if !bind_opts.is_empty() {
-            let mut ordered = JMap::new();
-            for k in ["propagation", "create_host_path", "selinux"] {
-                if let Some(v) = bind_opts.get(k) {
-                    ordered.insert(k.into(), v.clone());
-                }
-            }
-            o.insert("bind".into(), J::Object(ordered));
-        }
-        o.insert("volume".into(), J::Object(vol_opts));
+        b.insert("create_host_path".into(), json!(true));
+    }
+    if let Some(z) = selinux {
+        b.insert("selinux".into(), json!(z));
+    }
+    if !b.is_empty() {
+        o.insert("bind".into(), J::Object(b));
+    }
+    if nocopy {
+        o.insert("volume".into(), json!({"nocopy": true}));
+    } else if !bind {
+        o.insert("volume".into(), json!({}));
     }
     Ok(J::Object(o))
 }
 
-fn is_mode(s: &str) -> bool {
-    s.split(',').all(|o| {
-        matches!(
-            o,
-            "ro" | "rw"
-                | "z"
-                | "Z"
-                | "nocopy"
-                | "shared"
-                | "rshared"
-                | "slave"
-                | "rslave"
-                | "private"
-                | "rprivate"
-                | "consistent"
-                | "cached"
-                | "delegated"
-        )
-    })
+fn is_file_path(s: &str) -> bool {
+    let mut it = s.chars();
+    match (it.next(), it.next()) {
+        (Some('.' | '/' | '~'), _) => true,
+        _ if s.starts_with("\\\\") => true,
+        (Some(a), Some(':')) => a.is_alphabetic(),
+        _ => false,
+    }
 }
 
 // ---------------------------------------------------------------- project name
@@ -1454,10 +1439,22 @@ pub(crate) fn finalize(
                         }
                         Err(e) => {
                             let id = ctx.file_id(Path::new(f));
-                            ctx.error(Pos { file: id, line: e.line as u32, col: 1 }, e.message, Some("fix the label file syntax"));
+                            ctx.error(
+                                Pos {
+                                    file: id,
+                                    line: e.line as u32,
+                                    col: 1,
+                                },
+                                e.message,
+                                Some("fix the label file syntax"),
+                            );
                         }
                     },
-                    Err(_) => ctx.error(svc.get("label_file").map_or(*spos, |n| n.pos), format!("label file {f} not found"), Some("create the file or fix the path")),
+                    Err(_) => ctx.error(
+                        svc.get("label_file").map_or(*spos, |n| n.pos),
+                        format!("label file {f} not found"),
+                        Some("create the file or fix the path"),
+                    ),
                 }
             }
             if let Some(J::Object(l)) = o.get("labels") {
@@ -1565,7 +1562,8 @@ pub(crate) fn finalize(
             o.insert("environment".into(), J::Object(envmap));
         }
         // networks
-        let has_mode = o.get("network_mode").is_some_and(|v| !is_empty_json(v)) || o.contains_key("provider");
+        let has_mode =
+            o.get("network_mode").is_some_and(|v| !is_empty_json(v)) || o.contains_key("provider");
         if !has_mode && !o.contains_key("networks") {
             o.insert("networks".into(), json!({"default": null}));
         }
@@ -1617,6 +1615,28 @@ pub(crate) fn finalize(
     let top = doc.as_map().cloned().unwrap_or_default();
     // networks
     let used = used_resources(&services);
+    for (kind, res) in &used {
+        let declared = top
+            .get(*kind)
+            .and_then(|(_, n)| n.as_map())
+            .is_some_and(|m| m.contains_key(res));
+        if !declared && !(*kind == "networks" && res == "default") {
+            let singular = kind.trim_end_matches('s');
+            let who = services
+                .iter()
+                .find(|(_, s)| service_refers(s, kind, res))
+                .map(|(n, _)| n.clone())
+                .unwrap_or_default();
+            let p = all.get(&who).map(|(p, _)| *p).unwrap_or_default();
+            ctx.error(
+                p,
+                format!(
+                    "service {who:?} refers to undefined {singular} {res}: invalid compose project"
+                ),
+                Some(&format!("declare it under the top-level `{kind}:`")),
+            );
+        }
+    }
     let mut networks = JMap::new();
     if let Some((_, n)) = top.get("networks") {
         if let J::Object(nm) = n.to_json() {
@@ -1684,11 +1704,15 @@ fn fix_types(path: &mut Vec<String>, o: &mut JMap<String, J>, ctx: &mut Ctx<'_>,
         let kind = type_of(&p);
         if let Some(v) = o.get_mut(&k) {
             match kind {
-                Some(Typed::Duration) => {
-                    if let Some(ns) = json_scalar(v).and_then(|x| parse_duration(&x)) {
-                        *v = J::String(go_duration(ns));
-                    }
-                }
+                Some(Typed::Duration) => match json_scalar(v).map(|x| parse_duration(&x)) {
+                    Some(Some(ns)) => *v = J::String(go_duration(ns)),
+                    Some(None) => ctx.error(
+                        pos,
+                        format!("{}: invalid duration {v}", path.join(".")),
+                        Some("use a duration like 10s, 1m30s or 500ms"),
+                    ),
+                    None => {}
+                },
                 Some(Typed::Bytes) => match json_scalar(v).map(|x| parse_bytes(&x)) {
                     Some(Some(b)) => *v = J::String(b.to_string()),
                     Some(None) => ctx.error(
@@ -1857,7 +1881,10 @@ pub(crate) fn parse_bytes(s: &str) -> Option<i64> {
 }
 
 fn top_models(doc: &Node) -> Vec<String> {
-    doc.get("models").and_then(Node::as_map).map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    doc.get("models")
+        .and_then(Node::as_map)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 fn num(v: Option<&J>) -> Option<f64> {
@@ -1905,6 +1932,21 @@ fn consistency(name: &str, o: &JMap<String, J>, svc: &Node, spos: Pos, ctx: &mut
 
 /// Internal key carrying each service's `env_file` list to the typed model (not printed).
 pub(crate) const ENV_FILES_KEY: &str = "\u{0}env_files";
+
+fn service_refers(s: &J, kind: &str, res: &str) -> bool {
+    let mut one = JMap::new();
+    one.insert("x".into(), s.clone());
+    used_resources(&one).contains(&(kind_static(kind), res.to_owned()))
+}
+
+fn kind_static(kind: &str) -> &'static str {
+    match kind {
+        "networks" => "networks",
+        "volumes" => "volumes",
+        "secrets" => "secrets",
+        _ => "configs",
+    }
+}
 
 fn used_resources(services: &JMap<String, J>) -> std::collections::HashSet<(&'static str, String)> {
     let mut used = std::collections::HashSet::new();

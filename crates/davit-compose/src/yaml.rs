@@ -311,11 +311,20 @@ enum Frame {
 /// # Errors
 /// A syntax error, an unknown alias, a non-scalar key, or alias expansion over budget.
 pub fn parse(src: &str, file: u32) -> Result<Option<Node>, SyntaxError> {
+    Ok(parse_all(src, file)?.into_iter().next())
+}
+
+/// Parses every document of `src` (Compose merges the documents of a file in order). Anchors are
+/// per document.
+///
+/// # Errors
+/// As [`parse`].
+pub fn parse_all(src: &str, file: u32) -> Result<Vec<Node>, SyntaxError> {
+    let mut docs_out: Vec<Node> = Vec::new();
     let mut parser = Parser::new_from_str(src);
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     let mut budget = ALIAS_BUDGET;
-    let mut result: Option<Node> = None;
     let mut docs = 0;
     let mk = |m: &saphyr_parser::Marker| Pos {
         file,
@@ -332,10 +341,7 @@ pub fn parse(src: &str, file: u32) -> Result<Option<Node>, SyntaxError> {
             Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => None,
             Event::DocumentStart(_) => {
                 docs += 1;
-                if docs > 1 {
-                    // Compose reads only the first document of each file.
-                    break;
-                }
+                anchors.clear();
                 None
             }
             Event::Alias(id) => {
@@ -449,7 +455,7 @@ pub fn parse(src: &str, file: u32) -> Result<Option<Node>, SyntaxError> {
         };
         if let Some(n) = done {
             match stack.last_mut() {
-                None => result = Some(n),
+                None => docs_out.push(n),
                 Some(Frame::Seq { items, .. }) => items.push(n),
                 Some(Frame::Map { entries, key, .. }) => match key.take() {
                     None => *key = Some(n),
@@ -458,7 +464,8 @@ pub fn parse(src: &str, file: u32) -> Result<Option<Node>, SyntaxError> {
             }
         }
     }
-    Ok(result)
+    let _ = docs;
+    Ok(docs_out)
 }
 
 fn compose_tag(t: &saphyr_parser::Tag) -> Option<Tag> {
