@@ -407,9 +407,7 @@ pub(crate) fn load_file(
     };
     let mut merged: Option<Node> = None;
     for doc in docs {
-        let Some(n) = process_document(ctx, doc, path, project_dir, env, stack) else {
-            return None;
-        };
+        let n = process_document(ctx, doc, path, project_dir, env, stack)?;
         match &mut merged {
             None => merged = Some(n),
             Some(m) => merge_into(m, n, ctx),

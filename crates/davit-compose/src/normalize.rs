@@ -1620,7 +1620,7 @@ pub(crate) fn finalize(
             .get(*kind)
             .and_then(|(_, n)| n.as_map())
             .is_some_and(|m| m.contains_key(res));
-        if !declared && !(*kind == "networks" && res == "default") {
+        if !(declared || *kind == "networks" && res == "default") {
             let singular = kind.trim_end_matches('s');
             let who = services
                 .iter()
