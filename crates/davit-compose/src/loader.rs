@@ -326,9 +326,6 @@ fn load_inner(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Dia
             }
         }
     }
-    if ctx.failed() {
-        return Err(ctx.diags);
-    }
     let Some(model) = model else {
         return Err(ctx.diags);
     };
@@ -455,11 +452,8 @@ fn process_document(
     if ctx.interpolate {
         crate::normalize::interpolate_tree(&mut node, env, ctx);
     }
-    let before = ctx.diags.0.len();
+    // Schema problems are recorded and loading goes on, so later stages report theirs too.
     crate::schema::validate(&node, ctx);
-    if ctx.diags.0.len() > before {
-        return None;
-    }
     crate::normalize::canonical_file(&mut node, project_dir, ctx);
 
     // include

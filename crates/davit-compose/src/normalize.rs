@@ -1588,7 +1588,7 @@ pub(crate) fn finalize(
             env_files.insert(sname.clone(), J::Object(side));
         }
         let mut tpath = Vec::new();
-        fix_types(&mut tpath, &mut o, ctx, *spos);
+        fix_types(&mut tpath, &mut o, ctx, svc, sname);
         consistency(sname, &o, svc, *spos, ctx);
         // x-* extensions kept; omit empty values like Go's omitempty.
         let mut out = JMap::new();
@@ -1695,7 +1695,29 @@ fn sorted(m: JMap<String, J>) -> JMap<String, J> {
 }
 
 /// Go's JSON forms of typed fields: durations, byte sizes, floats, file modes; drops `x-*`.
-fn fix_types(path: &mut Vec<String>, o: &mut JMap<String, J>, ctx: &mut Ctx<'_>, pos: Pos) {
+fn node_pos(svc: &Node, path: &[String]) -> Pos {
+    let mut cur = svc;
+    for seg in path {
+        let next = match &cur.value {
+            Value::Map(m) => m.get(seg).map(|(_, n)| n),
+            Value::Seq(v) => seg.parse::<usize>().ok().and_then(|i| v.get(i)),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => break,
+        }
+    }
+    cur.pos
+}
+
+fn fix_types(
+    path: &mut Vec<String>,
+    o: &mut JMap<String, J>,
+    ctx: &mut Ctx<'_>,
+    svc: &Node,
+    sname: &str,
+) {
     o.retain(|k, _| !k.starts_with("x-"));
     let keys: Vec<String> = o.keys().cloned().collect();
     for k in keys {
@@ -1707,8 +1729,8 @@ fn fix_types(path: &mut Vec<String>, o: &mut JMap<String, J>, ctx: &mut Ctx<'_>,
                 Some(Typed::Duration) => match json_scalar(v).map(|x| parse_duration(&x)) {
                     Some(Some(ns)) => *v = J::String(go_duration(ns)),
                     Some(None) => ctx.error(
-                        pos,
-                        format!("{}: invalid duration {v}", path.join(".")),
+                        node_pos(svc, path),
+                        format!("services.{sname}.{}: invalid duration {v}", path.join(".")),
                         Some("use a duration like 10s, 1m30s or 500ms"),
                     ),
                     None => {}
@@ -1716,8 +1738,8 @@ fn fix_types(path: &mut Vec<String>, o: &mut JMap<String, J>, ctx: &mut Ctx<'_>,
                 Some(Typed::Bytes) => match json_scalar(v).map(|x| parse_bytes(&x)) {
                     Some(Some(b)) => *v = J::String(b.to_string()),
                     Some(None) => ctx.error(
-                        pos,
-                        format!("{}: invalid size {v}", path.join(".")),
+                        node_pos(svc, path),
+                        format!("services.{sname}.{}: invalid size {v}", path.join(".")),
                         Some("use a size like 512m or 1g"),
                     ),
                     None => {}
@@ -1782,12 +1804,12 @@ fn fix_types(path: &mut Vec<String>, o: &mut JMap<String, J>, ctx: &mut Ctx<'_>,
                 }
             }
             match v {
-                J::Object(m) => fix_types(path, m, ctx, pos),
+                J::Object(m) => fix_types(path, m, ctx, svc, sname),
                 J::Array(items) => {
                     for (i, it) in items.iter_mut().enumerate() {
                         if let J::Object(m) = it {
                             path.push(i.to_string());
-                            fix_types(path, m, ctx, pos);
+                            fix_types(path, m, ctx, svc, sname);
                             path.pop();
                         }
                     }

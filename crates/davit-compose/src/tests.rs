@@ -183,3 +183,28 @@ fn merge_keys_and_anchors() {
     assert_eq!(s.image.as_deref(), Some("base"));
     assert_eq!(s.restart.as_deref(), Some("no"));
 }
+
+/// Loads `yaml` as `/srv/app/compose.yaml` and snapshots the document `davit config` prints.
+fn check(name: &str, yaml: &str) {
+    let text = match load_str(yaml) {
+        Ok(p) => p.config_json().unwrap_or_else(|e| format!("error: {e}")),
+        Err(d) => format!("error: {d}"),
+    };
+    insta::assert_snapshot!(name, text);
+}
+
+#[test]
+fn canonical_documents() {
+    check(
+        "short_syntax",
+        "services:\n  web:\n    image: nginx\n    ports: [\"127.0.0.1:8080-8081:80-81/udp\", 9000]\n    volumes: [\"./html:/usr/share/nginx/html:ro\", \"cache:/cache\", /tmp/anon]\n    environment: [A=1, B]\n    command: nginx -g 'daemon off;'\n    depends_on: [db]\n    healthcheck: {test: curl -f localhost, interval: 90s}\n  db:\n    image: postgres\n    deploy: {resources: {limits: {memory: 1g, cpus: '0.5'}}}\nvolumes:\n  cache: {}\n  unused: {}\n",
+    );
+    check(
+        "escaped_dollars_and_defaults",
+        "name: demo\nservices:\n  s:\n    image: ${IMAGE:-busybox}:${TAG-latest}\n    command: echo $$HOME\n    labels: {price: \"$$5\"}\n",
+    );
+    check(
+        "errors_everywhere",
+        "services:\n  s:\n    image: x\n    restart: [no]\n    depends_on: [ghost]\n    healthcheck: {interval: soon}\n",
+    );
+}
