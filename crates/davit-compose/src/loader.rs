@@ -595,12 +595,32 @@ pub(crate) fn scalar_string(n: &Node) -> Option<String> {
     }
 }
 
-/// Formats a float as Go's `%v` does for float64.
+/// Formats a float as Go's `%v` does for float64 (shortest form, exponent below 1e-4 and from 1e21).
 pub(crate) fn go_float(f: f64) -> String {
-    if f.fract() == 0.0 && f.abs() < 1e21 {
-        format!("{f:.0}")
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    let e = format!("{f:e}");
+    let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..21).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mant}e{sign}{:02}", exp.abs())
     } else {
-        let s = format!("{f}");
-        s
+        format!("{f}")
     }
 }

@@ -153,8 +153,36 @@ fn expect_map_or_null(ctx: &mut Ctx<'_>, n: &Node, what: &str) -> bool {
     }
 }
 
+fn timestamps(ctx: &mut Ctx<'_>, n: &Node, path: &mut Vec<String>) {
+    match &n.value {
+        Value::Timestamp(_) => ctx.error(
+            n.pos,
+            format!("{}: invalid jsonType time.Time", path.join(".")),
+            Some("quote the value to make it a string"),
+        ),
+        Value::Map(m) => {
+            for (k, (_, v)) in m {
+                if !k.starts_with("x-") {
+                    path.push(k.clone());
+                    timestamps(ctx, v, path);
+                    path.pop();
+                }
+            }
+        }
+        Value::Seq(items) => {
+            for (i, v) in items.iter().enumerate() {
+                path.push(i.to_string());
+                timestamps(ctx, v, path);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Validates one (interpolated) file.
 pub(crate) fn validate(doc: &Node, ctx: &mut Ctx<'_>) {
+    timestamps(ctx, doc, &mut Vec::new());
     unknown(ctx, doc, TOP, "the top level");
     if let Some(s) = doc.get("services") {
         if expect_map_or_null(ctx, s, "services") {
@@ -423,6 +451,46 @@ fn validate_service(ctx: &mut Ctx<'_>, svc: &Node, what: &str) {
                 format!("{what}.{k}: invalid type {}", v.type_name()),
                 Some("see the Compose specification for this option's syntax"),
             );
+        }
+    }
+    for key in [
+        "command",
+        "entrypoint",
+        "cap_add",
+        "cap_drop",
+        "dns",
+        "dns_search",
+        "dns_opt",
+        "security_opt",
+        "tmpfs",
+        "profiles",
+        "links",
+        "external_links",
+        "volumes_from",
+        "group_add",
+        "device_cgroup_rules",
+    ] {
+        if let Some(Value::Seq(items)) = svc.get(key).map(|n| &n.value) {
+            for (i, it) in items.iter().enumerate() {
+                if !matches!(it.value, Value::Str(_)) {
+                    ctx.error(
+                        it.pos,
+                        format!("{what}.{key}.{i} must be a string"),
+                        Some("quote the value"),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(Value::Seq(items)) = svc.get("expose").map(|n| &n.value) {
+        for (i, it) in items.iter().enumerate() {
+            if !matches!(it.value, Value::Str(_) | Value::Int(_)) {
+                ctx.error(
+                    it.pos,
+                    format!("{what}.expose.{i}: unsupported expose value"),
+                    Some("use a port number or \"PORT/PROTOCOL\""),
+                );
+            }
         }
     }
     if let Some(p) = svc.get("ports") {
