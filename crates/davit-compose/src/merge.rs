@@ -77,6 +77,27 @@ fn seq_key(path: &[&str], item: &Node) -> Option<String> {
     }
 }
 
+/// Removes duplicates from a sequence whose items are unique by key: a later item replaces the
+/// earlier one in place (Compose's `EnforceUnicity`).
+pub(crate) fn dedupe(path: &[&str], items: &mut Vec<Node>) {
+    let mut out: Vec<Node> = Vec::with_capacity(items.len());
+    let mut keys: Vec<Option<String>> = Vec::with_capacity(items.len());
+    for it in items.drain(..) {
+        let key = seq_key(path, &it);
+        match key
+            .as_ref()
+            .and_then(|k| keys.iter().position(|x| x.as_ref() == Some(k)))
+        {
+            Some(i) => out[i] = it,
+            None => {
+                keys.push(key);
+                out.push(it);
+            }
+        }
+    }
+    *items = out;
+}
+
 fn merge_at(base: &mut Node, over: Node, path: &[&str]) {
     if over.tag == Some(Tag::Override) || is_replace(path) {
         let mut o = over;

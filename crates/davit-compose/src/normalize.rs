@@ -350,6 +350,25 @@ pub(crate) fn canonical_file(node: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) {
         if let Some(sm) = services.as_map_mut() {
             for (name, (_, svc)) in sm.iter_mut() {
                 canonical_service(name, svc, dir, ctx);
+                if let Some(fields) = svc.as_map_mut() {
+                    for (k, (_, v)) in fields.iter_mut() {
+                        if let Value::Seq(items) = &mut v.value {
+                            crate::merge::dedupe(&["services", name, k], items);
+                        }
+                        if k == "build" {
+                            if let Some(bm) = v.as_map_mut() {
+                                for (bk, (_, bv)) in bm.iter_mut() {
+                                    if let Value::Seq(items) = &mut bv.value {
+                                        crate::merge::dedupe(
+                                            &["services", name, "build", bk],
+                                            items,
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -1594,7 +1613,21 @@ pub(crate) fn finalize(
         let mut out = JMap::new();
         for k in SERVICE_ORDER {
             if let Some(v) = o.remove(*k) {
-                let pointer = matches!(*k, "attach" | "init" | "scale") && !v.is_null();
+                let pointer = matches!(
+                    *k,
+                    "attach"
+                        | "init"
+                        | "scale"
+                        | "build"
+                        | "develop"
+                        | "blkio_config"
+                        | "credential_spec"
+                        | "deploy"
+                        | "healthcheck"
+                        | "logging"
+                        | "provider"
+                        | "stop_grace_period"
+                ) && !v.is_null();
                 if *k == "command"
                     || *k == "entrypoint"
                     || pointer
@@ -1606,6 +1639,23 @@ pub(crate) fn finalize(
             }
         }
         services.insert(sname.clone(), J::Object(out));
+    }
+    // Implicit dependencies (links, volumes_from, service: namespaces) on undefined services.
+    for (sname, s) in &services {
+        let explicit: Vec<String> = all
+            .get(sname)
+            .and_then(|(_, n)| n.get("depends_on"))
+            .and_then(Node::as_map)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        if let Some(J::Object(deps)) = s.get("depends_on") {
+            for d in deps.keys() {
+                if !all.contains_key(d) && !explicit.contains(d) {
+                    let p = all.get(sname).map(|(p, _)| *p).unwrap_or_default();
+                    ctx.error(p, format!("service {sname:?} depends on undefined service {d:?}: invalid compose project"), Some("define that service, or fix links/volumes_from/network_mode"));
+                }
+            }
+        }
     }
     // cycles
     check_cycles(&services, &all, ctx);
@@ -1782,7 +1832,12 @@ fn fix_types(
                     path.pop();
                     continue;
                 }
-                Some(Typed::DropFalse) | None => {}
+                Some(Typed::DropEmpty) if v.as_array().is_some_and(Vec::is_empty) => {
+                    o.remove(&k);
+                    path.pop();
+                    continue;
+                }
+                Some(Typed::DropFalse | Typed::DropEmpty) | None => {}
                 Some(Typed::Strings) => {
                     if let J::Object(m) = v {
                         for x in m.values_mut() {
@@ -1831,6 +1886,7 @@ enum Typed {
     Strings,
     Count,
     Command,
+    DropEmpty,
 }
 
 fn type_of(p: &[&str]) -> Option<Typed> {
@@ -1855,6 +1911,7 @@ fn type_of(p: &[&str]) -> Option<Typed> {
         }
         ["configs" | "secrets", _, "mode"] | ["build", "secrets", _, "mode"] => Typed::Mode,
         ["deploy", "labels"] => Typed::StrMap,
+        ["healthcheck", "test"] => Typed::DropEmpty,
         ["deploy", "resources", "reservations", "devices", _, "count"] | ["gpus", _, "count"] => {
             Typed::Count
         }

@@ -223,6 +223,41 @@ pub(crate) fn validate(doc: &Node, ctx: &mut Ctx<'_>) {
     }
 }
 
+fn valid_pull_policy(p: &str) -> bool {
+    if matches!(
+        p,
+        "always"
+            | "never"
+            | "build"
+            | "if_not_present"
+            | "missing"
+            | "refresh"
+            | "daily"
+            | "weekly"
+    ) {
+        return true;
+    }
+    // every_([0-9]+[wdhms])+ ; the schema pattern is not anchored, so a match anywhere counts.
+    p.match_indices("every_").any(|(i, _)| {
+        let rest = &p[i + 6..];
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        digits > 0 && rest[digits..].starts_with(['w', 'd', 'h', 'm', 's'])
+    }) || [
+        "always",
+        "never",
+        "build",
+        "if_not_present",
+        "missing",
+        "refresh",
+        "daily",
+        "weekly",
+    ]
+    .iter()
+    .any(|w| p.contains(w))
+}
+
 fn valid_resource_name(n: &str) -> bool {
     !n.is_empty()
         && n.chars()
@@ -480,6 +515,30 @@ fn validate_service(ctx: &mut Ctx<'_>, svc: &Node, what: &str) {
                     );
                 }
             }
+        }
+    }
+    if let Some(Value::Seq(items)) = svc
+        .get("healthcheck")
+        .and_then(|h| h.get("test"))
+        .map(|n| &n.value)
+    {
+        for (i, it) in items.iter().enumerate() {
+            if !matches!(it.value, Value::Str(_)) {
+                ctx.error(
+                    it.pos,
+                    format!("{what}.healthcheck.test.{i} must be a string"),
+                    Some("quote the value"),
+                );
+            }
+        }
+    }
+    if let Some(pp) = svc.get("pull_policy").and_then(Node::as_str) {
+        if !valid_pull_policy(pp) {
+            ctx.error(
+                svc.get("pull_policy").map_or(svc.pos, |n| n.pos),
+                format!("{what}.pull_policy {pp:?} is not valid"),
+                Some("use always, never, build, if_not_present, missing, refresh, daily, weekly or every_<duration>"),
+            );
         }
     }
     if let Some(Value::Seq(items)) = svc.get("expose").map(|n| &n.value) {
