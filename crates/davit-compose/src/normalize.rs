@@ -1532,7 +1532,29 @@ pub(crate) fn finalize(
                     .unwrap_or_default()
                     .to_owned();
                 let required = f.get("required").and_then(J::as_bool).unwrap_or(true);
+                let raw = f.get("format").and_then(J::as_str) == Some("raw");
                 match ctx.fs.read(Path::new(&path)) {
+                    Ok(src) if raw => {
+                        for line in src.lines() {
+                            let t = line.trim_start();
+                            if t.is_empty() || t.starts_with('#') {
+                                continue;
+                            }
+                            match t.split_once('=') {
+                                Some((k, v)) => {
+                                    envmap.insert(
+                                        k.trim().to_owned(),
+                                        J::String(v.trim_end_matches('\r').to_owned()),
+                                    );
+                                }
+                                None => {
+                                    if let Some(v) = env.get(t.trim()) {
+                                        envmap.insert(t.trim().to_owned(), J::String(v.clone()));
+                                    }
+                                }
+                            }
+                        }
+                    }
                     Ok(src) => {
                         let lookup = |k: &str| env.get(k).cloned();
                         match crate::dotenv::parse_dotenv(&src, &lookup) {
@@ -1796,7 +1818,26 @@ fn fix_types(
                 },
                 Some(Typed::Float) => {
                     if let Some(f) = json_scalar(v).and_then(|x| x.parse::<f64>().ok()) {
-                        *v = serde_json::Number::from_f64(f).map_or(J::Null, J::Number);
+                        *v = go_json_float(f);
+                    }
+                }
+                Some(Typed::Blkio) => {
+                    if let J::Object(m) = v {
+                        let mut out = JMap::new();
+                        if let Some(p) = m.get("path") {
+                            out.insert("Path".into(), p.clone());
+                        }
+                        if let Some(w) = m.get("weight") {
+                            out.insert("Weight".into(), w.clone());
+                        }
+                        if let Some(r) = m.get("rate") {
+                            let b = json_scalar(r).and_then(|x| parse_bytes(&x));
+                            out.insert(
+                                "Rate".into(),
+                                b.map_or_else(|| r.clone(), |b| J::String(b.to_string())),
+                            );
+                        }
+                        *v = J::Object(out);
                     }
                 }
                 Some(Typed::Mode) => {
@@ -1862,11 +1903,30 @@ fn fix_types(
                 J::Object(m) => fix_types(path, m, ctx, svc, sname),
                 J::Array(items) => {
                     for (i, it) in items.iter_mut().enumerate() {
-                        if let J::Object(m) = it {
-                            path.push(i.to_string());
+                        path.push(i.to_string());
+                        let ip: Vec<&str> = path.iter().map(String::as_str).collect();
+                        if matches!(type_of(&ip), Some(Typed::Blkio)) {
+                            if let J::Object(m) = it {
+                                let mut out = JMap::new();
+                                if let Some(p) = m.get("path") {
+                                    out.insert("Path".into(), p.clone());
+                                }
+                                if let Some(w) = m.get("weight") {
+                                    out.insert("Weight".into(), w.clone());
+                                }
+                                if let Some(r) = m.get("rate") {
+                                    let b = json_scalar(r).and_then(|x| parse_bytes(&x));
+                                    out.insert(
+                                        "Rate".into(),
+                                        b.map_or_else(|| r.clone(), |b| J::String(b.to_string())),
+                                    );
+                                }
+                                *m = out;
+                            }
+                        } else if let J::Object(m) = it {
                             fix_types(path, m, ctx, svc, sname);
-                            path.pop();
                         }
+                        path.pop();
                     }
                 }
                 _ => {}
@@ -1887,6 +1947,16 @@ enum Typed {
     Count,
     Command,
     DropEmpty,
+    Blkio,
+}
+
+/// A float as Go's encoder writes it: whole numbers without a fraction.
+fn go_json_float(f: f64) -> J {
+    if f.fract() == 0.0 && f.abs() < 1e15 {
+        json!(f as i64)
+    } else {
+        serde_json::Number::from_f64(f).map_or(J::Null, J::Number)
+    }
 }
 
 fn type_of(p: &[&str]) -> Option<Typed> {
@@ -1912,6 +1982,12 @@ fn type_of(p: &[&str]) -> Option<Typed> {
         ["configs" | "secrets", _, "mode"] | ["build", "secrets", _, "mode"] => Typed::Mode,
         ["deploy", "labels"] => Typed::StrMap,
         ["healthcheck", "test"] => Typed::DropEmpty,
+        [
+            "blkio_config",
+            "weight_device" | "device_read_bps" | "device_write_bps" | "device_read_iops"
+            | "device_write_iops",
+            _,
+        ] => Typed::Blkio,
         ["deploy", "resources", "reservations", "devices", _, "count"] | ["gpus", _, "count"] => {
             Typed::Count
         }
