@@ -60,6 +60,7 @@ fn seq_key(path: &[&str], item: &Node) -> Option<String> {
         "env_file" | "label_file" => Some(s("path")),
         "devices" => Some(s("target")),
         "expose"
+        | "extra_hosts"
         | "dns"
         | "dns_opt"
         | "dns_search"

@@ -352,7 +352,8 @@ pub(crate) fn canonical_file(node: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) {
                 canonical_service(name, svc, dir, ctx);
                 if let Some(fields) = svc.as_map_mut() {
                     for (k, (_, v)) in fields.iter_mut() {
-                        if let Value::Seq(items) = &mut v.value {
+                        // Compose enforces unicity within a file, except for extra_hosts (only merged).
+                        if let (Value::Seq(items), false) = (&mut v.value, k == "extra_hosts") {
                             crate::merge::dedupe(&["services", name, k], items);
                         }
                         if k == "build" {
@@ -865,49 +866,23 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
         }
     }
     if let Some((_, eh)) = m.get_mut("extra_hosts") {
-        let mut out = Map::new();
-        match &eh.value {
-            Value::Seq(items) => {
-                for it in items {
-                    if let Some(sv) = scalar_string(it) {
-                        let (k, v) = sv
-                            .split_once('=')
-                            .or_else(|| sv.split_once(':'))
-                            .unwrap_or((&sv, ""));
-                        let e = out
-                            .entry(k.to_owned())
-                            .or_insert_with(|| (it.pos, Node::at(Value::Seq(vec![]), it.pos)));
-                        if let Value::Seq(l) = &mut e.1.value {
-                            l.push(str_node(v, it.pos));
-                        }
-                    }
-                }
-            }
-            Value::Map(hm) => {
-                for (k, (kp, v)) in hm {
-                    let vals: Vec<Node> = match &v.value {
-                        Value::Seq(l) => l
-                            .iter()
-                            .filter_map(|x| scalar_string(x).map(|y| str_node(y, x.pos)))
-                            .collect(),
-                        _ => scalar_string(v)
-                            .map(|y| vec![str_node(y, v.pos)])
-                            .unwrap_or_default(),
-                    };
-                    out.insert(k.clone(), (*kp, Node::at(Value::Seq(vals), v.pos)));
-                }
-            }
-            _ => {}
-        }
-        let mut list: Vec<String> = Vec::new();
-        for (k, (_, v)) in &out {
-            if let Value::Seq(vals) = &v.value {
-                for x in vals {
-                    list.push(format!("{k}={}", x.as_str().unwrap_or_default()));
+        extra_hosts(eh);
+    }
+    if let Some((_, eh)) = m
+        .get_mut("build")
+        .and_then(|(_, b)| b.as_map_mut())
+        .and_then(|b| b.get_mut("extra_hosts"))
+    {
+        extra_hosts(eh);
+    }
+    if let Some(bm) = m.get_mut("build").and_then(|(_, b)| b.as_map_mut()) {
+        for k in ["provenance", "sbom"] {
+            if let Some((_, v)) = bm.get_mut(k) {
+                if let Some(x) = scalar_string(v) {
+                    v.value = Value::Str(x);
                 }
             }
         }
-        eh.value = Value::Seq(list.into_iter().map(|x| str_node(x, eh.pos)).collect());
     }
     if let Some((_, devs)) = m.get_mut("devices") {
         if let Value::Seq(items) = &mut devs.value {
@@ -977,6 +952,52 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
         }
     }
     let _ = pos_of;
+}
+
+fn extra_hosts(eh: &mut Node) {
+    let mut out = Map::new();
+    match &eh.value {
+        Value::Seq(items) => {
+            for it in items {
+                if let Some(sv) = scalar_string(it) {
+                    let (k, v) = sv
+                        .split_once('=')
+                        .or_else(|| sv.split_once(':'))
+                        .unwrap_or((&sv, ""));
+                    let e = out
+                        .entry(k.to_owned())
+                        .or_insert_with(|| (it.pos, Node::at(Value::Seq(vec![]), it.pos)));
+                    if let Value::Seq(l) = &mut e.1.value {
+                        l.push(str_node(v, it.pos));
+                    }
+                }
+            }
+        }
+        Value::Map(hm) => {
+            for (k, (kp, v)) in hm {
+                let vals: Vec<Node> = match &v.value {
+                    Value::Seq(l) => l
+                        .iter()
+                        .filter_map(|x| scalar_string(x).map(|y| str_node(y, x.pos)))
+                        .collect(),
+                    _ => scalar_string(v)
+                        .map(|y| vec![str_node(y, v.pos)])
+                        .unwrap_or_default(),
+                };
+                out.insert(k.clone(), (*kp, Node::at(Value::Seq(vals), v.pos)));
+            }
+        }
+        _ => {}
+    }
+    let mut list: Vec<String> = Vec::new();
+    for (k, (_, v)) in &out {
+        if let Value::Seq(vals) = &v.value {
+            for x in vals {
+                list.push(format!("{k}={}", x.as_str().unwrap_or_default()));
+            }
+        }
+    }
+    eh.value = Value::Seq(list.into_iter().map(|x| str_node(x, eh.pos)).collect());
 }
 
 fn mounts(n: &mut Node) {
@@ -1603,6 +1624,15 @@ pub(crate) fn finalize(
             o.insert("environment".into(), J::Object(envmap));
         }
         // networks
+        if o.get("network_mode").is_some_and(|v| !is_empty_json(v))
+            && o.get("networks").is_some_and(|v| !is_empty_json(v))
+        {
+            ctx.error(
+                svc.get("network_mode").map_or(*spos, |n| n.pos),
+                format!("service {sname} declares mutually exclusive `network_mode` and `networks`: invalid compose project"),
+                Some("keep one of the two"),
+            );
+        }
         let has_mode =
             o.get("network_mode").is_some_and(|v| !is_empty_json(v)) || o.contains_key("provider");
         if !has_mode && !o.contains_key("networks") {
