@@ -1787,7 +1787,8 @@ pub(crate) fn finalize(
     if !env_files.is_empty() {
         root.insert(ENV_FILES_KEY.into(), J::Object(env_files));
     }
-    Some(J::Object(root))
+    // Compose prints the top level as a map: keys in alphabetical order.
+    Some(J::Object(sorted(root)))
 }
 
 fn sorted(m: JMap<String, J>) -> JMap<String, J> {
