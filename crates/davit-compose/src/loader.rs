@@ -350,7 +350,11 @@ fn load_inner(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Dia
         &project_dir,
         &mut ctx,
     );
-    let json = crate::normalize::finalize(model, &name, &profiles, &project_dir, &env, &mut ctx);
+    let json = if opts.interpolate {
+        crate::normalize::finalize(model, &name, &profiles, &project_dir, &env, &mut ctx)
+    } else {
+        Some(crate::normalize::finalize_raw(model, &name, &profiles))
+    };
     if ctx.failed() {
         return Err(ctx.diags);
     }
@@ -452,9 +456,13 @@ fn process_document(
     if ctx.interpolate {
         crate::normalize::interpolate_tree(&mut node, env, ctx);
     }
-    // Schema problems are recorded and loading goes on, so later stages report theirs too.
-    crate::schema::validate(&node, ctx);
-    crate::normalize::canonical_file(&mut node, project_dir, ctx);
+    if ctx.interpolate {
+        // Schema problems are recorded and loading goes on, so later stages report theirs too.
+        crate::schema::validate(&node, ctx);
+        crate::normalize::canonical_file(&mut node, project_dir, ctx);
+    } else {
+        crate::normalize::canonical_raw(&mut node);
+    }
 
     // include
     stack.push(path.to_path_buf());

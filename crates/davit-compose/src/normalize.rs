@@ -2319,3 +2319,170 @@ fn unused(_: Node) -> Node {
 fn unused2(f: f64) -> String {
     go_float(f)
 }
+
+// ---------------------------------------------------------------- --no-interpolate
+
+/// The few canonical forms Compose applies to uninterpolated files: long volume and depends_on
+/// syntax, list networks as a map. Everything else stays as written.
+pub(crate) fn canonical_raw(node: &mut Node) {
+    let Some(services) = node
+        .as_map_mut()
+        .and_then(|m| m.get_mut("services"))
+        .and_then(|(_, s)| s.as_map_mut())
+    else {
+        return;
+    };
+    for (_, (_, svc)) in services.iter_mut() {
+        if matches!(svc.value, Value::Null) {
+            svc.value = Value::Map(Map::new());
+        }
+        let Some(m) = svc.as_map_mut() else { continue };
+        if let Some((_, vols)) = m.get_mut("volumes") {
+            if let Value::Seq(items) = &mut vols.value {
+                for it in items.iter_mut() {
+                    if let Some(spec) = it.as_str().map(String::from) {
+                        if let Ok(v) = parse_volume_raw(&spec) {
+                            *it = Node::from_json(&v, it.pos);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some((_, deps)) = m.get_mut("depends_on") {
+            let mut out = Map::new();
+            match &deps.value {
+                Value::Seq(items) => {
+                    for it in items {
+                        if let Some(n) = it.as_str() {
+                            let d = json!({"condition": "service_started", "required": true});
+                            out.insert(n.to_owned(), (it.pos, Node::from_json(&d, it.pos)));
+                        }
+                    }
+                }
+                Value::Map(dm) => {
+                    for (k, (kp, v)) in dm {
+                        let mut d = v.as_map().cloned().unwrap_or_default();
+                        d.entry("condition".into())
+                            .or_insert_with(|| (v.pos, str_node("service_started", v.pos)));
+                        d.entry("required".into())
+                            .or_insert_with(|| (v.pos, Node::at(Value::Bool(true), v.pos)));
+                        out.insert(k.clone(), (*kp, map_node(d, v.pos)));
+                    }
+                }
+                _ => {}
+            }
+            deps.value = Value::Map(out);
+        }
+        if let Some((_, nets)) = m.get_mut("networks") {
+            if let Value::Seq(items) = &nets.value {
+                let mut out = Map::new();
+                for it in items {
+                    if let Some(n) = it.as_str() {
+                        out.insert(n.to_owned(), (it.pos, Node::at(Value::Null, it.pos)));
+                    }
+                }
+                nets.value = Value::Map(out);
+            }
+        }
+    }
+}
+
+fn parse_volume_raw(spec: &str) -> Result<J, String> {
+    // Colons inside `${...}` are not separators: hide them while parsing.
+    let mut hidden = String::with_capacity(spec.len());
+    let mut depth = 0usize;
+    let mut prev = ' ';
+    for c in spec.chars() {
+        if c == '{' && prev == '$' {
+            depth += 1;
+        } else if c == '}' && depth > 0 {
+            depth -= 1;
+        }
+        hidden.push(if c == ':' && depth > 0 { '\u{1}' } else { c });
+        prev = c;
+    }
+    let loader = crate::FsLoader;
+    let ctx = Ctx {
+        fs: &loader,
+        files: Vec::new(),
+        diags: crate::Diagnostics::default(),
+        interpolate: false,
+        home: None,
+    };
+    let mut v = parse_volume(&hidden, Path::new("/"), &ctx)?;
+    let first = hidden.split(':').next().unwrap_or_default().to_owned();
+    if v.get("type").and_then(J::as_str) == Some("bind") && v.get("source").is_some() {
+        v["source"] = J::String(first);
+    }
+    restore(&mut v);
+    Ok(v)
+}
+
+fn restore(v: &mut J) {
+    match v {
+        J::String(s) => *s = s.replace('\u{1}', ":"),
+        J::Object(o) => o.values_mut().for_each(restore),
+        J::Array(a) => a.iter_mut().for_each(restore),
+        _ => {}
+    }
+}
+
+fn sort_deep(v: J) -> J {
+    match v {
+        J::Object(o) => {
+            let mut items: Vec<(String, J)> =
+                o.into_iter().map(|(k, v)| (k, sort_deep(v))).collect();
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+            J::Object(items.into_iter().collect())
+        }
+        J::Array(a) => J::Array(a.into_iter().map(sort_deep).collect()),
+        other => other,
+    }
+}
+
+/// The document `docker compose config --no-interpolate` prints: merged, profiles applied, default
+/// network added, values as written, keys sorted.
+pub(crate) fn finalize_raw(model: Node, name: &str, profiles: &[String]) -> J {
+    let mut doc = model;
+    crate::merge::strip_tags(&mut doc);
+    let J::Object(mut root) = doc.to_json() else {
+        return json!({"name": name});
+    };
+    root.remove("version");
+    root.insert("name".into(), json!(name));
+    let mut uses_default = false;
+    if let Some(J::Object(services)) = root.get_mut("services") {
+        services.retain(|_, s| {
+            let ps: Vec<String> = s
+                .get("profiles")
+                .and_then(J::as_array)
+                .map(|a| a.iter().filter_map(J::as_str).map(String::from).collect())
+                .unwrap_or_default();
+            ps.is_empty() || profiles.iter().any(|p| p == "*" || ps.contains(p))
+        });
+        for s in services.values_mut() {
+            if let J::Object(o) = s {
+                let has_mode = o.get("network_mode").is_some_and(|v| !is_empty_json(v));
+                if !has_mode && !o.contains_key("networks") {
+                    o.insert("networks".into(), json!({"default": null}));
+                }
+                if o.get("networks")
+                    .and_then(J::as_object)
+                    .is_some_and(|n| n.contains_key("default"))
+                {
+                    uses_default = true;
+                }
+            }
+        }
+    }
+    let nets = root.entry("networks").or_insert_with(|| json!({}));
+    if let J::Object(n) = nets {
+        if uses_default && !n.contains_key("default") {
+            n.insert("default".into(), json!({"name": format!("{name}_default")}));
+        }
+        if n.is_empty() {
+            root.remove("networks");
+        }
+    }
+    sort_deep(J::Object(root))
+}
