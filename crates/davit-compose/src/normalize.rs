@@ -1243,10 +1243,8 @@ pub(crate) fn project_name(
         return p.clone();
     }
     if let Some(n) = model.get("name") {
-        if let Some(x) = scalar_string(n) {
-            if !valid_name(&x) {
-                ctx.error(n.pos, format!("invalid project name {x:?}: must consist only of lowercase alphanumeric characters, hyphens, and underscores as well as start with a letter or number"), Some("use lowercase letters, digits, - and _"));
-            }
+        // The top-level `name:` is normalised like a directory name, not refused.
+        if let Some(x) = scalar_string(n).map(|x| normalize_name(&x)).filter(|x| !x.is_empty()) {
             return x;
         }
     }
