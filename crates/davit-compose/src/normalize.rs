@@ -1244,7 +1244,10 @@ pub(crate) fn project_name(
     }
     if let Some(n) = model.get("name") {
         // The top-level `name:` is normalised like a directory name, not refused.
-        if let Some(x) = scalar_string(n).map(|x| normalize_name(&x)).filter(|x| !x.is_empty()) {
+        if let Some(x) = scalar_string(n)
+            .map(|x| normalize_name(&x))
+            .filter(|x| !x.is_empty())
+        {
             return x;
         }
     }
@@ -2231,7 +2234,10 @@ fn resource(project: &str, key: &str, v: J, ipam: bool) -> J {
         o.insert("ipam".into(), json!({}));
     }
     for (k, v) in o {
-        if !is_empty_json(&v) || k == "ipam" || (k == "enable_ipv6" && v.is_boolean()) {
+        if !is_empty_json(&v)
+            || k == "ipam"
+            || (matches!(k.as_str(), "enable_ipv6" | "enable_ipv4") && v.is_boolean())
+        {
             out.insert(k, v);
         }
     }
