@@ -1420,10 +1420,9 @@ pub(crate) fn finalize(
                                     ctx.error(*dp, format!("service {n:?} depends on undefined service {d:?}: invalid compose project"), Some("enable the profile of that service or remove the dependency"));
                                 }
                             }
-                        } else if !matches!(
-                            dv.get("required").map(|r| &r.value),
-                            Some(Value::Bool(false))
-                        ) {
+                        } else {
+                            // Undefined is an error even for `required: false` (only disabled is fine).
+                            let _ = dv;
                             ctx.error(*dp, format!("service {n:?} depends on undefined service {d:?}: invalid compose project"), Some("define that service or remove it from depends_on"));
                         }
                     }
