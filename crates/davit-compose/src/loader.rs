@@ -126,6 +126,18 @@ impl Ctx<'_> {
         self.diags.push(d);
     }
 
+    pub fn warn(&mut self, pos: Pos, message: impl Into<String>, hint: &str) {
+        let file = self
+            .files
+            .get(pos.file as usize)
+            .cloned()
+            .unwrap_or_default();
+        let mut d =
+            Diagnostic::error(file, pos.line as usize, pos.col as usize, message).with_hint(hint);
+        d.severity = crate::Severity::Warning;
+        self.diags.push(d);
+    }
+
     pub fn file_id(&mut self, p: &Path) -> u32 {
         if let Some(i) = self.files.iter().position(|f| f == p) {
             return i as u32;
@@ -361,7 +373,15 @@ fn load_inner(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Dia
     let Some(json) = json else {
         return Err(ctx.diags);
     };
-    crate::model::build(json, project_dir, opts.interpolate)
+    let warnings: Vec<Diagnostic> = ctx
+        .diags
+        .0
+        .into_iter()
+        .filter(|d| d.severity == crate::Severity::Warning)
+        .collect();
+    let mut p = crate::model::build(json, project_dir, opts.interpolate)?;
+    p.warnings = warnings;
+    Ok(p)
 }
 
 /// Reads, parses, interpolates and canonicalises one file, with its includes and extends applied.

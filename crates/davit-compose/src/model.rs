@@ -22,6 +22,8 @@ pub struct Project {
     pub services: Vec<Service>,
     /// Top-level `x-davit.environments`, by name (`davit deploy --env NAME`).
     pub environments: BTreeMap<String, DavitEnvironment>,
+    /// Warnings Compose would print (unset variables), each at its position.
+    pub warnings: Vec<crate::Diagnostic>,
     /// The canonical document, values unescaped (a `$` is a `$`).
     pub(crate) json: serde_json::Value,
     /// Whether variables were interpolated (then `config` output escapes `$` as `$$`).
@@ -647,5 +649,6 @@ pub(crate) fn build(
         environments,
         json,
         interpolated,
+        warnings: Vec::new(),
     })
 }

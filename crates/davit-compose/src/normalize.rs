@@ -88,7 +88,16 @@ fn interp_rec(node: &mut Node, env: &Env, ctx: &mut Ctx<'_>, path: &mut Vec<Stri
     match &mut node.value {
         Value::Str(s) => {
             let lookup = |k: &str| env.get(k).cloned();
-            match crate::interp::interpolate(s, &lookup) {
+            let mut unset = Vec::new();
+            let result = crate::interp::interpolate_collecting(s, &lookup, &mut unset);
+            for name in unset {
+                ctx.warn(
+                    node.pos,
+                    format!("the {name:?} variable is not set, defaulting to a blank string"),
+                    "set it in the environment or in .env, or give a default with ${VAR:-default}",
+                );
+            }
+            match result {
                 Ok(v) => {
                     let p: Vec<&str> = path.iter().map(String::as_str).collect();
                     if let Some(c) = cast_for(&p) {

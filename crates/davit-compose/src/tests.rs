@@ -208,3 +208,21 @@ fn canonical_documents() {
         "services:\n  s:\n    image: x\n    restart: [no]\n    depends_on: [ghost]\n    healthcheck: {interval: soon}\n",
     );
 }
+
+#[test]
+fn unset_variables_are_warnings_not_errors() {
+    let p =
+        load_str("services:\n  s:\n    image: x${UNSET_A}\n    command: ${UNSET_B:-ok}\n").unwrap();
+    let w: Vec<(usize, &str)> = p
+        .warnings
+        .iter()
+        .map(|d| (d.line, d.message.as_str()))
+        .collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].0, 3);
+    assert!(w[0].1.contains("UNSET_A"), "{w:?}");
+    assert_eq!(
+        p.service("s").unwrap().command.as_deref(),
+        Some(&["ok".to_owned()][..])
+    );
+}
