@@ -817,15 +817,17 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
         }
         deps.value = Value::Map(out);
     }
-    if let Some((_, nets)) = m.get_mut("networks") {
-        if let Value::Seq(items) = &nets.value {
-            let mut out = Map::new();
-            for it in items {
-                if let Some(n) = it.as_str() {
-                    out.insert(n.to_owned(), (it.pos, Node::at(Value::Null, it.pos)));
+    for key in ["networks", "models"] {
+        if let Some((_, nets)) = m.get_mut(key) {
+            if let Value::Seq(items) = &nets.value {
+                let mut out = Map::new();
+                for it in items {
+                    if let Some(n) = it.as_str() {
+                        out.insert(n.to_owned(), (it.pos, Node::at(Value::Null, it.pos)));
+                    }
                 }
+                nets.value = Value::Map(out);
             }
-            nets.value = Value::Map(out);
         }
     }
     if let Some((_, secs)) = m.get_mut("secrets") {
