@@ -1,6 +1,7 @@
 //! Variable interpolation as Compose does it: `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`,
 //! `${VAR:?message}`, `${VAR?message}`, `${VAR:+replacement}`, `${VAR+replacement}`, nesting in the
-//! default part, and `$$` for a literal `$`. Only values are interpolated, never keys.
+//! default part, and `$$` for a literal `$` (a `$` followed by anything else is kept as is). Only
+//! values are interpolated, never keys.
 
 use std::fmt;
 
@@ -84,7 +85,11 @@ fn interpolate_depth(
         }
         out.push_str(&template[lit..i]);
         let Some(&next) = b.get(i + 1) else {
-            return Err(invalid(template));
+            // A `$` at the end stays a literal `$`, as in Compose.
+            out.push('$');
+            i += 1;
+            lit = i;
+            continue;
         };
         if next == b'$' {
             out.push('$');
@@ -126,7 +131,9 @@ fn interpolate_depth(
             out.push_str(&braced(inner, template, lookup, depth, unset)?);
             i = close + 1;
         } else {
-            return Err(invalid(template));
+            // `$` not followed by a name, `{` or `$` stays a literal `$`, as in Compose.
+            out.push('$');
+            i += 1;
         }
         lit = i;
     }
