@@ -482,7 +482,10 @@ fn to_string_map(n: &mut Node, null_as_empty: bool) {
                     None if null_as_empty => Value::Str(String::new()),
                     None => Value::Null,
                 };
-                out.insert(k.clone(), (*kp, Node::at(val, v.pos)));
+                // Keep `!reset`/`!override` on entries for the merge step.
+                let mut n = Node::at(val, v.pos);
+                n.tag = v.tag;
+                out.insert(k.clone(), (*kp, n));
             }
         }
         _ => return,
@@ -810,7 +813,9 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
                             .cloned()
                             .unwrap_or_else(|| Node::at(Value::Bool(true), v.pos)),
                     );
-                    out.insert(k.clone(), (*kp, map_node(d, v.pos)));
+                    let mut dn = map_node(d, v.pos);
+                    dn.tag = v.tag;
+                    out.insert(k.clone(), (*kp, dn));
                 }
             }
             _ => {}
