@@ -703,7 +703,7 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
                             put(&mut o, "target", Node::at(v, n.pos));
                         }
                         if let Some((_, n)) = pm.get("published") {
-                            if let Some(x) = scalar_string(n) {
+                            if let Some(x) = scalar_string(n).filter(|x| !x.is_empty()) {
                                 put(&mut o, "published", str_node(x, n.pos));
                             }
                         }
@@ -1059,6 +1059,11 @@ pub(crate) fn parse_port(spec: &str) -> Result<Vec<J>, String> {
             }
         }
     };
+    if let Some(ip) = ip.as_deref().filter(|ip| !ip.is_empty()) {
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!("invalid IP address: {ip}"));
+        }
+    }
     let (published, target) = match rest.rsplit_once(':') {
         Some((p, t)) => (Some(p), t),
         None => (None, rest),
