@@ -384,6 +384,23 @@ fn nested_keys(path: &[&str]) -> Option<&'static [&'static str]> {
     })
 }
 
+/// Paths (below a service) whose value must be a string (durations are strings in the schema).
+fn must_be_string(path: &[&str]) -> bool {
+    matches!(
+        path,
+        [
+            "healthcheck",
+            "interval" | "timeout" | "start_period" | "start_interval"
+        ] | ["stop_grace_period"]
+            | [
+                "deploy",
+                "update_config" | "rollback_config",
+                "delay" | "monitor"
+            ]
+            | ["deploy", "restart_policy", "delay" | "window"]
+    )
+}
+
 fn enum_values(path: &[&str]) -> Option<&'static [&'static str]> {
     Some(match path {
         ["volumes", _, "type"] => &["bind", "volume", "tmpfs", "cluster", "npipe", "image"],
@@ -406,6 +423,13 @@ fn walk(ctx: &mut Ctx<'_>, n: &Node, path: &mut Vec<String>, what: &str) {
         if matches!(n.value, Value::Map(_)) {
             unknown(ctx, n, keys, &format!("{what}.{}", path.join(".")));
         }
+    }
+    if must_be_string(&p) && !matches!(n.value, Value::Str(_) | Value::Null) {
+        ctx.error(
+            n.pos,
+            format!("{what}.{} must be a string", path.join(".")),
+            Some("write a duration like \"30s\""),
+        );
     }
     if let (Some(vals), Value::Str(s)) = (enum_values(&p), &n.value) {
         if !vals.contains(&s.as_str()) {
