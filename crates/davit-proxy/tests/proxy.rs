@@ -4,5 +4,7 @@
 
 #[path = "proxy/support.rs"]
 mod support;
+#[path = "proxy/tls.rs"]
+mod tls;
 #[path = "proxy/traffic.rs"]
 mod traffic;
