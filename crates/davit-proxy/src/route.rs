@@ -309,6 +309,9 @@ impl Route {
         cookie: Option<&str>,
         exclude: &[&Arc<Target>],
     ) -> Option<(Arc<Target>, bool)> {
+        if exclude.is_empty() && snap.picks.len() == 1 {
+            return Some((snap.picks[0].0.clone(), false));
+        }
         let excluded = |t: &Arc<Target>| exclude.iter().any(|e| Arc::ptr_eq(e, t));
         let sticky = snap.picks.len() > 1;
         if let Some(id) = cookie
