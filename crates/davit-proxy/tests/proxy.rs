@@ -8,3 +8,5 @@ mod support;
 mod tls;
 #[path = "proxy/traffic.rs"]
 mod traffic;
+#[path = "proxy/lab.rs"]
+mod lab;
