@@ -147,7 +147,7 @@ fn error(status: StatusCode, text: &str) -> Response<ProxyBody> {
     local(status, "text/plain; charset=utf-8", format!("{text}\n"))
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
