@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -31,6 +32,9 @@ struct Args {
     /// Standalone mode: HTTP health path of the targets (a TCP connect check when absent).
     #[arg(long, value_name = "PATH", requires = "listen")]
     health: Option<String>,
+    /// On SIGTERM, how long requests in flight may take to finish before the proxy exits.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    drain_secs: u64,
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -85,6 +89,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         r = async { match admin_task { Some(t) => t.await, None => std::future::pending().await } } => {
             r.context("admin API task")?.context("admin API stopped")?;
         }
+    }
+    // Stop accepting, let the requests in flight finish (bounded), then exit.
+    let left = proxy.shutdown(Duration::from_secs(args.drain_secs)).await;
+    if left > 0 {
+        tracing::warn!(left, "requests still in flight at exit");
     }
     Ok(())
 }

@@ -155,10 +155,33 @@ async fn a_restarted_proxy_comes_back_with_its_routes() {
         "gone fishing"
     );
     let before = admin.routes().await.unwrap();
+    // SIGTERM with a request in flight: the proxy stops accepting, lets it finish, then exits 0.
+    let slow = tokio::spawn(get(web, "/slow?ms=1500"));
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while admin
+        .route("web")
+        .await
+        .unwrap()
+        .unwrap()
+        .target("v1")
+        .unwrap()
+        .in_flight
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slow request never reached v1"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(
         first.terminate(),
         Some(0),
         "SIGTERM stops the proxy cleanly"
+    );
+    assert_eq!(
+        slow.await.unwrap(),
+        (200, "davit-demo v1 slow 1500ms\n".to_owned())
     );
     assert!(
         tokio::net::TcpStream::connect(web).await.is_err(),

@@ -386,6 +386,15 @@ impl Route {
         }
     }
 
+    /// Requests in flight on every target of the route.
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.state()
+            .targets
+            .iter()
+            .map(|t| t.stats.in_flight.load(Relaxed))
+            .sum()
+    }
+
     /// Stops the controller and every health checker (the route was deleted).
     pub(crate) fn shutdown(&self) {
         let mut st = self.state();

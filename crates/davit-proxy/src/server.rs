@@ -396,6 +396,28 @@ impl Proxy {
         crate::metrics::render(&route::series_of(&all))
     }
 
+    /// Stops accepting clients on every route, then waits (up to `timeout`) until no request is in
+    /// flight: what the binary does on SIGTERM. Returns the requests still in flight at the end.
+    pub async fn shutdown(&self, timeout: Duration) -> u64 {
+        let routes: Vec<Arc<Route>> = {
+            let mut routes = self.inner.routes.lock().await;
+            for e in routes.values_mut() {
+                if let Some(a) = e.accept.take() {
+                    a.abort();
+                }
+            }
+            routes.values().map(|e| e.route.clone()).collect()
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let in_flight: u64 = routes.iter().map(|r| r.in_flight()).sum();
+            if in_flight == 0 || tokio::time::Instant::now() >= deadline {
+                return in_flight;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Serves the admin API on `listener` until the task is dropped.
     pub async fn serve_admin(&self, listener: TcpListener) -> std::io::Result<()> {
         loop {
