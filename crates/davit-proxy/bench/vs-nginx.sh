@@ -2,7 +2,7 @@
 # davit-proxy vs nginx as a reverse proxy to the same backend, under the same wrk load, in one run.
 #
 #   crates/davit-proxy/bench/vs-nginx.sh            # uses the static release build from tests/setup.sh
-#   PROXY_BIN=path/to/davit-proxy DURATION=20s CONNS=64 crates/davit-proxy/bench/vs-nginx.sh
+#   PROXY_BIN=path/to/davit-proxy DURATION=20s CONNS=64 ROUNDS=3 crates/davit-proxy/bench/vs-nginx.sh
 #
 # The backend is a one-worker nginx answering a fixed body (fast enough that neither proxy waits on it).
 # Both proxies keep pooled HTTP/1.1 keep-alive connections upstream and add X-Forwarded-*; nginx runs
@@ -15,6 +15,7 @@ PROXY_BIN=${PROXY_BIN:-target/static/x86_64-unknown-linux-gnu/release/davit-prox
 DURATION=${DURATION:-15s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-3}
 BACKEND=127.0.0.1:18181 NGINX=127.0.0.1:18182 DAVIT=127.0.0.1:18183
 
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
@@ -71,13 +72,22 @@ run() {
   errs=$(awk '/Non-2xx|Socket errors/ {print}' "$work/$2.txt" | tr '\n' ' ')
   echo "$rps $p50 $p99 ${errs:-none}"
 }
-read -r n_rps n_p50 n_p99 n_err <<<"$(run $NGINX nginx)"
-read -r d_rps d_p50 d_p99 d_err <<<"$(run $DAVIT davit)"
+# Alternate the two, ROUNDS times each, and keep each one's median round (by throughput): the machine is
+# shared, so a single round of each says more about the neighbours than about the proxies.
+: >"$work/nginx.rounds"; : >"$work/davit.rounds"
+for _ in $(seq 1 "$ROUNDS"); do
+  run $NGINX nginx >>"$work/nginx.rounds"
+  run $DAVIT davit >>"$work/davit.rounds"
+done
+median() { sort -n -k1,1 "$1" | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)'; }
+read -r n_rps n_p50 n_p99 n_err <<<"$(median "$work/nginx.rounds")"
+read -r d_rps d_p50 d_p99 d_err <<<"$(median "$work/davit.rounds")"
 loaded_rss=$(rss_kb "$davit_pid")
 ratio=$(awk -v d="$d_rps" -v n="$n_rps" 'BEGIN { printf "%.2f", d / n }')
 
 echo
-echo "wrk -t$THREADS -c$CONNS -d$DURATION, $(nproc) cores, backend: one-worker nginx returning a fixed body"
+echo "wrk -t$THREADS -c$CONNS -d$DURATION, median of $ROUNDS alternating rounds, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); backend: one-worker nginx returning a fixed body"
+echo "all rounds (requests/s p50 p99): nginx: $(awk '{printf "%s %s %s; ", $1, $2, $3}' "$work/nginx.rounds") davit-proxy: $(awk '{printf "%s %s %s; ", $1, $2, $3}' "$work/davit.rounds")"
 echo
 echo "| proxy | requests/s | p50 | p99 | errors |"
 echo "| --- | --- | --- | --- | --- |"

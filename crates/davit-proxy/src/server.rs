@@ -16,7 +16,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use serde::{Deserialize, Serialize};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -31,6 +32,10 @@ use crate::tls::{self, FileCertResolver};
 pub struct ProxyConfig {
     /// Routes are saved here after every change and restored from here at start.
     pub state_file: Option<PathBuf>,
+    /// Runtimes that serve clients, one per thread, each with its own `SO_REUSEPORT` listener per route
+    /// (so a connection and the upstream connections it uses stay on one thread). Empty: clients are
+    /// served on the runtime that calls [`Proxy::start`].
+    pub workers: Vec<Handle>,
 }
 
 /// The proxy: a set of named routes, each with its own listener.
@@ -42,6 +47,7 @@ pub struct Proxy {
 struct Inner {
     routes: tokio::sync::Mutex<BTreeMap<String, Entry>>,
     state_file: Option<PathBuf>,
+    workers: Vec<Handle>,
 }
 
 struct Entry {
@@ -49,14 +55,12 @@ struct Entry {
     listen: SocketAddr,
     tls_spec: Option<TlsSpec>,
     tls: Arc<RwLock<Option<TlsAcceptor>>>,
-    accept: Option<AbortHandle>,
+    accept: Vec<AbortHandle>,
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        if let Some(a) = self.accept.take() {
-            a.abort();
-        }
+        self.accept.drain(..).for_each(|a| a.abort());
         self.route.shutdown();
     }
 }
@@ -123,12 +127,20 @@ fn load_tls(name: &str, spec: Option<&TlsSpec>) -> Result<Option<TlsAcceptor>, E
     tls::acceptor(Arc::new(resolver)).map(Some).map_err(tls_err)
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+/// Opens a route's listener and starts accepting: one `SO_REUSEPORT` listener per worker runtime (each
+/// client connection, and the upstream connections it uses, then stay on one thread), or one listener on
+/// the current runtime when there are no workers.
+async fn listen(
+    addr: SocketAddr,
+    route: &Arc<Route>,
+    tls: &Arc<RwLock<Option<TlsAcceptor>>>,
+    workers: &[Handle],
+) -> Result<Vec<AbortHandle>, Error> {
     // A listener of this address that was just closed may take a moment to go.
     let mut tries = 0;
     loop {
-        match TcpListener::bind(addr).await {
-            Ok(l) => return Ok(l),
+        match listen_once(addr, route, tls, workers).await {
+            Ok(h) => return Ok(h),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 20 => {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -138,26 +150,73 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
     }
 }
 
-fn spawn_accept(
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn listen_once(
+    addr: SocketAddr,
+    route: &Arc<Route>,
+    tls: &Arc<RwLock<Option<TlsAcceptor>>>,
+    workers: &[Handle],
+) -> std::io::Result<Vec<AbortHandle>> {
+    if workers.is_empty() {
+        let listener = TcpListener::bind(addr).await?;
+        let task = tokio::spawn(accept_loop(listener, route.clone(), tls.clone()));
+        return Ok(vec![task.abort_handle()]);
+    }
+    let mut handles: Vec<AbortHandle> = Vec::new();
+    for worker in workers {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (route, tls) = (route.clone(), tls.clone());
+        let task = worker.spawn(async move {
+            match reuseport_listener(addr) {
+                Ok(listener) => {
+                    let _ = tx.send(Ok(()));
+                    accept_loop(listener, route, tls).await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
+        let opened = rx
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("a worker runtime is gone")));
+        if let Err(e) = opened {
+            handles.iter().for_each(AbortHandle::abort);
+            return Err(e);
+        }
+        handles.push(task.abort_handle());
+    }
+    Ok(handles)
+}
+
+async fn accept_loop(
     listener: TcpListener,
     route: Arc<Route>,
     tls: Arc<RwLock<Option<TlsAcceptor>>>,
-) -> AbortHandle {
-    tokio::spawn(async move {
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(route = %route.name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let acceptor = tls.read().expect("tls lock").clone();
-            tokio::spawn(serve_client(route.clone(), acceptor, stream, peer));
-        }
-    })
-    .abort_handle()
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(route = %route.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = tls.read().expect("tls lock").clone();
+        tokio::spawn(serve_client(route.clone(), acceptor, stream, peer));
+    }
 }
 
 async fn serve_client(
@@ -215,13 +274,14 @@ impl Proxy {
             inner: Arc::new(Inner {
                 routes: tokio::sync::Mutex::new(BTreeMap::new()),
                 state_file: config.state_file,
+                workers: config.workers,
             }),
         };
         if let Some(path) = &proxy.inner.state_file {
             let saved = read_state(path)?;
             let mut routes = proxy.inner.routes.lock().await;
             for (name, spec) in saved.routes {
-                match Self::apply(&mut routes, &name, spec.clone()).await {
+                match Self::apply(&mut routes, &name, spec.clone(), &proxy.inner.workers).await {
                     Ok(()) => tracing::info!(route = %name, "route restored"),
                     Err(e) => {
                         tracing::error!(route = %name, error = %e, "route restored without its listener");
@@ -232,7 +292,7 @@ impl Proxy {
                             listen: spec.listen,
                             tls_spec: None,
                             tls: Arc::new(RwLock::new(None)),
-                            accept: None,
+                            accept: Vec::new(),
                         };
                         routes.insert(name, entry);
                     }
@@ -246,6 +306,7 @@ impl Proxy {
         routes: &mut BTreeMap<String, Entry>,
         name: &str,
         spec: RouteSpec,
+        workers: &[Handle],
     ) -> Result<(), Error> {
         validate(name, &spec)?;
         if let Some((other, _)) = routes
@@ -262,16 +323,10 @@ impl Proxy {
         }
         let tls = load_tls(name, spec.tls.as_ref())?;
         if let Some(entry) = routes.get_mut(name) {
-            if entry.listen != spec.listen || entry.accept.is_none() {
-                let listener = bind(spec.listen).await?;
-                if let Some(a) = entry.accept.take() {
-                    a.abort();
-                }
-                entry.accept = Some(spawn_accept(
-                    listener,
-                    entry.route.clone(),
-                    entry.tls.clone(),
-                ));
+            if entry.listen != spec.listen || entry.accept.is_empty() {
+                let accept = listen(spec.listen, &entry.route, &entry.tls, workers).await?;
+                entry.accept.drain(..).for_each(|a| a.abort());
+                entry.accept = accept;
                 entry.listen = spec.listen;
             }
             if entry.tls_spec != spec.tls {
@@ -281,10 +336,9 @@ impl Proxy {
             entry.route.apply(spec);
             return Ok(());
         }
-        let listener = bind(spec.listen).await?;
         let route = Route::new(name, spec.clone());
         let tls = Arc::new(RwLock::new(tls));
-        let accept = Some(spawn_accept(listener, route.clone(), tls.clone()));
+        let accept = listen(spec.listen, &route, &tls, workers).await?;
         let entry = Entry {
             route: route.clone(),
             listen: spec.listen,
@@ -328,7 +382,7 @@ impl Proxy {
     /// Makes `spec` the whole desired state of route `name` (created if new) and saves the state.
     pub async fn put_route(&self, name: &str, spec: RouteSpec) -> Result<RouteStatus, Error> {
         let mut routes = self.inner.routes.lock().await;
-        Self::apply(&mut routes, name, spec).await?;
+        Self::apply(&mut routes, name, spec, &self.inner.workers).await?;
         self.save(&routes)?;
         Ok(routes[name].route.status())
     }
@@ -356,7 +410,7 @@ impl Proxy {
             .ok_or_else(|| Error::NoSuchRoute(name.to_owned()))?;
         let mut spec = (*entry.route.spec()).clone();
         spec.maintenance = enabled.then_some(Maintenance { page });
-        Self::apply(&mut routes, name, spec).await?;
+        Self::apply(&mut routes, name, spec, &self.inner.workers).await?;
         self.save(&routes)?;
         Ok(routes[name].route.status())
     }
@@ -402,9 +456,7 @@ impl Proxy {
         let routes: Vec<Arc<Route>> = {
             let mut routes = self.inner.routes.lock().await;
             for e in routes.values_mut() {
-                if let Some(a) = e.accept.take() {
-                    a.abort();
-                }
+                e.accept.drain(..).for_each(|a| a.abort());
             }
             routes.values().map(|e| e.route.clone()).collect()
         };
