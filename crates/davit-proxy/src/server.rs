@@ -16,7 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use serde::{Deserialize, Serialize};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
@@ -32,8 +32,8 @@ use crate::tls::{self, FileCertResolver};
 pub struct ProxyConfig {
     /// Routes are saved here after every change and restored from here at start.
     pub state_file: Option<PathBuf>,
-    /// Runtimes that serve clients, one per thread, each with its own `SO_REUSEPORT` listener per route
-    /// (so a connection and the upstream connections it uses stay on one thread). Empty: clients are
+    /// Runtimes that serve clients, one per thread, which get each route's new connections in turn (a
+    /// connection and the upstream connections it uses stay on one thread). Empty: clients are
     /// served on the runtime that calls [`Proxy::start`].
     pub workers: Vec<Handle>,
 }
@@ -127,8 +127,8 @@ fn load_tls(name: &str, spec: Option<&TlsSpec>) -> Result<Option<TlsAcceptor>, E
     tls::acceptor(Arc::new(resolver)).map(Some).map_err(tls_err)
 }
 
-/// Opens a route's listener and starts accepting: one `SO_REUSEPORT` listener per worker runtime (each
-/// client connection, and the upstream connections it uses, then stay on one thread), or one listener on
+/// Opens a route's listener and starts accepting: connections go to the worker runtimes in turn (each
+/// client connection, and the upstream connections it uses, then stay on one thread), or are served on
 /// the current runtime when there are no workers.
 async fn listen(
     addr: SocketAddr,
@@ -150,18 +150,6 @@ async fn listen(
     }
 }
 
-fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
-}
-
 async fn listen_once(
     addr: SocketAddr,
     route: &Arc<Route>,
@@ -173,31 +161,41 @@ async fn listen_once(
         let task = tokio::spawn(accept_loop(listener, route.clone(), tls.clone()));
         return Ok(vec![task.abort_handle()]);
     }
-    let mut handles: Vec<AbortHandle> = Vec::new();
-    for worker in workers {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let (route, tls) = (route.clone(), tls.clone());
-        let task = worker.spawn(async move {
-            match reuseport_listener(addr) {
-                Ok(listener) => {
-                    let _ = tx.send(Ok(()));
-                    accept_loop(listener, route, tls).await;
-                }
+    // One accepting task hands connections to the workers in turn, so each worker gets an equal share
+    // (a shared socket lets the first thread awake take a whole burst of new connections).
+    let listener = TcpListener::bind(addr).await?;
+    let (route, tls, workers) = (route.clone(), tls.clone(), workers.to_vec());
+    let task = workers[0].clone().spawn(async move {
+        let mut next = 0usize;
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(a) => a,
                 Err(e) => {
-                    let _ = tx.send(Err(e));
+                    tracing::warn!(route = %route.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
                 }
+            };
+            let acceptor = tls.read().expect("tls lock").clone();
+            let worker = &workers[next % workers.len()];
+            next = next.wrapping_add(1);
+            match stream.into_std() {
+                Ok(std) => {
+                    let route = route.clone();
+                    worker.spawn(async move {
+                        match TcpStream::from_std(std) {
+                            Ok(stream) => serve_client(route, acceptor, stream, peer).await,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot hand a connection to a worker")
+                            }
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot hand a connection to a worker"),
             }
-        });
-        let opened = rx
-            .await
-            .unwrap_or_else(|_| Err(std::io::Error::other("a worker runtime is gone")));
-        if let Err(e) = opened {
-            handles.iter().for_each(AbortHandle::abort);
-            return Err(e);
         }
-        handles.push(task.abort_handle());
-    }
-    Ok(handles)
+    });
+    Ok(vec![task.abort_handle()])
 }
 
 async fn accept_loop(
