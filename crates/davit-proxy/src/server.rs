@@ -236,11 +236,8 @@ async fn serve_client(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(idle))
         .keep_alive_timeout(idle);
-    let info = ClientInfo {
-        peer,
-        tls: tls.is_some(),
-    };
-    let svc = service_fn(move |req| forward::handle(route.clone(), info, req));
+    let info = ClientInfo::new(peer, tls.is_some());
+    let svc = service_fn(move |req| forward::handle(route.clone(), info.clone(), req));
     let result = match tls {
         None => {
             builder
