@@ -243,3 +243,73 @@ fn usage_errors_exit_2() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_switches_targets_under_load_without_losing_a_request() {
+    let (_v1, v1_addr) = demo("v1");
+    let (_v2, v2_addr) = demo("v2");
+    wait_listening(v1_addr).await;
+    wait_listening(v2_addr).await;
+    let admin_addr = free_addr();
+    // Two worker threads: connections and their upstream pools are spread over both.
+    let _p = proxy(&["--admin", &admin_addr.to_string(), "--threads", "2"]);
+    wait_listening(admin_addr).await;
+    let admin = AdminClient::tcp(admin_addr);
+    let web = free_addr();
+    let mut health = HealthSpec::http("/health");
+    health.interval_ms = 50;
+    let spec = |id: &str, addr| {
+        RouteSpec::new(web, vec![TargetSpec::new(id, addr)]).with_health(health.clone())
+    };
+    admin.put_route("web", &spec("v1", v1_addr)).await.unwrap();
+    let wait = |want: &'static str, state: TargetState| {
+        let admin = admin.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + BOUND;
+            while admin
+                .route("web")
+                .await
+                .unwrap()
+                .unwrap()
+                .target(want)
+                .map(|t| t.state)
+                != Some(state)
+            {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{want} never got {state:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait("v1", TargetState::Active).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    seen.push(get(web, "/").await);
+                }
+                seen
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    admin.put_route("web", &spec("v2", v2_addr)).await.unwrap();
+    wait("v1", TargetState::Drained).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    let bad: Vec<_> = all.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(bad.is_empty(), "lost requests: {bad:?}");
+    assert!(
+        all.iter().any(|(_, b)| b == "davit-demo v1\n")
+            && all.iter().any(|(_, b)| b == "davit-demo v2\n")
+    );
+}
