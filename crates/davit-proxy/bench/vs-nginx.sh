@@ -18,8 +18,8 @@ THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 BACKEND=127.0.0.1:18181 NGINX=127.0.0.1:18182 DAVIT=127.0.0.1:18183
 
-if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk >/dev/null
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk curl >/dev/null
 fi
 [ -x "$PROXY_BIN" ] || { echo "no davit-proxy binary at $PROXY_BIN (run tests/setup.sh, or set PROXY_BIN)" >&2; exit 2; }
 
