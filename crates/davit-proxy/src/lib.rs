@@ -1,8 +1,25 @@
-//! `davit-proxy`: see the crate description and docs/ARCHITECTURE.md.
+//! `davit-proxy`: the reverse proxy that holds each host's published ports and moves traffic between
+//! containers without losing a request. See docs/ARCHITECTURE.md (`crates/davit-proxy`).
+//!
+//! - [`api`]: the admin API's JSON types ([`api::RouteSpec`], [`api::RouteStatus`]);
+//! - [`client`]: a typed admin client over any stream ([`client::AdminClient`]);
+//! - [`Proxy`]: the proxy itself (routes, listeners, admin API, state file);
+//! - [`tls`]: certificates from files behind a resolver trait (the ACME seam).
 
+pub mod api;
+pub mod client;
 mod error;
+mod forward;
+mod health;
+mod metrics;
+mod pool;
+mod route;
+mod server;
+pub mod tls;
 
 pub use error::Error;
+pub use pool::set_worker_index;
+pub use server::{Proxy, ProxyConfig};
 
 #[cfg(test)]
 mod tests;

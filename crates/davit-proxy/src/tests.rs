@@ -1,7 +1,97 @@
 use crate::Error;
+use crate::api::{RouteSpec, RouteStatus};
 
 #[test]
-fn error_display_names_what_is_unsupported() {
-    let e = Error::Unsupported("thing".into());
-    assert_eq!(e.to_string(), "not yet supported: thing");
+fn minimal_route_spec_fills_defaults() {
+    let spec: RouteSpec =
+        serde_json::from_str(r#"{"listen":"0.0.0.0:80","targets":[{"addr":"172.30.1.5:8080"}]}"#)
+            .unwrap();
+    insta::assert_json_snapshot!(spec);
+    assert_eq!(spec.targets[0].effective_id(), "172.30.1.5:8080");
+}
+
+#[test]
+fn unknown_fields_are_refused() {
+    let err =
+        serde_json::from_str::<RouteSpec>(r#"{"listen":"0.0.0.0:80","target":[]}"#).unwrap_err();
+    assert!(err.to_string().contains("unknown field `target`"), "{err}");
+}
+
+#[test]
+fn api_error_display_names_the_call_and_status() {
+    let e = Error::Api {
+        what: "PUT /routes/web".into(),
+        status: 409,
+        message: "listen taken".into(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "the proxy refused PUT /routes/web: 409 listen taken"
+    );
+}
+
+#[test]
+fn settled_means_desired_active_and_others_drained() {
+    let status: RouteStatus = serde_json::from_str(
+        r#"{"name":"web","spec":{"listen":"0.0.0.0:80","targets":[{"id":"b","addr":"10.0.0.2:80"}]},
+            "targets":[{"id":"a","addr":"10.0.0.1:80","weight":100,"state":"draining","in_flight":1,"requests":5,"responses_5xx":0},
+                       {"id":"b","addr":"10.0.0.2:80","weight":100,"state":"active","in_flight":0,"requests":1,"responses_5xx":0}]}"#,
+    )
+    .unwrap();
+    assert!(!status.settled());
+    let mut done = status.clone();
+    done.targets[0].state = crate::api::TargetState::Drained;
+    assert!(done.settled());
+}
+
+#[test]
+fn health_policy_needs_consecutive_results() {
+    use crate::health::{Policy, Verdict};
+    let spec = crate::api::HealthSpec {
+        success_threshold: 2,
+        failure_threshold: 2,
+        ..Default::default()
+    };
+    let mut p = Policy::new(&spec);
+    let seen: Vec<Verdict> = [
+        true, false, true, true, false, true, false, false, true, true,
+    ]
+    .into_iter()
+    .map(|ok| p.record(ok))
+    .collect();
+    use Verdict::{Healthy as H, Pending as P, Unhealthy as U};
+    // Failures before the first pass keep it pending; one failure between passes changes nothing.
+    assert_eq!(seen, [P, P, P, H, H, H, H, U, U, H]);
+}
+
+#[test]
+fn metrics_render_in_prometheus_text_format() {
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::Duration;
+    let stats = crate::metrics::TargetStats::default();
+    stats.requests.fetch_add(3, Relaxed);
+    stats.responses_5xx.fetch_add(1, Relaxed);
+    for ms in [1, 20, 3000] {
+        stats.observe(Duration::from_millis(ms));
+    }
+    let series = [crate::metrics::Series {
+        route: "web",
+        target: "app-\"1\"",
+        state: "active",
+        stats: &stats,
+    }];
+    insta::assert_snapshot!(crate::metrics::render(&series));
+}
+
+#[test]
+fn cookies_are_found_among_others() {
+    let mut h = http::HeaderMap::new();
+    h.append("cookie", "a=1; davit_target=web-2".parse().unwrap());
+    h.append("cookie", "b=2".parse().unwrap());
+    assert_eq!(
+        crate::forward::cookie_value(&h, "davit_target"),
+        Some("web-2")
+    );
+    assert_eq!(crate::forward::cookie_value(&h, "b"), Some("2"));
+    assert_eq!(crate::forward::cookie_value(&h, "c"), None);
 }

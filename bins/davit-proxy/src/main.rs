@@ -1,0 +1,170 @@
+//! `davit-proxy`: the proxy that holds a host's published ports (admin API on loopback, routes saved to
+//! a state file), or, with `--listen` and `--target`, a standalone reverse proxy in front of one target.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use proxy::api::{DEFAULT_ADMIN_ADDR, HealthSpec, RouteSpec, TargetSpec};
+use proxy::{Proxy, ProxyConfig};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// davit's reverse proxy: weighted, health-gated upstreams with draining.
+#[derive(Debug, Parser)]
+#[command(name = "davit-proxy", version)]
+struct Args {
+    /// Admin API address (JSON over HTTP/1.1). Keep it on loopback: the engine reaches it over SSH.
+    /// Default 127.0.0.1:19900; in standalone mode there is no admin API unless this is given.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    /// Save routes here after every change and restore them at start.
+    #[arg(long, value_name = "FILE", env = "DAVIT_PROXY_STATE")]
+    state: Option<PathBuf>,
+    /// Standalone mode: listen here (with --target).
+    #[arg(long, value_name = "ADDR", requires = "target")]
+    listen: Option<SocketAddr>,
+    /// Standalone mode: the upstream (repeat for several, equal weights).
+    #[arg(long, value_name = "ADDR", requires = "listen")]
+    target: Vec<SocketAddr>,
+    /// Standalone mode: HTTP health path of the targets (a TCP connect check when absent).
+    #[arg(long, value_name = "PATH", requires = "listen")]
+    health: Option<String>,
+    /// On SIGTERM, how long requests in flight may take to finish before the proxy exits.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    drain_secs: u64,
+    /// Threads serving clients, each with its own listener per route (default: one per CPU).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+/// One single-threaded runtime per worker thread; they run until the process exits.
+fn worker_runtimes(n: usize) -> anyhow::Result<Vec<tokio::runtime::Handle>> {
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("davit-proxy-w{i}"))
+            .spawn(move || {
+                proxy::set_worker_index(i + 1);
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => {
+                        let _ = tx.send(Ok(rt.handle().clone()));
+                        rt.block_on(std::future::pending::<()>());
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            })
+            .context("cannot start a worker thread")?;
+        handles.push(
+            rx.recv()
+                .context("a worker thread died")?
+                .context("cannot start a worker runtime")?,
+        );
+    }
+    Ok(handles)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let threads = args
+        .threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+        .max(1);
+    let workers = worker_runtimes(threads)?;
+    let proxy = Proxy::start(ProxyConfig {
+        workers,
+        state_file: args.state.clone(),
+    })
+    .await
+    .context("cannot restore the proxy's routes")?;
+    if let Some(listen) = args.listen {
+        let targets = args
+            .target
+            .iter()
+            .map(|a| TargetSpec::new("", *a))
+            .collect();
+        let mut spec = RouteSpec::new(listen, targets);
+        if let Some(path) = args.health {
+            spec = spec.with_health(HealthSpec::http(path));
+        }
+        proxy
+            .put_route("default", spec)
+            .await
+            .context("cannot start the standalone route")?;
+        tracing::info!(%listen, targets = ?args.target, "standalone proxy");
+    }
+    let admin = match (args.admin, args.listen) {
+        (Some(a), _) => Some(a),
+        (None, None) => Some(
+            DEFAULT_ADMIN_ADDR
+                .parse()
+                .expect("valid default admin address"),
+        ),
+        (None, Some(_)) => None,
+    };
+    let admin_task = match admin {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot open the admin API on {addr}"))?;
+            tracing::info!(%addr, "admin API listening");
+            let proxy = proxy.clone();
+            Some(tokio::spawn(
+                async move { proxy.serve_admin(listener).await },
+            ))
+        }
+        None => None,
+    };
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        r = async { match admin_task { Some(t) => t.await, None => std::future::pending().await } } => {
+            r.context("admin API task")?.context("admin API stopped")?;
+        }
+    }
+    // Stop accepting, let the requests in flight finish (bounded), then exit.
+    let left = proxy.shutdown(Duration::from_secs(args.drain_secs)).await;
+    if left > 0 {
+        tracing::warn!(left, "requests still in flight at exit");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DAVIT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("davit-proxy: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("davit-proxy: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
