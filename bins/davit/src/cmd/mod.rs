@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 pub mod config;
 pub mod lab;
-pub mod probe;
 pub mod notify;
 pub mod preflight;
+pub mod probe;
 pub mod secrets;
 
 #[derive(Debug, clap::Subcommand)]
