@@ -382,7 +382,18 @@ async fn establish(t: &Target, opts: &SshOptions) -> Result<Handle<Client>, Erro
             source: e,
         })?;
     let _ = tcp.set_nodelay(true);
+    // Ask for a host key type known_hosts can vouch for first, then the usual order.
+    let mut key_order = known_hosts::known_algorithms(&opts.known_hosts_path(), &t.name, t.port);
+    for a in russh::Preferred::DEFAULT.key.iter() {
+        if !key_order.contains(a) {
+            key_order.push(a.clone());
+        }
+    }
     let config = Arc::new(client::Config {
+        preferred: russh::Preferred {
+            key: key_order.into(),
+            ..russh::Preferred::DEFAULT
+        },
         keepalive_interval: Some(opts.keepalive_interval),
         keepalive_max: 3,
         nodelay: true,

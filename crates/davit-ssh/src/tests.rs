@@ -251,3 +251,27 @@ fn df_output_gives_free_bytes() {
     assert_eq!(crate::check::parse_df(text), Some(62_400_000 * 1024));
     assert_eq!(crate::check::parse_df("garbage"), None);
 }
+
+#[test]
+fn known_algorithms_come_first_in_file_order() {
+    use russh::keys::{Algorithm, EcdsaCurve};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("known_hosts");
+    let ecdsa = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBHJ8+VDDu6mGC4d0e3gVMSv+KSYcxT+ZB6rZ5qRv3cxQYRQuG2Hp2f3L8rYQK6vK2f9rbgw9FA7hvF0sR0Nq0sE=";
+    std::fs::write(
+        &p,
+        format!("other {KEY_A}\n[h]:2222 {ecdsa}\n[h]:2222 {KEY_B}\n"),
+    )
+    .unwrap();
+    let got = crate::known_hosts::known_algorithms(&p, "h", 2222);
+    assert_eq!(
+        got,
+        vec![
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP256
+            },
+            Algorithm::Ed25519
+        ]
+    );
+    assert!(crate::known_hosts::known_algorithms(&p, "h", 22).is_empty());
+}
