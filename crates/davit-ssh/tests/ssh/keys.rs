@@ -248,3 +248,33 @@ async fn encrypted_key_is_used_through_the_agent() {
     assert!(r.unwrap().exec("true").await.unwrap().success());
     r2.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_config_supplies_hostname_user_port_and_identity() {
+    let (_lab, info) = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host lab-h6\n  HostName {}\n  User root\n  Port 22\n  IdentityFile {}\nHost *\n  User nobody-else\n",
+            info.hosts[H - 1].address,
+            info.identity.display()
+        ),
+    )
+    .unwrap();
+    let mut o = opts(&info);
+    o.identity = None;
+    o.ssh_config = Some(config);
+    let url = davit_ssh::HostUrl::parse("ssh://lab-h6").unwrap();
+    let h = Host::connect(&url, &o)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = h.exec("id -un").await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "root");
+    assert_eq!(
+        h.url().to_string(),
+        "ssh://lab-h6",
+        "the host keeps the name it was given"
+    );
+}
