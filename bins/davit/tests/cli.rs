@@ -45,3 +45,5 @@ fn lab_up_refuses_a_non_number() {
 mod ops;
 #[path = "cli/probe.rs"]
 mod probe;
+#[path = "cli/hosts.rs"]
+mod hosts;

@@ -99,6 +99,50 @@ pub fn check_text(text: &str, host: &str, port: u16, key: &PublicKey) -> Verdict
     }
 }
 
+/// The key algorithms known_hosts holds for `host`:`port`, in file order (RSA as its SHA-2 variants), so
+/// the handshake can ask the server for a key type we can verify (as OpenSSH does).
+pub fn known_algorithms(path: &Path, host: &str, port: u16) -> Vec<russh::keys::Algorithm> {
+    use russh::keys::Algorithm;
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let name = host_pattern(host, port);
+    let mut out: Vec<Algorithm> = Vec::new();
+    for l in text.lines().map(str::trim) {
+        if l.is_empty() || l.starts_with('#') || l.starts_with('@') {
+            continue;
+        }
+        let mut fields = l.split_whitespace();
+        let (Some(hosts), Some(_), Some(b64)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if !hosts_match(hosts, &name) {
+            continue;
+        }
+        let Ok(k) = russh::keys::parse_public_key_base64(b64) else {
+            continue;
+        };
+        let algs = match k.algorithm() {
+            Algorithm::Rsa { .. } => vec![
+                Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha512),
+                },
+                Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha256),
+                },
+            ],
+            a => vec![a],
+        };
+        for a in algs {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    out
+}
+
 /// Appends `key` for `host`:`port` to the file at `path` (created, with its directory, if missing).
 pub fn learn(path: &Path, host: &str, port: u16, key: &PublicKey) -> Result<(), Error> {
     let io = |e| Error::KnownHosts {

@@ -191,6 +191,7 @@ impl SshConn {
                         host: self.target.label.clone(),
                         what: what.to_string(),
                         reason: format!("{reason:?}"),
+                        reason: refusal_reason(&reason).to_string(),
                     });
                 }
                 Ok(Err(e)) => {
@@ -252,6 +253,20 @@ impl SshConn {
             match self.dial_unix(&self.target.socket).await {
                 Ok(ch) => return Ok(ch),
                 Err(Error::ChannelRefused { reason, .. }) if reason.contains("Prohibited") => {
+                // OpenSSH answers "connect failed" both when forwarding is disabled and when nothing
+                // listens: fall back only when the server has a docker CLI and the socket exists.
+                Err(Error::ChannelRefused { host, what, reason }) => {
+                    if !self.dial_stdio_possible().await {
+                        return Err(Error::ChannelRefused {
+                            host,
+                            what,
+                            reason: format!(
+                                "{reason}; no fallback either: `docker system dial-stdio` needs the docker CLI on the \
+                                 server and the socket {} to exist",
+                                self.target.socket
+                            ),
+                        });
+                    }
                     tracing::info!(host = %self.target.label, "stream-local forwarding refused; using docker system dial-stdio");
                     self.use_dial_stdio.store(true, Ordering::Relaxed);
                 }
@@ -268,6 +283,18 @@ impl SshConn {
             .map_err(|e| self.lost(e, "docker system dial-stdio"))?;
         Ok(ch)
     }
+
+        ch.exec(
+            true,
+            format!(
+            ),
+        )
+
+    async fn dial_stdio_possible(&self) -> bool {
+            "command -v docker >/dev/null && test -S '{}'",
+            self.target.socket.replace('\'', "")
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        matches!(self.exec(&cmd, &mut out, &mut err).await, Ok(Some(0)))
 
     pub(crate) async fn session(&self) -> Result<Channel<Msg>, Error> {
         self.open("a session channel", |h| async move {
@@ -359,6 +386,17 @@ async fn establish(t: &Target, opts: &SshOptions) -> Result<Handle<Client>, Erro
         })?;
     let _ = tcp.set_nodelay(true);
     let config = Arc::new(client::Config {
+    // Ask for a host key type known_hosts can vouch for first, then the usual order.
+    let mut key_order = known_hosts::known_algorithms(&opts.known_hosts_path(), &t.name, t.port);
+    for a in russh::Preferred::DEFAULT.key.iter() {
+        if !key_order.contains(a) {
+            key_order.push(a.clone());
+        }
+    }
+        preferred: russh::Preferred {
+            key: key_order.into(),
+            ..russh::Preferred::DEFAULT
+        },
         keepalive_interval: Some(opts.keepalive_interval),
         keepalive_max: 3,
         nodelay: true,
@@ -429,6 +467,16 @@ async fn authenticate(
         }
     } else {
         None
+    let agent_socket = opts.agent_socket.clone().or_else(|| {
+        std::env::var_os("SSH_AUTH_SOCK")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    });
+    let mut agent = match agent_socket.filter(|_| opts.use_agent) {
+        Some(sock) => match AgentClient::connect_uds(&sock).await {
+                tracing::warn!("ssh-agent at {} cannot be reached: {e}", sock.display());
+        },
+        None => None,
     };
     let agent_keys: Vec<(PublicKey, String)> = match agent.as_mut() {
         Some(a) => a
@@ -590,4 +638,20 @@ fn public_of(path: &Path) -> Option<PublicKey> {
     russh::keys::ssh_key::PrivateKey::from_openssh(text)
         .ok()
         .map(|k| k.public_key().clone())
+}
+
+const PROHIBITED: &str = "forwarding is disabled on the server (sshd_config: AllowStreamLocalForwarding / AllowTcpForwarding)";
+
+fn refusal_reason(r: &russh::ChannelOpenFailure) -> &'static str {
+    match r {
+        russh::ChannelOpenFailure::AdministrativelyProhibited => PROHIBITED,
+        russh::ChannelOpenFailure::ConnectFailed => {
+            "the server could not open it (is something listening there? is forwarding allowed by sshd_config \
+             AllowTcpForwarding / AllowStreamLocalForwarding?)"
+        }
+        russh::ChannelOpenFailure::ResourceShortage => {
+            "the server is short of resources (MaxSessions?)"
+        }
+        _ => "the server does not support this kind of channel",
+    }
 }

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 pub mod config;
+pub mod hosts;
 pub mod lab;
 pub mod notify;
 pub mod preflight;
@@ -26,6 +27,8 @@ pub enum Command {
     /// Check a project before a deploy, touching no host: unknown --service names, variables with no
     /// value, missing env files, odd image references, --env names. Exit 2 lists every problem.
     Preflight(preflight::Args),
+    /// Check that hosts' Docker engines answer, locally or over SSH.
+    Hosts(hosts::HostsCommand),
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -36,5 +39,6 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Secrets(c) => secrets::run(c),
         Command::Notify(a) => notify::run(a),
         Command::Preflight(a) => preflight::run(a),
+        Command::Hosts(c) => hosts::run(c),
     }
 }
