@@ -20,7 +20,10 @@ use crate::Error;
 pub enum Credentials {
     Anonymous,
     /// User and password (or token used as a password): HTTP basic, or exchanged for a bearer token.
-    Basic { user: String, password: String },
+    Basic {
+        user: String,
+        password: String,
+    },
     /// A bearer token sent as is.
     Bearer(String),
 }
@@ -49,7 +52,9 @@ impl Credentials {
         use oci_client::secrets::RegistryAuth;
         match self {
             Credentials::Anonymous => RegistryAuth::Anonymous,
-            Credentials::Basic { user, password } => RegistryAuth::Basic(user.clone(), password.clone()),
+            Credentials::Basic { user, password } => {
+                RegistryAuth::Basic(user.clone(), password.clone())
+            }
             Credentials::Bearer(t) => RegistryAuth::Bearer(t.clone()),
         }
     }
@@ -71,7 +76,12 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { credentials: None, insecure: Vec::new(), docker_config: None, concurrency: 4 }
+        Settings {
+            credentials: None,
+            insecure: Vec::new(),
+            docker_config: None,
+            concurrency: 4,
+        }
     }
 }
 
@@ -80,13 +90,19 @@ impl Settings {
     /// `DAVIT_INSECURE_REGISTRIES` (comma-separated), `DOCKER_CONFIG`.
     pub fn from_env() -> Self {
         let mut s = Settings::default();
-        if let (Ok(user), Ok(password)) =
-            (std::env::var("DAVIT_REGISTRY_USER"), std::env::var("DAVIT_REGISTRY_PASSWORD"))
-        {
+        if let (Ok(user), Ok(password)) = (
+            std::env::var("DAVIT_REGISTRY_USER"),
+            std::env::var("DAVIT_REGISTRY_PASSWORD"),
+        ) {
             s.credentials = Some(Credentials::Basic { user, password });
         }
         if let Ok(list) = std::env::var("DAVIT_INSECURE_REGISTRIES") {
-            s.insecure = list.split(',').map(str::trim).filter(|x| !x.is_empty()).map(String::from).collect();
+            s.insecure = list
+                .split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect();
         }
         s
     }
@@ -101,7 +117,11 @@ impl Settings {
         self.insecure.iter().any(|entry| {
             let entry = entry.trim_start_matches("http://").trim_end_matches('/');
             if let Some((net, bits)) = entry.split_once('/') {
-                return match (net.parse::<IpAddr>(), bits.parse::<u8>(), host.parse::<IpAddr>()) {
+                return match (
+                    net.parse::<IpAddr>(),
+                    bits.parse::<u8>(),
+                    host.parse::<IpAddr>(),
+                ) {
                     (Ok(net), Ok(bits), Ok(ip)) => in_cidr(ip, net, bits),
                     _ => false,
                 };
@@ -117,7 +137,9 @@ impl Settings {
         if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
             return PathBuf::from(dir).join("config.json");
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/root"));
         home.join(".docker/config.json")
     }
 
@@ -129,9 +151,15 @@ impl Settings {
         let path = self.config_path();
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Credentials::Anonymous),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Credentials::Anonymous);
+            }
             Err(e) => {
-                return Err(Error::Io { path: path.display().to_string(), action: "cannot read", source: e });
+                return Err(Error::Io {
+                    path: path.display().to_string(),
+                    action: "cannot read",
+                    source: e,
+                });
             }
         };
         from_docker_config(&text, &path, registry)
@@ -154,11 +182,19 @@ pub(crate) fn split_host_port(registry: &str) -> (&str, Option<&str>) {
 fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(ip), IpAddr::V4(net)) if bits <= 32 => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             u32::from(ip) & mask == u32::from(net) & mask
         }
         (IpAddr::V6(ip), IpAddr::V6(net)) if bits <= 128 => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
             u128::from(ip) & mask == u128::from(net) & mask
         }
         _ => false,
@@ -167,15 +203,25 @@ fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
 
 /// The key under which Docker files credentials for `registry`.
 fn server_keys(registry: &str) -> Vec<String> {
-    if registry == "docker.io" || registry == "index.docker.io" || registry == "registry-1.docker.io" {
-        return vec!["https://index.docker.io/v1/".into(), "index.docker.io".into(), "docker.io".into()];
+    if registry == "docker.io"
+        || registry == "index.docker.io"
+        || registry == "registry-1.docker.io"
+    {
+        return vec![
+            "https://index.docker.io/v1/".into(),
+            "index.docker.io".into(),
+            "docker.io".into(),
+        ];
     }
     vec![registry.to_string()]
 }
 
 /// `https://host:port/v1/` -> `host:port`.
 fn normalize_key(key: &str) -> &str {
-    let k = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
+    let k = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
     k.split('/').next().unwrap_or(k)
 }
 
@@ -187,13 +233,24 @@ pub fn from_docker_config(text: &str, path: &Path, registry: &str) -> Result<Cre
         source: Some(Box::new(e)),
     })?;
     let keys = server_keys(registry);
-    let wanted = |k: &str| keys.iter().any(|w| w == k || normalize_key(w) == normalize_key(k));
+    let wanted = |k: &str| {
+        keys.iter()
+            .any(|w| w == k || normalize_key(w) == normalize_key(k))
+    };
     if let Some(helpers) = cfg.get("credHelpers").and_then(|h| h.as_object()) {
-        if let Some(helper) = helpers.iter().find(|(k, _)| wanted(k)).and_then(|(_, v)| v.as_str()) {
+        if let Some(helper) = helpers
+            .iter()
+            .find(|(k, _)| wanted(k))
+            .and_then(|(_, v)| v.as_str())
+        {
             return from_helper(helper, &keys[0], registry);
         }
     }
-    if let Some(store) = cfg.get("credsStore").and_then(|s| s.as_str()).filter(|s| !s.is_empty()) {
+    if let Some(store) = cfg
+        .get("credsStore")
+        .and_then(|s| s.as_str())
+        .filter(|s| !s.is_empty())
+    {
         let found = from_helper(store, &keys[0], registry)?;
         if found != Credentials::Anonymous {
             return Ok(found);
@@ -205,24 +262,43 @@ pub fn from_docker_config(text: &str, path: &Path, registry: &str) -> Result<Cre
     let Some(entry) = auths.iter().find(|(k, _)| wanted(k)).map(|(_, v)| v) else {
         return Ok(Credentials::Anonymous);
     };
-    if let Some(token) = entry.get("registrytoken").and_then(|t| t.as_str()).filter(|t| !t.is_empty()) {
+    if let Some(token) = entry
+        .get("registrytoken")
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty())
+    {
         return Ok(Credentials::Bearer(token.into()));
     }
-    if let Some(auth) = entry.get("auth").and_then(|a| a.as_str()).filter(|a| !a.is_empty()) {
+    if let Some(auth) = entry
+        .get("auth")
+        .and_then(|a| a.as_str())
+        .filter(|a| !a.is_empty())
+    {
         let bad = |what: &str| Error::Credentials {
             registry: registry.into(),
             what: format!("auths entry in {} {what}", path.display()),
             source: None,
         };
-        let raw = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|_| bad("is not base64"))?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim())
+            .map_err(|_| bad("is not base64"))?;
         let raw = String::from_utf8(raw).map_err(|_| bad("is not UTF-8"))?;
-        let (user, password) = raw.split_once(':').ok_or_else(|| bad("is not USER:PASSWORD"))?;
-        return Ok(Credentials::Basic { user: user.into(), password: password.into() });
+        let (user, password) = raw
+            .split_once(':')
+            .ok_or_else(|| bad("is not USER:PASSWORD"))?;
+        return Ok(Credentials::Basic {
+            user: user.into(),
+            password: password.into(),
+        });
     }
-    if let (Some(user), Some(password)) =
-        (entry.get("username").and_then(|u| u.as_str()), entry.get("password").and_then(|p| p.as_str()))
-    {
-        return Ok(Credentials::Basic { user: user.into(), password: password.into() });
+    if let (Some(user), Some(password)) = (
+        entry.get("username").and_then(|u| u.as_str()),
+        entry.get("password").and_then(|p| p.as_str()),
+    ) {
+        return Ok(Credentials::Basic {
+            user: user.into(),
+            password: password.into(),
+        });
     }
     Ok(Credentials::Anonymous)
 }
@@ -241,21 +317,32 @@ fn from_helper(name: &str, server: &str, registry: &str) -> Result<Credentials, 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| fail(format!("cannot run credential helper {program}"), Some(Box::new(e))))?;
+        .map_err(|e| {
+            fail(
+                format!("cannot run credential helper {program}"),
+                Some(Box::new(e)),
+            )
+        })?;
     if let Some(mut stdin) = child.stdin.take() {
         // A helper that exits without reading its input is its own error, reported below.
         let _ = stdin.write_all(server.as_bytes());
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| fail(format!("credential helper {program} failed"), Some(Box::new(e))))?;
+    let out = child.wait_with_output().map_err(|e| {
+        fail(
+            format!("credential helper {program} failed"),
+            Some(Box::new(e)),
+        )
+    })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         // The helpers' protocol: "credentials not found" on stdout means there are none.
         if stdout.contains("credentials not found") {
             return Ok(Credentials::Anonymous);
         }
-        return Err(fail(format!("credential helper {program} exited with {}", out.status), None));
+        return Err(fail(
+            format!("credential helper {program} exited with {}", out.status),
+            None,
+        ));
     }
     #[derive(serde::Deserialize)]
     struct Reply {
@@ -264,13 +351,20 @@ fn from_helper(name: &str, server: &str, registry: &str) -> Result<Credentials, 
         #[serde(rename = "Secret", default)]
         secret: String,
     }
-    let reply: Reply = serde_json::from_slice(&out.stdout)
-        .map_err(|_| fail(format!("credential helper {program} printed something that is not its JSON"), None))?;
+    let reply: Reply = serde_json::from_slice(&out.stdout).map_err(|_| {
+        fail(
+            format!("credential helper {program} printed something that is not its JSON"),
+            None,
+        )
+    })?;
     if reply.username.is_empty() && reply.secret.is_empty() {
         return Ok(Credentials::Anonymous);
     }
     if reply.username == "<token>" {
         return Ok(Credentials::Bearer(reply.secret));
     }
-    Ok(Credentials::Basic { user: reply.username, password: reply.secret })
+    Ok(Credentials::Basic {
+        user: reply.username,
+        password: reply.secret,
+    })
 }

@@ -65,7 +65,10 @@ impl Ignore {
                 Some(p) => (true, p.trim()),
                 None => (false, line),
             };
-            let pat = pat.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/');
+            let pat = pat
+                .trim_start_matches("./")
+                .trim_start_matches('/')
+                .trim_end_matches('/');
             if pat.is_empty() {
                 continue;
             }
@@ -93,7 +96,9 @@ fn match_path(pat: &[String], parts: &[&str]) -> bool {
     match (pat.first(), parts.first()) {
         (None, None) => true,
         (Some(p), _) if p == "**" => (0..=parts.len()).any(|i| match_path(&pat[1..], &parts[i..])),
-        (Some(p), Some(s)) => glob(p.as_bytes(), s.as_bytes()) && match_path(&pat[1..], &parts[1..]),
+        (Some(p), Some(s)) => {
+            glob(p.as_bytes(), s.as_bytes()) && match_path(&pat[1..], &parts[1..])
+        }
         _ => false,
     }
 }
@@ -114,19 +119,37 @@ pub fn context_tar(spec: &BuildSpec) -> Result<(Vec<u8>, String), Error> {
     let ctx = &spec.context;
     let io = |path: &Path, action: &'static str| {
         let path = path.display().to_string();
-        move |source| Error::Io { path, action, source }
+        move |source| Error::Io {
+            path,
+            action,
+            source,
+        }
     };
     let meta = std::fs::metadata(ctx).map_err(io(ctx, "build context is not readable"))?;
     if !meta.is_dir() {
-        return Err(Error::invalid("build context", ctx.display().to_string(), "is not a directory"));
+        return Err(Error::invalid(
+            "build context",
+            ctx.display().to_string(),
+            "is not a directory",
+        ));
     }
     let ignore = match std::fs::read_to_string(ctx.join(".dockerignore")) {
         Ok(t) => Ignore::parse(&t),
         Err(_) => Ignore::default(),
     };
-    let dockerfile = spec.dockerfile.clone().unwrap_or_else(|| PathBuf::from("Dockerfile"));
-    let full = if dockerfile.is_absolute() { dockerfile.clone() } else { ctx.join(&dockerfile) };
-    let inside = full.strip_prefix(ctx).ok().map(|p| p.to_string_lossy().replace('\\', "/"));
+    let dockerfile = spec
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("Dockerfile"));
+    let full = if dockerfile.is_absolute() {
+        dockerfile.clone()
+    } else {
+        ctx.join(&dockerfile)
+    };
+    let inside = full
+        .strip_prefix(ctx)
+        .ok()
+        .map(|p| p.to_string_lossy().replace('\\', "/"));
     let mut b = tar::Builder::new(Vec::new());
     b.follow_symlinks(false);
     b.mode(tar::HeaderMode::Deterministic);
@@ -147,17 +170,23 @@ pub fn context_tar(spec: &BuildSpec) -> Result<(Vec<u8>, String), Error> {
             }
             let ft = e.file_type().map_err(io(&e.path(), "cannot stat"))?;
             if ft.is_dir() {
-                b.append_dir(&name, e.path()).map_err(io(&e.path(), "cannot add to the build context"))?;
+                b.append_dir(&name, e.path())
+                    .map_err(io(&e.path(), "cannot add to the build context"))?;
                 stack.push(r);
             } else {
-                b.append_path_with_name(e.path(), &name).map_err(io(&e.path(), "cannot add to the build context"))?;
+                b.append_path_with_name(e.path(), &name)
+                    .map_err(io(&e.path(), "cannot add to the build context"))?;
             }
         }
     }
     let name = match inside {
         Some(n) => {
             if !full.is_file() {
-                return Err(Error::invalid("dockerfile", full.display().to_string(), "does not exist"));
+                return Err(Error::invalid(
+                    "dockerfile",
+                    full.display().to_string(),
+                    "does not exist",
+                ));
             }
             n
         }
@@ -172,18 +201,25 @@ pub fn context_tar(spec: &BuildSpec) -> Result<(Vec<u8>, String), Error> {
             OUTSIDE_DOCKERFILE.to_string()
         }
     };
-    let tar = b.into_inner().map_err(io(ctx, "cannot finish the build context"))?;
+    let tar = b
+        .into_inner()
+        .map_err(io(ctx, "cannot finish the build context"))?;
     Ok((tar, name))
 }
 
 /// Builds `spec` on `docker` and tags the result with every tag of the spec.
 pub async fn build_image(docker: &Docker, spec: &BuildSpec) -> Result<Built, Error> {
     let Some(first) = spec.tags.first() else {
-        return Err(Error::invalid("build", spec.name.clone(), "needs at least one tag for the image"));
+        return Err(Error::invalid(
+            "build",
+            spec.name.clone(),
+            "needs at least one tag for the image",
+        ));
     };
     let s = spec.clone();
-    let (tar, dockerfile) =
-        tokio::task::spawn_blocking(move || context_tar(&s)).await.map_err(|e| Error::engine("tarring the context", e))??;
+    let (tar, dockerfile) = tokio::task::spawn_blocking(move || context_tar(&s))
+        .await
+        .map_err(|e| Error::engine("tarring the context", e))??;
     let options = bollard::query_parameters::BuildImageOptions {
         dockerfile,
         t: Some(first.clone()),
@@ -197,7 +233,10 @@ pub async fn build_image(docker: &Docker, spec: &BuildSpec) -> Result<Built, Err
     let mut last_lines: Vec<String> = Vec::new();
     while let Some(item) = stream.next().await {
         let info = item.map_err(|e| match e {
-            bollard::errors::Error::DockerStreamError { error } => Error::Build { what: spec.name.clone(), message: error },
+            bollard::errors::Error::DockerStreamError { error } => Error::Build {
+                what: spec.name.clone(),
+                message: error,
+            },
             other => Error::engine(format!("building {}", spec.name), other),
         })?;
         if let Some(detail) = info.error_detail {
@@ -214,20 +253,37 @@ pub async fn build_image(docker: &Docker, spec: &BuildSpec) -> Result<Built, Err
             }
         }
     }
-    let inspect = docker.inspect_image(first).await.map_err(|e| Error::engine(format!("inspecting {first}"), e))?;
+    let inspect = docker
+        .inspect_image(first)
+        .await
+        .map_err(|e| Error::engine(format!("inspecting {first}"), e))?;
     let image_id = inspect.id.unwrap_or_default();
     for t in &spec.tags[1..] {
         let (repo, tag) = split_tag(t);
         docker
-            .tag_image(&image_id, Some(bollard::query_parameters::TagImageOptions { repo: Some(repo.into()), tag: Some(tag.into()) }))
+            .tag_image(
+                &image_id,
+                Some(bollard::query_parameters::TagImageOptions {
+                    repo: Some(repo.into()),
+                    tag: Some(tag.into()),
+                }),
+            )
             .await
             .map_err(|e| Error::engine(format!("tagging {t}"), e))?;
     }
-    Ok(Built { name: spec.name.clone(), image_id, tags: spec.tags.clone() })
+    Ok(Built {
+        name: spec.name.clone(),
+        image_id,
+        tags: spec.tags.clone(),
+    })
 }
 
 /// Builds every spec, `concurrency` at a time. Results in the order of `specs`; the first failure wins.
-pub async fn build_all(docker: &Docker, specs: &[BuildSpec], concurrency: usize) -> Result<Vec<Built>, Error> {
+pub async fn build_all(
+    docker: &Docker,
+    specs: &[BuildSpec],
+    concurrency: usize,
+) -> Result<Vec<Built>, Error> {
     futures_util::stream::iter(specs.iter().map(|s| build_image(docker, s)))
         .buffered(concurrency.max(1))
         .collect::<Vec<_>>()

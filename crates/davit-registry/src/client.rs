@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use oci_client::Reference;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
-use oci_client::Reference;
 use reqwest::StatusCode;
 use tokio::sync::Mutex;
 
-use crate::auth::{Credentials, Settings};
 use crate::Error;
+use crate::auth::{Credentials, Settings};
 
 /// Manifest media types this client asks for and understands.
 pub const MANIFEST_TYPES: [&str; 4] = [
@@ -61,7 +61,9 @@ pub struct ImageRef {
 impl ImageRef {
     /// Parses a reference as Docker does (`app` is `docker.io/library/app:latest`).
     pub fn parse(s: &str) -> Result<Self, Error> {
-        let r: Reference = s.parse().map_err(|e: oci_client::ParseError| Error::invalid("image reference", s, e.to_string()))?;
+        let r: Reference = s.parse().map_err(|e: oci_client::ParseError| {
+            Error::invalid("image reference", s, e.to_string())
+        })?;
         Ok(ImageRef {
             registry: r.resolve_registry().to_string(),
             repository: r.repository().to_string(),
@@ -72,7 +74,10 @@ impl ImageRef {
 
     /// The tag or digest part (`latest` when neither was given).
     pub fn reference(&self) -> &str {
-        self.digest.as_deref().or(self.tag.as_deref()).unwrap_or("latest")
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or("latest")
     }
 }
 
@@ -93,8 +98,13 @@ impl std::fmt::Display for ImageRef {
 pub fn validate_tag(tag: &str) -> Result<(), Error> {
     let ok = !tag.is_empty()
         && tag.len() <= 128
-        && tag.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        && tag
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if ok {
         Ok(())
     } else {
@@ -110,14 +120,24 @@ pub fn validate_tag(tag: &str) -> Result<(), Error> {
 pub fn validate_repository(repo: &str) -> Result<(), Error> {
     let comp_ok = |c: &str| {
         !c.is_empty()
-            && c.chars().next().is_some_and(|x| x.is_ascii_lowercase() || x.is_ascii_digit())
-            && c.chars().last().is_some_and(|x| x.is_ascii_lowercase() || x.is_ascii_digit())
-            && c.chars().all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, '.' | '_' | '-'))
+            && c.chars()
+                .next()
+                .is_some_and(|x| x.is_ascii_lowercase() || x.is_ascii_digit())
+            && c.chars()
+                .last()
+                .is_some_and(|x| x.is_ascii_lowercase() || x.is_ascii_digit())
+            && c.chars().all(|x| {
+                x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, '.' | '_' | '-')
+            })
     };
     if !repo.is_empty() && repo.split('/').all(comp_ok) {
         Ok(())
     } else {
-        Err(Error::invalid("repository", repo, "a repository is lowercase letters and digits, with '.', '_', '-' inside and '/' between parts"))
+        Err(Error::invalid(
+            "repository",
+            repo,
+            "a repository is lowercase letters and digits, with '.', '_', '-' inside and '/' between parts",
+        ))
     }
 }
 
@@ -140,12 +160,20 @@ impl Registry {
     }
 
     /// A client for `host` with the given credentials.
-    pub fn with_credentials(host: &str, settings: &Settings, credentials: Credentials) -> Result<Self, Error> {
+    pub fn with_credentials(
+        host: &str,
+        settings: &Settings,
+        credentials: Credentials,
+    ) -> Result<Self, Error> {
         let insecure = settings.is_insecure(host);
         let scheme = if insecure { "http" } else { "https" };
         let concurrency = settings.concurrency.max(1);
         let config = ClientConfig {
-            protocol: if insecure { ClientProtocol::Http } else { ClientProtocol::Https },
+            protocol: if insecure {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
             use_monolithic_push: true,
             max_concurrent_upload: concurrency,
             max_concurrent_download: concurrency,
@@ -159,7 +187,11 @@ impl Registry {
             .timeout(std::time::Duration::from_secs(60))
             .user_agent(concat!("davit/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Error::Registry { registry: host.into(), action: "setting up HTTP".into(), source: Box::new(e) })?;
+            .map_err(|e| Error::Registry {
+                registry: host.into(),
+                action: "setting up HTTP".into(),
+                source: Box::new(e),
+            })?;
         Ok(Registry {
             inner: Arc::new(Inner {
                 host: host.to_string(),
@@ -208,15 +240,24 @@ impl Registry {
         let registry = self.inner.host.clone();
         match e {
             OciDistributionError::RequestError(re) if re.is_connect() || re.is_timeout() => {
-                Error::Unreachable { registry, url: self.url("/v2/"), source: Box::new(re) }
+                Error::Unreachable {
+                    registry,
+                    url: self.url("/v2/"),
+                    source: Box::new(re),
+                }
             }
-            OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
-                self.unauthorized(401)
+            OciDistributionError::UnauthorizedError { .. }
+            | OciDistributionError::AuthenticationFailure(_) => self.unauthorized(401),
+            OciDistributionError::ImageManifestNotFoundError(what) => {
+                Error::NotFound { registry, what }
             }
-            OciDistributionError::ImageManifestNotFoundError(what) => Error::NotFound { registry, what },
             OciDistributionError::ServerError { code: 401, .. } => self.unauthorized(401),
             OciDistributionError::ServerError { code: 403, .. } => self.unauthorized(403),
-            other => Error::Registry { registry, action: action.into(), source: Box::new(other) },
+            other => Error::Registry {
+                registry,
+                action: action.into(),
+                source: Box::new(other),
+            },
         }
     }
 
@@ -231,9 +272,17 @@ impl Registry {
 
     fn request_error(&self, url: &str, action: &str, e: reqwest::Error) -> Error {
         if e.is_connect() || e.is_timeout() || e.is_request() {
-            Error::Unreachable { registry: self.inner.host.clone(), url: url.into(), source: Box::new(e) }
+            Error::Unreachable {
+                registry: self.inner.host.clone(),
+                url: url.into(),
+                source: Box::new(e),
+            }
         } else {
-            Error::Registry { registry: self.inner.host.clone(), action: action.into(), source: Box::new(e) }
+            Error::Registry {
+                registry: self.inner.host.clone(),
+                action: action.into(),
+                source: Box::new(e),
+            }
         }
     }
 
@@ -258,7 +307,14 @@ impl Registry {
             }
         };
         let cached = match scope {
-            Some(s) => self.inner.tokens.lock().await.iter().find(|(k, _)| k == s).map(|(_, t)| t.clone()),
+            Some(s) => self
+                .inner
+                .tokens
+                .lock()
+                .await
+                .iter()
+                .find(|(k, _)| k == s)
+                .map(|(_, t)| t.clone()),
             None => None,
         };
         let first = match (&cached, &self.inner.credentials) {
@@ -267,7 +323,10 @@ impl Registry {
             _ => None,
         };
         let action = format!("{method} {path}");
-        let res = build(first.as_ref()).send().await.map_err(|e| self.request_error(&url, &action, e))?;
+        let res = build(first.as_ref())
+            .send()
+            .await
+            .map_err(|e| self.request_error(&url, &action, e))?;
         if res.status() != StatusCode::UNAUTHORIZED {
             return Ok(res);
         }
@@ -280,16 +339,25 @@ impl Registry {
         let authz = if challenge.to_ascii_lowercase().starts_with("bearer") {
             let token = self.fetch_token(&challenge, scope).await?;
             if let Some(s) = scope {
-                self.inner.tokens.lock().await.push((s.to_string(), token.clone()));
+                self.inner
+                    .tokens
+                    .lock()
+                    .await
+                    .push((s.to_string(), token.clone()));
             }
             Authz::Bearer(token)
         } else {
             match &self.inner.credentials {
-                Credentials::Basic { user, password } => Authz::Basic(user.clone(), password.clone()),
+                Credentials::Basic { user, password } => {
+                    Authz::Basic(user.clone(), password.clone())
+                }
                 _ => return Err(self.unauthorized(401)),
             }
         };
-        let res = build(Some(&authz)).send().await.map_err(|e| self.request_error(&url, &action, e))?;
+        let res = build(Some(&authz))
+            .send()
+            .await
+            .map_err(|e| self.request_error(&url, &action, e))?;
         if res.status() == StatusCode::UNAUTHORIZED {
             return Err(self.unauthorized(401));
         }
@@ -299,7 +367,12 @@ impl Registry {
     /// The token flow: `GET realm?service=..&scope=..` with basic credentials when we have some.
     async fn fetch_token(&self, challenge: &str, scope: Option<&str>) -> Result<String, Error> {
         let params = parse_challenge(challenge);
-        let get = |k: &str| params.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.clone())
+        };
         let Some(realm) = get("realm") else {
             return Err(self.unauthorized(401));
         };
@@ -314,8 +387,14 @@ impl Registry {
         if let Credentials::Basic { user, password } = &self.inner.credentials {
             req = req.basic_auth(user, Some(password));
         }
-        let res = req.send().await.map_err(|e| self.request_error(&realm, "token request", e))?;
-        if matches!(res.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+        let res = req
+            .send()
+            .await
+            .map_err(|e| self.request_error(&realm, "token request", e))?;
+        if matches!(
+            res.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        ) {
             return Err(self.unauthorized(res.status().as_u16()));
         }
         if !res.status().is_success() {
@@ -331,15 +410,25 @@ impl Registry {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let t: Token = res.json().await.map_err(|e| self.request_error(&realm, "token request", e))?;
-        t.token.or(t.access_token).ok_or_else(|| self.unauthorized(401))
+        let t: Token = res
+            .json()
+            .await
+            .map_err(|e| self.request_error(&realm, "token request", e))?;
+        t.token
+            .or(t.access_token)
+            .ok_or_else(|| self.unauthorized(401))
     }
 
     /// Checks that the registry answers and accepts our credentials for `repository` (`push` asks for
     /// write access too). Called before any work, so a bad address or password touches nothing.
     pub async fn check(&self, repository: &str, push: bool) -> Result<(), Error> {
-        let scope = format!("repository:{repository}:{}", if push { "pull,push" } else { "pull" });
-        let res = self.send(reqwest::Method::GET, "/v2/", Some(&scope), &[]).await?;
+        let scope = format!(
+            "repository:{repository}:{}",
+            if push { "pull,push" } else { "pull" }
+        );
+        let res = self
+            .send(reqwest::Method::GET, "/v2/", Some(&scope), &[])
+            .await?;
         match res.status() {
             s if s.is_success() => Ok(()),
             StatusCode::FORBIDDEN => Err(self.unauthorized(403)),
@@ -364,7 +453,9 @@ impl Registry {
     pub async fn resolve_digest(&self, repository: &str, reference: &str) -> Result<String, Error> {
         let path = format!("/v2/{repository}/manifests/{reference}");
         let scope = format!("repository:{repository}:pull");
-        let res = self.send(reqwest::Method::HEAD, &path, Some(&scope), &MANIFEST_TYPES).await?;
+        let res = self
+            .send(reqwest::Method::HEAD, &path, Some(&scope), &MANIFEST_TYPES)
+            .await?;
         match res.status() {
             s if s.is_success() => {}
             StatusCode::NOT_FOUND => {
@@ -383,7 +474,11 @@ impl Registry {
                 });
             }
         }
-        if let Some(d) = res.headers().get("docker-content-digest").and_then(|h| h.to_str().ok()) {
+        if let Some(d) = res
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|h| h.to_str().ok())
+        {
             return Ok(d.to_string());
         }
         // No digest header: hash the manifest itself.
@@ -393,10 +488,16 @@ impl Registry {
 
     /// The raw manifest `repository:reference` (tag or digest) and its media type. A digest reference
     /// is verified against the bytes.
-    pub async fn manifest(&self, repository: &str, reference: &str) -> Result<(Bytes, String), Error> {
+    pub async fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<(Bytes, String), Error> {
         let path = format!("/v2/{repository}/manifests/{reference}");
         let scope = format!("repository:{repository}:pull");
-        let res = self.send(reqwest::Method::GET, &path, Some(&scope), &MANIFEST_TYPES).await?;
+        let res = self
+            .send(reqwest::Method::GET, &path, Some(&scope), &MANIFEST_TYPES)
+            .await?;
         let status = res.status();
         if status == StatusCode::NOT_FOUND {
             return Err(Error::NotFound {
@@ -418,7 +519,10 @@ impl Registry {
             .and_then(|h| h.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let bytes = res.bytes().await.map_err(|e| self.request_error(&path, "reading a manifest", e))?;
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| self.request_error(&path, "reading a manifest", e))?;
         if reference.starts_with("sha256:") && sha256_hex(&bytes) != reference {
             return Err(Error::Status {
                 registry: self.inner.host.clone(),
@@ -434,7 +538,9 @@ impl Registry {
     pub async fn blob(&self, repository: &str, digest: &str) -> Result<Bytes, Error> {
         let path = format!("/v2/{repository}/blobs/{digest}");
         let scope = format!("repository:{repository}:pull");
-        let res = self.send(reqwest::Method::GET, &path, Some(&scope), &[]).await?;
+        let res = self
+            .send(reqwest::Method::GET, &path, Some(&scope), &[])
+            .await?;
         if !res.status().is_success() {
             return Err(Error::Status {
                 registry: self.inner.host.clone(),
@@ -443,14 +549,18 @@ impl Registry {
                 body: short_body(res).await,
             });
         }
-        res.bytes().await.map_err(|e| self.request_error(&path, "reading a blob", e))
+        res.bytes()
+            .await
+            .map_err(|e| self.request_error(&path, "reading a blob", e))
     }
 
     /// The size of blob `digest` in `repository`, or `None` when the repository lacks it.
     pub async fn blob_size(&self, repository: &str, digest: &str) -> Result<Option<u64>, Error> {
         let path = format!("/v2/{repository}/blobs/{digest}");
         let scope = format!("repository:{repository}:pull");
-        let res = self.send(reqwest::Method::HEAD, &path, Some(&scope), &[]).await?;
+        let res = self
+            .send(reqwest::Method::HEAD, &path, Some(&scope), &[])
+            .await?;
         match res.status() {
             s if s.is_success() => Ok(res
                 .headers()
@@ -475,10 +585,18 @@ impl Registry {
         let mut all: Vec<String> = Vec::new();
         loop {
             let last = all.last().cloned();
-            let page = match self.inner.oci.list_tags(&r, &auth, Some(PAGE), last.as_deref()).await {
+            let page = match self
+                .inner
+                .oci
+                .list_tags(&r, &auth, Some(PAGE), last.as_deref())
+                .await
+            {
                 Ok(p) => p,
                 Err(OciDistributionError::RegistryError { envelope, .. })
-                    if envelope.errors.iter().any(|e| format!("{:?}", e.code).contains("NameUnknown")) =>
+                    if envelope
+                        .errors
+                        .iter()
+                        .any(|e| format!("{:?}", e.code).contains("NameUnknown")) =>
                 {
                     return Err(Error::NotFound {
                         registry: self.inner.host.clone(),
@@ -501,11 +619,17 @@ impl Registry {
     /// Deletes the manifest `digest` from `repository` (every tag pointing at it goes with it).
     pub async fn delete_manifest(&self, repository: &str, digest: &str) -> Result<(), Error> {
         if !digest.starts_with("sha256:") {
-            return Err(Error::invalid("digest", digest, "manifests are deleted by digest (sha256:...)"));
+            return Err(Error::invalid(
+                "digest",
+                digest,
+                "manifests are deleted by digest (sha256:...)",
+            ));
         }
         let path = format!("/v2/{repository}/manifests/{digest}");
         let scope = format!("repository:{repository}:delete");
-        let res = self.send(reqwest::Method::DELETE, &path, Some(&scope), &[]).await?;
+        let res = self
+            .send(reqwest::Method::DELETE, &path, Some(&scope), &[])
+            .await?;
         match res.status() {
             s if s.is_success() => Ok(()),
             StatusCode::NOT_FOUND => Err(Error::NotFound {
@@ -537,7 +661,11 @@ enum Authz {
 async fn short_body(res: reqwest::Response) -> String {
     let text = res.text().await.unwrap_or_default();
     let text = text.trim();
-    if text.chars().count() > 300 { format!("{}...", text.chars().take(300).collect::<String>()) } else { text.to_string() }
+    if text.chars().count() > 300 {
+        format!("{}...", text.chars().take(300).collect::<String>())
+    } else {
+        text.to_string()
+    }
 }
 
 /// `Bearer realm="x",service="y",scope="z"` -> [(realm, x), (service, y), (scope, z)].
@@ -546,7 +674,9 @@ pub(crate) fn parse_challenge(h: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut s = rest.trim();
     while !s.is_empty() {
-        let Some((k, v)) = s.split_once('=') else { break };
+        let Some((k, v)) = s.split_once('=') else {
+            break;
+        };
         let k = k.trim().trim_start_matches(',').trim().to_string();
         let v = v.trim_start();
         let (val, next) = if let Some(q) = v.strip_prefix('"') {

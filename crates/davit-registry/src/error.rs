@@ -8,7 +8,11 @@ pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum Error {
     /// An image reference, repository or tag that is not well formed (the user's input).
     #[error("invalid {what} {value:?}: {reason}")]
-    InvalidInput { what: &'static str, value: String, reason: String },
+    InvalidInput {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
 
     /// The registry did not answer at all (connection refused, no route, DNS, TLS handshake).
     #[error(
@@ -24,7 +28,12 @@ pub enum Error {
 
     /// The registry refused our credentials (or asked for some and we had none).
     #[error("registry {registry} refused access{who} (HTTP {status}): {hint}")]
-    Unauthorized { registry: String, who: String, status: u16, hint: &'static str },
+    Unauthorized {
+        registry: String,
+        who: String,
+        status: u16,
+        hint: &'static str,
+    },
 
     /// A manifest, tag or repository that does not exist.
     #[error("{what} not found in registry {registry}")]
@@ -41,7 +50,12 @@ pub enum Error {
 
     /// The registry answered with a status we did not expect.
     #[error("registry {registry}: {action} answered HTTP {status}: {body}")]
-    Status { registry: String, action: String, status: u16, body: String },
+    Status {
+        registry: String,
+        action: String,
+        status: u16,
+        body: String,
+    },
 
     /// Reading credentials (docker config.json or a credential helper) failed.
     #[error("credentials for {registry}: {what}")]
@@ -88,11 +102,22 @@ impl Error {
         matches!(self, Error::InvalidInput { .. })
     }
 
-    pub(crate) fn invalid(what: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidInput { what, value: value.into(), reason: reason.into() }
+    pub(crate) fn invalid(
+        what: &'static str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::InvalidInput {
+            what,
+            value: value.into(),
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn engine(action: impl Into<String>, source: impl Into<Cause>) -> Self {
-        Error::Engine { action: action.into(), source: source.into() }
+        Error::Engine {
+            action: action.into(),
+            source: source.into(),
+        }
     }
 }

@@ -19,7 +19,9 @@ pub mod tags;
 mod tarstream;
 
 pub use auth::{Credentials, Settings};
-pub use client::{ImageRef, MANIFEST_TYPES, Registry, resolve_digest, validate_repository, validate_tag};
+pub use client::{
+    ImageRef, MANIFEST_TYPES, Registry, resolve_digest, validate_repository, validate_tag,
+};
 pub use error::{Cause, Error};
 pub use prune::{PruneOptions, PrunePlan, prune};
 pub use push::{BlobSource, Progress, ProgressFn, PushOptions, PushReport, push_image};

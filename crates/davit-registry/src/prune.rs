@@ -67,7 +67,11 @@ pub struct PrunePlan {
 fn time_key(t: &str) -> (String, u64) {
     let t = t.trim_end_matches('Z');
     let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
-    let digits: String = frac.chars().take_while(char::is_ascii_digit).take(9).collect();
+    let digits: String = frac
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .take(9)
+        .collect();
     let nanos = format!("{digits:0<9}").parse().unwrap_or(0);
     (secs.to_string(), nanos)
 }
@@ -88,7 +92,9 @@ pub fn plan(tags: &[TagInfo], opts: &PruneOptions) -> PrunePlan {
         order.sort_by(|(ia, a), (ib, b)| {
             let ka = a.created.as_deref().map(time_key);
             let kb = b.created.as_deref().map(time_key);
-            kb.cmp(&ka).then_with(|| by_version(a, b)).then_with(|| ib.cmp(ia))
+            kb.cmp(&ka)
+                .then_with(|| by_version(a, b))
+                .then_with(|| ib.cmp(ia))
         });
     }
     let mut keep: Vec<(String, KeepReason)> = Vec::new();
@@ -125,7 +131,13 @@ pub fn plan(tags: &[TagInfo], opts: &PruneOptions) -> PrunePlan {
             }
         }
     }
-    PrunePlan { order: if all_versions { "semver" } else { "push_time" }, keep, delete, digests, applied: false }
+    PrunePlan {
+        order: if all_versions { "semver" } else { "push_time" },
+        keep,
+        delete,
+        digests,
+        applied: false,
+    }
 }
 
 /// Reads the tags of `repository` (digest, and creation time when the order needs it).
@@ -139,7 +151,11 @@ pub async fn tag_infos(registry: &Registry, repository: &str) -> Result<Vec<TagI
         .await;
     let mut infos = Vec::with_capacity(tags.len());
     for (t, d) in tags.iter().zip(digests) {
-        infos.push(TagInfo { tag: t.clone(), digest: d?, created: None });
+        infos.push(TagInfo {
+            tag: t.clone(),
+            digest: d?,
+            created: None,
+        });
     }
     if infos.iter().all(|t| version_of(&t.tag).is_some()) {
         return Ok(infos);
@@ -171,7 +187,11 @@ async fn created_of(registry: &Registry, repository: &str, digest: &str) -> Opti
 }
 
 /// Prunes `repository` per `opts`: plans, then (unless a dry run) deletes the manifests.
-pub async fn prune(registry: &Registry, repository: &str, opts: &PruneOptions) -> Result<PrunePlan, Error> {
+pub async fn prune(
+    registry: &Registry,
+    repository: &str,
+    opts: &PruneOptions,
+) -> Result<PrunePlan, Error> {
     crate::validate_repository(repository)?;
     registry.check(repository, !opts.dry_run).await?;
     let infos = tag_infos(registry, repository).await?;

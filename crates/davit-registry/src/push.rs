@@ -16,9 +16,9 @@ use sha2::Digest as _;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::Error;
 use crate::client::{ImageRef, Registry, validate_repository, validate_tag};
 use crate::tarstream::TarStream;
-use crate::Error;
 
 /// The manifest media type davit pushes.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -43,7 +43,11 @@ pub enum Progress {
     /// Upload of a missing blob began.
     UploadStarted { digest: String, size: u64 },
     /// Bytes of a blob handed to the connection so far.
-    UploadProgress { digest: String, sent: u64, size: u64 },
+    UploadProgress {
+        digest: String,
+        sent: u64,
+        size: u64,
+    },
     /// The registry accepted the blob.
     Uploaded { digest: String, size: u64 },
     /// The manifest is in the registry under this tag.
@@ -75,7 +79,10 @@ pub struct PushOptions {
 
 impl std::fmt::Debug for PushOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PushOptions").field("tags", &self.tags).field("mount_from", &self.mount_from).finish()
+        f.debug_struct("PushOptions")
+            .field("tags", &self.tags)
+            .field("mount_from", &self.mount_from)
+            .finish()
     }
 }
 
@@ -96,12 +103,18 @@ pub struct PushReport {
 impl PushReport {
     /// How many blobs were uploaded.
     pub fn uploaded(&self) -> usize {
-        self.blobs.iter().filter(|b| b.2 == BlobSource::Uploaded).count()
+        self.blobs
+            .iter()
+            .filter(|b| b.2 == BlobSource::Uploaded)
+            .count()
     }
 
     /// How many blobs were mounted from another repository.
     pub fn mounted(&self) -> usize {
-        self.blobs.iter().filter(|b| matches!(b.2, BlobSource::Mounted { .. })).count()
+        self.blobs
+            .iter()
+            .filter(|b| matches!(b.2, BlobSource::Mounted { .. }))
+            .count()
     }
 
     /// `registry/repository@digest`.
@@ -132,17 +145,30 @@ pub async fn push_image(
     }
     let inspect = match docker.inspect_image(image).await {
         Ok(i) => i,
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-            return Err(Error::NoSuchImage { image: image.into() });
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {
+            return Err(Error::NoSuchImage {
+                image: image.into(),
+            });
         }
         Err(e) => return Err(Error::engine(format!("inspecting image {image}"), e)),
     };
-    let config_digest =
-        inspect.id.clone().ok_or_else(|| Error::Export { image: image.into(), what: "the engine gave no image ID".into() })?;
-    let layers: Vec<String> = inspect.root_fs.as_ref().and_then(|r| r.layers.clone()).unwrap_or_default();
+    let config_digest = inspect.id.clone().ok_or_else(|| Error::Export {
+        image: image.into(),
+        what: "the engine gave no image ID".into(),
+    })?;
+    let layers: Vec<String> = inspect
+        .root_fs
+        .as_ref()
+        .and_then(|r| r.layers.clone())
+        .unwrap_or_default();
     for d in std::iter::once(&config_digest).chain(&layers) {
         if !d.starts_with("sha256:") || d.len() != 71 {
-            return Err(Error::Export { image: image.into(), what: format!("unexpected digest {d}") });
+            return Err(Error::Export {
+                image: image.into(),
+                what: format!("unexpected digest {d}"),
+            });
         }
     }
 
@@ -155,16 +181,31 @@ pub async fn push_image(
             unique.push(l.clone());
         }
     }
-    emit(&opts.progress, Progress::Planned { image: image.into(), blobs: unique.len() });
+    emit(
+        &opts.progress,
+        Progress::Planned {
+            image: image.into(),
+            blobs: unique.len(),
+        },
+    );
 
     // What the target repository already holds.
-    let sizes = futures_util::future::try_join_all(unique.iter().map(|d| registry.blob_size(repository, d))).await?;
+    let sizes = futures_util::future::try_join_all(
+        unique.iter().map(|d| registry.blob_size(repository, d)),
+    )
+    .await?;
     let mut known: HashMap<String, (u64, BlobSource)> = HashMap::new();
     let mut missing: Vec<String> = Vec::new();
     for (d, s) in unique.iter().zip(sizes) {
         match s {
             Some(size) => {
-                emit(&opts.progress, Progress::Present { digest: d.clone(), size });
+                emit(
+                    &opts.progress,
+                    Progress::Present {
+                        digest: d.clone(),
+                        size,
+                    },
+                );
                 known.insert(d.clone(), (size, BlobSource::Present));
             }
             None => missing.push(d.clone()),
@@ -175,21 +216,34 @@ pub async fn push_image(
     if !missing.is_empty() {
         let sources = mount_sources(registry, repository, &inspect, &opts.mount_from);
         let oci_target = registry.reference(repository, "latest");
-        registry.oci().store_auth_if_needed(registry.host(), &registry.oci_auth()).await;
+        registry
+            .oci()
+            .store_auth_if_needed(registry.host(), &registry.oci_auth())
+            .await;
         let mut still = Vec::new();
         for d in missing {
             let mut done = false;
             for src in &sources {
-                let Some(size) = registry.blob_size(src, &d).await? else { continue };
+                let Some(size) = registry.blob_size(src, &d).await? else {
+                    continue;
+                };
                 let oci_src = registry.reference(src, "latest");
                 match registry.oci().mount_blob(&oci_target, &oci_src, &d).await {
                     Ok(()) => {
-                        emit(&opts.progress, Progress::Mounted { digest: d.clone(), from: src.clone() });
+                        emit(
+                            &opts.progress,
+                            Progress::Mounted {
+                                digest: d.clone(),
+                                from: src.clone(),
+                            },
+                        );
                         known.insert(d.clone(), (size, BlobSource::Mounted { from: src.clone() }));
                         done = true;
                         break;
                     }
-                    Err(e) => tracing::debug!(digest = %d, from = %src, error = %e, "mount refused, will upload"),
+                    Err(e) => {
+                        tracing::debug!(digest = %d, from = %src, error = %e, "mount refused, will upload")
+                    }
                 }
             }
             if !done {
@@ -202,13 +256,28 @@ pub async fn push_image(
     let mut bytes_uploaded = 0;
     if !missing.is_empty() {
         emit(&opts.progress, Progress::Exporting);
-        let sent = upload_from_export(docker, image, &config_digest, registry, repository, &missing, &opts.progress).await?;
+        let sent = upload_from_export(
+            docker,
+            image,
+            &config_digest,
+            registry,
+            repository,
+            &missing,
+            &opts.progress,
+        )
+        .await?;
         for (d, size) in sent {
             bytes_uploaded += size;
             known.insert(d, (size, BlobSource::Uploaded));
         }
     }
 
+    if let Some(d) = unique.iter().find(|d| !known.contains_key(*d)) {
+        return Err(Error::Export {
+            image: image.into(),
+            what: format!("blob {d} did not reach the registry"),
+        });
+    }
     let size_of = |d: &String| known.get(d).map(|k| k.0).unwrap_or(0);
     let manifest = serde_json::json!({
         "schemaVersion": 2,
@@ -218,7 +287,11 @@ pub async fn push_image(
     });
     let body = Bytes::from(serde_json::to_vec(&manifest).expect("manifest serializes"));
     let digest = crate::client::sha256_hex(&body);
-    let targets: Vec<String> = if opts.tags.is_empty() { vec![digest.clone()] } else { opts.tags.clone() };
+    let targets: Vec<String> = if opts.tags.is_empty() {
+        vec![digest.clone()]
+    } else {
+        opts.tags.clone()
+    };
     let content_type = reqwest::header::HeaderValue::from_static(OCI_MANIFEST);
     futures_util::future::try_join_all(targets.iter().map(|t| {
         let r = registry.reference(repository, t);
@@ -231,9 +304,17 @@ pub async fn push_image(
                 .oci()
                 .push_manifest_raw(&r, body, ct)
                 .await
-                .map_err(|e| registry.map_oci(&format!("pushing the manifest of {repository}:{t}"), e))?;
+                .map_err(|e| {
+                    registry.map_oci(&format!("pushing the manifest of {repository}:{t}"), e)
+                })?;
             if !t.starts_with("sha256:") {
-                emit(&progress, Progress::Tagged { tag: t.clone(), digest });
+                emit(
+                    &progress,
+                    Progress::Tagged {
+                        tag: t.clone(),
+                        digest,
+                    },
+                );
             }
             Ok::<_, Error>(())
         }
@@ -263,10 +344,17 @@ fn mount_sources(
     extra: &[String],
 ) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let names = inspect.repo_tags.iter().flatten().chain(inspect.repo_digests.iter().flatten());
+    let names = inspect
+        .repo_tags
+        .iter()
+        .flatten()
+        .chain(inspect.repo_digests.iter().flatten());
     for name in names {
         if let Ok(r) = ImageRef::parse(name) {
-            if r.registry == registry.host() && r.repository != target && !out.contains(&r.repository) {
+            if r.registry == registry.host()
+                && r.repository != target
+                && !out.contains(&r.repository)
+            {
                 out.push(r.repository);
             }
         }
@@ -295,8 +383,10 @@ async fn upload_from_export(
     let config_hex = hex(config_digest);
     let sem = Arc::new(Semaphore::new(registry.concurrency()));
     let mut tasks: JoinSet<Result<(String, u64), Error>> = JoinSet::new();
+    let mut out = Vec::new();
     let mut tar = TarStream::new(Box::pin(docker.export_image(config_digest)));
-    let export_err = |e: bollard::errors::Error| Error::engine(format!("exporting image {image}"), e);
+    let export_err =
+        |e: bollard::errors::Error| Error::engine(format!("exporting image {image}"), e);
 
     while let Some(entry) = tar.next_entry().await.map_err(export_err)? {
         if wanted.is_empty() {
@@ -310,7 +400,13 @@ async fn upload_from_export(
             .path
             .strip_prefix("blobs/sha256/")
             .map(String::from)
-            .or_else(|| entry.path.strip_suffix(".json").filter(|h| !h.contains('/')).map(String::from));
+            .or_else(|| {
+                entry
+                    .path
+                    .strip_suffix(".json")
+                    .filter(|h| !h.contains('/'))
+                    .map(String::from)
+            });
         let is_layer_tar = entry.path.ends_with("/layer.tar");
         let interesting = match &named {
             Some(h) => wanted.contains(&format!("sha256:{h}")),
@@ -323,7 +419,7 @@ async fn upload_from_export(
         let permit = sem.clone().acquire_owned().await.expect("semaphore open");
         // Reap finished uploads, surfacing errors early.
         while let Some(done) = tasks.try_join_next() {
-            done.map_err(|e| Error::engine("upload task", e))??;
+            out.push(done.map_err(|e| Error::engine("upload task", e))??);
         }
         let mut data = BytesMut::with_capacity(entry.size as usize);
         let mut hasher = sha2::Sha256::new();
@@ -336,7 +432,10 @@ async fn upload_from_export(
         let digest = format!("sha256:{}", hex_of(&hasher.finalize()));
         if let Some(h) = &named {
             if format!("sha256:{h}") != digest {
-                return Err(Error::Export { image: image.into(), what: format!("{} does not match its digest", entry.path) });
+                return Err(Error::Export {
+                    image: image.into(),
+                    what: format!("{} does not match its digest", entry.path),
+                });
             }
         }
         if !wanted.remove(&digest) {
@@ -352,9 +451,11 @@ async fn upload_from_export(
         });
     }
     if let Some(d) = wanted.iter().next() {
-        return Err(Error::Export { image: image.into(), what: format!("the export lacks blob {d}") });
+        return Err(Error::Export {
+            image: image.into(),
+            what: format!("the export lacks blob {d}"),
+        });
     }
-    let mut out = Vec::new();
     while let Some(done) = tasks.join_next().await {
         out.push(done.map_err(|e| Error::engine("upload task", e))??);
     }
@@ -373,7 +474,13 @@ async fn upload(
     progress: &Option<ProgressFn>,
 ) -> Result<(String, u64), Error> {
     let size = data.len() as u64;
-    emit(progress, Progress::UploadStarted { digest: digest.into(), size });
+    emit(
+        progress,
+        Progress::UploadStarted {
+            digest: digest.into(),
+            size,
+        },
+    );
     let mut chunks = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
@@ -384,16 +491,32 @@ async fn upload(
     let mut sent = 0u64;
     let stream = futures_util::stream::iter(chunks).map(move |c| {
         sent += c.len() as u64;
-        emit(&p, Progress::UploadProgress { digest: d.clone(), sent, size });
+        emit(
+            &p,
+            Progress::UploadProgress {
+                digest: d.clone(),
+                sent,
+                size,
+            },
+        );
         Ok::<_, oci_client::errors::OciDistributionError>(c)
     });
     let r = registry.reference(repository, "latest");
-    registry.oci().store_auth_if_needed(registry.host(), &registry.oci_auth()).await;
+    registry
+        .oci()
+        .store_auth_if_needed(registry.host(), &registry.oci_auth())
+        .await;
     registry
         .oci()
         .push_blob_stream(&r, stream, digest, Some(size))
         .await
         .map_err(|e| registry.map_oci(&format!("uploading blob {digest} to {repository}"), e))?;
-    emit(progress, Progress::Uploaded { digest: digest.into(), size });
+    emit(
+        progress,
+        Progress::Uploaded {
+            digest: digest.into(),
+            size,
+        },
+    );
     Ok((digest.to_string(), size))
 }

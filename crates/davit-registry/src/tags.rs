@@ -62,18 +62,37 @@ impl GitInfo {
     /// since CI checkouts are often on a detached HEAD.
     pub fn discover(dir: &Path) -> Result<Self, Error> {
         let git = |args: &[&str]| -> Option<String> {
-            let out = Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
-            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(args)
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+                .filter(|s| !s.is_empty())
         };
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let sha = env("GITHUB_SHA").or_else(|| env("CI_COMMIT_SHA")).or_else(|| git(&["rev-parse", "HEAD"])).ok_or_else(|| {
-            Error::invalid("git work tree", dir.display().to_string(), "no commit found (is it a git repository with a commit?)")
-        })?;
+        let sha = env("GITHUB_SHA")
+            .or_else(|| env("CI_COMMIT_SHA"))
+            .or_else(|| git(&["rev-parse", "HEAD"]))
+            .ok_or_else(|| {
+                Error::invalid(
+                    "git work tree",
+                    dir.display().to_string(),
+                    "no commit found (is it a git repository with a commit?)",
+                )
+            })?;
         let github_ref = env("GITHUB_REF_NAME");
         let github_is_tag = env("GITHUB_REF_TYPE").as_deref() == Some("tag");
-        let branch = if github_is_tag { None } else { github_ref.clone() }
-            .or_else(|| env("CI_COMMIT_BRANCH"))
-            .or_else(|| git(&["symbolic-ref", "--short", "-q", "HEAD"]));
+        let branch = if github_is_tag {
+            None
+        } else {
+            github_ref.clone()
+        }
+        .or_else(|| env("CI_COMMIT_BRANCH"))
+        .or_else(|| git(&["symbolic-ref", "--short", "-q", "HEAD"]));
         let tag = if github_is_tag { github_ref } else { None }
             .or_else(|| env("CI_COMMIT_TAG"))
             .or_else(|| git(&["describe", "--tags", "--exact-match", "HEAD"]));
@@ -85,7 +104,13 @@ impl GitInfo {
 pub fn sanitize(s: &str) -> String {
     let mut out: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     while out.starts_with(['.', '-']) {
         out.remove(0);

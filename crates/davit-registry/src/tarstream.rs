@@ -30,7 +30,11 @@ fn octal(field: &[u8]) -> u64 {
         }
         return v;
     }
-    let s: String = field.iter().take_while(|&&b| b != 0).map(|&b| b as char).collect();
+    let s: String = field
+        .iter()
+        .take_while(|&&b| b != 0)
+        .map(|&b| b as char)
+        .collect();
     u64::from_str_radix(s.trim(), 8).unwrap_or(0)
 }
 
@@ -44,7 +48,12 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
     pub(crate) fn new(input: S) -> Self {
-        TarStream { input, buf: BytesMut::new(), pending: 0, done: false }
+        TarStream {
+            input,
+            buf: BytesMut::new(),
+            pending: 0,
+            done: false,
+        }
     }
 
     /// Makes at least `n` bytes available; false at the end of input.
@@ -111,11 +120,23 @@ where
             }
             let path = long_name.take().unwrap_or_else(|| {
                 let name = cstr(&h[0..100]);
-                let prefix = if &h[257..262] == b"ustar" { cstr(&h[345..500]) } else { String::new() };
-                if prefix.is_empty() { name } else { format!("{prefix}/{name}") }
+                let prefix = if &h[257..262] == b"ustar" {
+                    cstr(&h[345..500])
+                } else {
+                    String::new()
+                };
+                if prefix.is_empty() {
+                    name
+                } else {
+                    format!("{prefix}/{name}")
+                }
             });
             self.pending = padded;
-            return Ok(Some(Entry { path: path.trim_start_matches("./").to_string(), size, kind }));
+            return Ok(Some(Entry {
+                path: path.trim_start_matches("./").to_string(),
+                size,
+                kind,
+            }));
         }
     }
 
@@ -129,7 +150,11 @@ where
 
     /// The data of the current entry (call once, right after [`TarStream::next_entry`]), given to
     /// `sink` piece by piece as it arrives.
-    pub(crate) async fn read_data(&mut self, size: u64, mut sink: impl FnMut(&[u8])) -> Result<(), E> {
+    pub(crate) async fn read_data(
+        &mut self,
+        size: u64,
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<(), E> {
         let mut left = size;
         while left > 0 {
             if self.buf.is_empty() && !self.fill(1).await? {

@@ -3,16 +3,28 @@
 use std::process::ExitCode;
 
 pub mod lab;
+pub mod prune;
+pub mod push;
+pub mod tags;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Simulated servers on this machine: network namespaces with their own engine and sshd.
     #[command(subcommand)]
     Lab(lab::LabCommand),
+    /// Push an image from the local engine to a registry under each tag (only missing blobs are sent).
+    Push(push::PushArgs),
+    /// List the tags of a repository.
+    Tags(tags::TagsArgs),
+    /// Delete all but the newest N tags of a repository.
+    Prune(prune::PruneArgs),
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Lab(c) => lab::run(c),
+        Command::Push(a) => push::run(a),
+        Command::Tags(a) => tags::run(a),
+        Command::Prune(a) => prune::run(a),
     }
 }

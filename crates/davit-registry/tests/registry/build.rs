@@ -25,7 +25,11 @@ async fn builds_a_two_service_project_with_args_and_target() {
     .unwrap();
     std::fs::write(worker.join("data"), "worker").unwrap();
     // A Dockerfile outside the context, as compose allows.
-    std::fs::write(dir.path().join("worker.Dockerfile"), "FROM scratch\nCOPY data /data\nLABEL role=worker\n").unwrap();
+    std::fs::write(
+        dir.path().join("worker.Dockerfile"),
+        "FROM scratch\nCOPY data /data\nLABEL role=worker\n",
+    )
+    .unwrap();
 
     let name = unique("build");
     let specs = vec![
@@ -35,7 +39,10 @@ async fn builds_a_two_service_project_with_args_and_target() {
             dockerfile: None,
             args: BTreeMap::from([("GREETING".into(), "hello".into())]),
             target: Some("prod".into()),
-            tags: vec![format!("davit-registry-test/{name}-web:latest"), format!("davit-registry-test/{name}-web:0123abc")],
+            tags: vec![
+                format!("davit-registry-test/{name}-web:latest"),
+                format!("davit-registry-test/{name}-web:0123abc"),
+            ],
         },
         BuildSpec {
             name: "worker".into(),
@@ -48,12 +55,25 @@ async fn builds_a_two_service_project_with_args_and_target() {
     let built = build_all(&docker, &specs, 2).await.expect("build");
     assert_eq!(built.len(), 2);
     let web = docker.inspect_image(&specs[0].tags[1]).await.unwrap();
-    assert_eq!(web.id.as_deref(), Some(built[0].image_id.as_str()), "every tag points at the build");
+    assert_eq!(
+        web.id.as_deref(),
+        Some(built[0].image_id.as_str()),
+        "every tag points at the build"
+    );
     let labels = web.config.unwrap().labels.unwrap();
     assert_eq!(labels.get("greeting").map(String::as_str), Some("hello"));
     assert_eq!(labels.get("stage").map(String::as_str), Some("prod"));
     let worker = docker.inspect_image(&specs[1].tags[0]).await.unwrap();
-    assert_eq!(worker.config.unwrap().labels.unwrap().get("role").map(String::as_str), Some("worker"));
+    assert_eq!(
+        worker
+            .config
+            .unwrap()
+            .labels
+            .unwrap()
+            .get("role")
+            .map(String::as_str),
+        Some("worker")
+    );
 
     // The debug stage needs the ignored file: it is not in the context, so that build fails, clearly.
     let mut debug = specs[0].clone();

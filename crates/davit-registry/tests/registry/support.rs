@@ -24,7 +24,10 @@ pub fn lab_host_engine() -> String {
 /// A client for the lab registry (plain HTTP because it is named insecure, as users must).
 pub fn lab_client() -> (Registry, String) {
     let reg = lab_registry();
-    let settings = Settings { insecure: vec!["10.77.0.0/16".into()], ..Settings::default() };
+    let settings = Settings {
+        insecure: vec!["10.77.0.0/16".into()],
+        ..Settings::default()
+    };
     (Registry::new(&reg, &settings).expect("client"), reg)
 }
 
@@ -38,7 +41,10 @@ pub async fn local_docker() -> Docker {
 
 /// A name nobody else uses: tests and runs never share repositories.
 pub fn unique(prefix: &str) -> String {
-    let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("{prefix}-{}-{n}", std::process::id())
 }
 
@@ -58,16 +64,34 @@ pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
 /// Builds `FROM scratch` + static busybox + a file with `content` in the local engine, tagged `tag`.
 /// Two layers: busybox (shared by every such image) and the file (unique per content).
 pub async fn make_image(docker: &Docker, tag: &str, content: &str) -> String {
-    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (apt-get install busybox-static)");
+    let busybox =
+        std::fs::read("/bin/busybox").expect("/bin/busybox (apt-get install busybox-static)");
     let dockerfile = b"FROM scratch\nCOPY busybox /bin/busybox\nCOPY data /data\nCMD [\"/bin/busybox\", \"cat\", \"/data\"]\n";
-    let ctx = tar_of(&[("Dockerfile", dockerfile), ("busybox", &busybox), ("data", content.as_bytes())]);
-    let opts = bollard::query_parameters::BuildImageOptions { t: Some(tag.into()), rm: true, ..Default::default() };
+    let ctx = tar_of(&[
+        ("Dockerfile", dockerfile),
+        ("busybox", &busybox),
+        ("data", content.as_bytes()),
+    ]);
+    let opts = bollard::query_parameters::BuildImageOptions {
+        t: Some(tag.into()),
+        rm: true,
+        ..Default::default()
+    };
     let mut s = docker.build_image(opts, None, Some(bollard::body_full(ctx.into())));
     while let Some(item) = s.next().await {
         let info = item.expect("build");
-        assert!(info.error_detail.is_none(), "build failed: {:?}", info.error_detail);
+        assert!(
+            info.error_detail.is_none(),
+            "build failed: {:?}",
+            info.error_detail
+        );
     }
-    docker.inspect_image(tag).await.expect("built image").id.unwrap()
+    docker
+        .inspect_image(tag)
+        .await
+        .expect("built image")
+        .id
+        .unwrap()
 }
 
 /// Collects progress events.
@@ -81,11 +105,21 @@ impl Events {
     }
 
     pub fn uploads(&self) -> usize {
-        self.0.lock().unwrap().iter().filter(|p| matches!(p, Progress::UploadStarted { .. })).count()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| matches!(p, Progress::UploadStarted { .. }))
+            .count()
     }
 
     pub fn mounts(&self) -> usize {
-        self.0.lock().unwrap().iter().filter(|p| matches!(p, Progress::Mounted { .. })).count()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| matches!(p, Progress::Mounted { .. }))
+            .count()
     }
 
     pub fn tagged(&self) -> Vec<String> {
