@@ -1,5 +1,8 @@
 //! The `davit` command line as users run it.
 
+#[path = "cli/config.rs"]
+mod config;
+
 use std::process::Command;
 
 fn davit(args: &[&str]) -> std::process::Output {

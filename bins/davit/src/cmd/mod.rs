@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+pub mod config;
 pub mod lab;
 pub mod prune;
 pub mod push;
@@ -9,6 +10,8 @@ pub mod tags;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// Loads compose files exactly as Docker Compose v2 does and prints the result.
+    Config(config::Args),
     /// Simulated servers on this machine: network namespaces with their own engine and sshd.
     #[command(subcommand)]
     Lab(lab::LabCommand),
@@ -22,6 +25,7 @@ pub enum Command {
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Config(a) => config::run(a),
         Command::Lab(c) => lab::run(c),
         Command::Push(a) => push::run(a),
         Command::Tags(a) => tags::run(a),
