@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+pub mod build;
 pub mod config;
 pub mod lab;
 pub mod prune;
@@ -15,6 +16,8 @@ pub enum Command {
     /// Simulated servers on this machine: network namespaces with their own engine and sshd.
     #[command(subcommand)]
     Lab(lab::LabCommand),
+    /// Build every service with a `build:` section (several at a time), tagged per the CI strategies.
+    Build(build::BuildArgs),
     /// Push an image from the local engine to a registry under each tag (only missing blobs are sent).
     Push(push::PushArgs),
     /// List the tags of a repository.
@@ -27,6 +30,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Config(a) => config::run(a),
         Command::Lab(c) => lab::run(c),
+        Command::Build(a) => build::run(a),
         Command::Push(a) => push::run(a),
         Command::Tags(a) => tags::run(a),
         Command::Prune(a) => prune::run(a),
