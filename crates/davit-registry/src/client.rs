@@ -32,7 +32,10 @@ struct Inner {
     host: String,
     scheme: &'static str,
     credentials: Credentials,
-    oci: oci_client::Client,
+    /// Made on first use: building it loads the system's TLS roots even for plain-HTTP registries
+    /// (oci-client builds a default reqwest client too), which an unchanged re-push never needs.
+    oci: std::sync::OnceLock<oci_client::Client>,
+    oci_config: std::sync::Mutex<Option<ClientConfig>>,
     http: reqwest::Client,
     /// Bearer tokens we fetched ourselves, by scope.
     tokens: Mutex<Vec<(String, String)>>,
@@ -201,7 +204,8 @@ impl Registry {
                 host: host.to_string(),
                 scheme,
                 credentials,
-                oci: oci_client::Client::new(config),
+                oci: std::sync::OnceLock::new(),
+                oci_config: std::sync::Mutex::new(Some(config)),
                 http,
                 tokens: Mutex::new(Vec::new()),
                 concurrency,
@@ -220,7 +224,16 @@ impl Registry {
     }
 
     pub(crate) fn oci(&self) -> &oci_client::Client {
-        &self.inner.oci
+        self.inner.oci.get_or_init(|| {
+            let config = self
+                .inner
+                .oci_config
+                .lock()
+                .ok()
+                .and_then(|mut c| c.take())
+                .unwrap_or_default();
+            oci_client::Client::new(config)
+        })
     }
 
     pub(crate) fn oci_auth(&self) -> oci_client::secrets::RegistryAuth {
@@ -298,11 +311,28 @@ impl Registry {
         scope: Option<&str>,
         accept: &[&str],
     ) -> Result<reqwest::Response, Error> {
+        self.send_body(method, path, scope, accept, None).await
+    }
+
+    /// [`Registry::send`] with a body and its content type.
+    pub(crate) async fn send_body(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        scope: Option<&str>,
+        accept: &[&str],
+        body: Option<(Bytes, &str)>,
+    ) -> Result<reqwest::Response, Error> {
         let url = self.url(path);
         let build = |auth: Option<&Authz>| {
             let mut req = self.inner.http.request(method.clone(), &url);
             for a in accept {
                 req = req.header(reqwest::header::ACCEPT, *a);
+            }
+            if let Some((b, ct)) = &body {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, *ct)
+                    .body(b.clone());
             }
             match auth {
                 Some(Authz::Basic(u, p)) => req.basic_auth(u, Some(p)),
@@ -581,6 +611,37 @@ impl Registry {
         }
     }
 
+    /// Puts a manifest under `reference` (a tag or its digest) in `repository`.
+    pub async fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        body: Bytes,
+        media_type: &str,
+    ) -> Result<(), Error> {
+        let path = format!("/v2/{repository}/manifests/{reference}");
+        let scope = format!("repository:{repository}:pull,push");
+        let res = self
+            .send_body(
+                reqwest::Method::PUT,
+                &path,
+                Some(&scope),
+                &[],
+                Some((body, media_type)),
+            )
+            .await?;
+        match res.status() {
+            s if s.is_success() => Ok(()),
+            StatusCode::FORBIDDEN => Err(self.unauthorized(403)),
+            s => Err(Error::Status {
+                registry: self.inner.host.clone(),
+                action: format!("PUT {path}"),
+                status: s.as_u16(),
+                body: short_body(res).await,
+            }),
+        }
+    }
+
     /// Every tag of `repository`, page by page (`n`/`last`), in the registry's order.
     pub async fn tags(&self, repository: &str) -> Result<Vec<String>, Error> {
         const PAGE: usize = 200;
@@ -590,8 +651,7 @@ impl Registry {
         loop {
             let last = all.last().cloned();
             let page = match self
-                .inner
-                .oci
+                .oci()
                 .list_tags(&r, &auth, Some(PAGE), last.as_deref())
                 .await
             {

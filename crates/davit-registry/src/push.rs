@@ -292,21 +292,14 @@ pub async fn push_image(
     } else {
         opts.tags.clone()
     };
-    let content_type = reqwest::header::HeaderValue::from_static(OCI_MANIFEST);
     futures_util::future::try_join_all(targets.iter().map(|t| {
-        let r = registry.reference(repository, t);
         let body = body.clone();
-        let ct = content_type.clone();
         let progress = opts.progress.clone();
         let digest = digest.clone();
         async move {
             registry
-                .oci()
-                .push_manifest_raw(&r, body, ct)
-                .await
-                .map_err(|e| {
-                    registry.map_oci(&format!("pushing the manifest of {repository}:{t}"), e)
-                })?;
+                .put_manifest(repository, t, body, OCI_MANIFEST)
+                .await?;
             if !t.starts_with("sha256:") {
                 emit(
                     &progress,
