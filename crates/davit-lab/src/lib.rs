@@ -461,18 +461,22 @@ impl Lab {
         Ok(())
     }
 
-    /// Kills host `i`'s sshd (and with it every SSH connection to that host).
+    /// Kills host `i`'s sshd (and with it every SSH connection to that host: OpenSSH renames its
+    /// per-connection processes, so they are found as the listener's descendants).
     pub fn stop_sshd(&self, i: u16) {
         let inst = self.instance;
         let config = format!("{}", self.host_dir(i).join("sshd_config").display());
-        // The listener and every per-connection child carry the config path.
-        let pids = sys::find_pids(|cmd, _| cmd.contains(&config));
-        let mut all = pids;
-        all.extend(sys::read_pid(&self.host_dir(i).join("sshd.spawn.pid")));
-        for p in &all {
+        let mut all = sys::find_pids(|cmd, _| cmd.contains(&config));
+        all.extend(
+            sys::read_pid(&self.host_dir(i).join("sshd.spawn.pid")).filter(|p| sys::alive(*p)),
+        );
+        let mut tree: Vec<u32> = all.iter().flat_map(|&p| sys::with_descendants(p)).collect();
+        tree.sort_unstable();
+        tree.dedup();
+        for p in &tree {
             sys::kill(*p, "KILL");
         }
-        sys::stop_pids(&all, Duration::from_secs(2));
+        sys::stop_pids(&tree, Duration::from_secs(2));
         let addr = format!("{}:22", inst.host_address(i));
         sys::wait_until(Duration::from_secs(5), || !sys::tcp_open(&addr));
     }

@@ -9,6 +9,13 @@ use std::time::{Duration, Instant};
 
 use davit_lab::{Instance, Lab, LabInfo, Options};
 
+/// Tests on instance 1 share its hosts, and one of them cuts an sshd: they take turns.
+static INSTANCE_1: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    INSTANCE_1.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn ssh(info: &LabInfo, address: &str, command: &str) -> std::process::Output {
     Command::new("ssh")
         .arg("-i")
@@ -61,6 +68,7 @@ fn wait_for_body(addr: &str, needle: &str) -> String {
 
 #[test]
 fn three_hosts_run_the_demo_from_the_lab_registry_over_ssh() {
+    let _turn = serial();
     let (_lab, info) = davit_lab::for_tests(1, 3);
     assert_eq!(info.hosts.len(), 3);
     let registry = info.registry.clone().expect("registry");
@@ -111,6 +119,7 @@ fn three_hosts_run_the_demo_from_the_lab_registry_over_ssh() {
 
 #[test]
 fn an_unknown_host_key_is_refused_by_openssh_with_the_lab_files() {
+    let _turn = serial();
     let (_lab, info) = davit_lab::for_tests(1, 3);
     // The lab's known_hosts names each host's real key: a wrong file makes OpenSSH refuse.
     let empty = tempfile_path("empty_known_hosts");
@@ -131,6 +140,7 @@ fn an_unknown_host_key_is_refused_by_openssh_with_the_lab_files() {
 
 #[test]
 fn up_again_is_idempotent() {
+    let _turn = serial();
     let (lab, info) = davit_lab::for_tests(1, 3);
     let again = Lab::up(&Options::new(1, 3, true)).unwrap();
     assert_eq!(info, again);
@@ -246,4 +256,37 @@ fn down_leaves_nothing_behind_even_with_containers_running() {
     std::fs::create_dir_all(Lab::new(&opts.root, Instance(2)).dir().join("h5")).unwrap();
     Lab::down(&opts.root, Instance(2)).unwrap();
     assert_eq!(traces(2), Vec::<String>::new());
+}
+
+#[test]
+fn stop_sshd_cuts_open_connections_and_start_sshd_brings_it_back() {
+    let _turn = serial();
+    let (lab, info) = davit_lab::for_tests(1, 3);
+    let host = &info.hosts[2];
+    // An open session that would outlive a listener-only kill.
+    let mut session = Command::new("ssh")
+        .arg("-i")
+        .arg(&info.identity)
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", info.known_hosts.display()))
+        .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+        .arg(format!("root@{}", host.address))
+        .arg("echo up; sleep 600")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 3];
+    session
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    assert_eq!(&first, b"up\n");
+    lab.stop_sshd(3);
+    let status = session.wait().unwrap();
+    assert!(!status.success(), "the open session should have been cut");
+    assert!(!ssh(&info, &host.address, "true").status.success());
+    lab.start_sshd(3).unwrap();
+    assert!(ssh(&info, &host.address, "true").status.success());
 }
