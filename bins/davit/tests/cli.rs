@@ -47,3 +47,5 @@ mod ops;
 mod probe;
 #[path = "cli/hosts.rs"]
 mod hosts;
+#[path = "cli/registry.rs"]
+mod registry;

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+pub mod build;
 pub mod config;
 pub mod hosts;
 pub mod lab;
@@ -9,6 +10,9 @@ pub mod notify;
 pub mod preflight;
 pub mod probe;
 pub mod secrets;
+pub mod prune;
+pub mod push;
+pub mod tags;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -29,6 +33,14 @@ pub enum Command {
     Preflight(preflight::Args),
     /// Check that hosts' Docker engines answer, locally or over SSH.
     Hosts(hosts::HostsCommand),
+    /// Build every service with a `build:` section (several at a time), tagged per the CI strategies.
+    Build(build::BuildArgs),
+    /// Push an image from the local engine to a registry under each tag (only missing blobs are sent).
+    Push(push::PushArgs),
+    /// List the tags of a repository.
+    Tags(tags::TagsArgs),
+    /// Delete all but the newest N tags of a repository.
+    Prune(prune::PruneArgs),
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -40,5 +52,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Notify(a) => notify::run(a),
         Command::Preflight(a) => preflight::run(a),
         Command::Hosts(c) => hosts::run(c),
+        Command::Build(a) => build::run(a),
+        Command::Push(a) => push::run(a),
+        Command::Tags(a) => tags::run(a),
+        Command::Prune(a) => prune::run(a),
     }
 }
