@@ -30,7 +30,10 @@ struct Config {
 }
 
 fn port() -> u16 {
-    std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080)
+    std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8080)
 }
 
 fn respond(config: &Config, status: StatusCode, body: String) -> Response<Full<Bytes>> {
@@ -42,11 +45,20 @@ fn respond(config: &Config, status: StatusCode, body: String) -> Response<Full<B
         .expect("static response parts are valid")
 }
 
-async fn handle(config: &Config, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    config: &Config,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path();
     Ok(match path {
-        "/" => respond(config, StatusCode::OK, format!("davit-demo {}\n", config.version)),
-        "/health" if config.broken => respond(config, StatusCode::INTERNAL_SERVER_ERROR, "broken\n".into()),
+        "/" => respond(
+            config,
+            StatusCode::OK,
+            format!("davit-demo {}\n", config.version),
+        ),
+        "/health" if config.broken => {
+            respond(config, StatusCode::INTERNAL_SERVER_ERROR, "broken\n".into())
+        }
         "/health" => respond(config, StatusCode::OK, "ok\n".into()),
         "/slow" => {
             let ms = req
@@ -57,7 +69,11 @@ async fn handle(config: &Config, req: Request<Incoming>) -> Result<Response<Full
                 .unwrap_or(1000)
                 .min(600_000);
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            respond(config, StatusCode::OK, format!("davit-demo {} slow {ms}ms\n", config.version))
+            respond(
+                config,
+                StatusCode::OK,
+                format!("davit-demo {} slow {ms}ms\n", config.version),
+            )
         }
         _ => respond(config, StatusCode::NOT_FOUND, "not found\n".into()),
     })
@@ -92,7 +108,10 @@ async fn serve(listen: SocketAddr, config: Config) -> std::io::Result<()> {
     // Stop accepting, let in-flight requests finish (keep-alive connections close after them).
     drop(listener);
     eprintln!("davit-demo draining");
-    if tokio::time::timeout(Duration::from_secs(60), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(60), graceful.shutdown())
+        .await
+        .is_err()
+    {
         eprintln!("davit-demo: drain timed out");
     }
     eprintln!("davit-demo stopped");
@@ -101,14 +120,23 @@ async fn serve(listen: SocketAddr, config: Config) -> std::io::Result<()> {
 
 /// A blocking HTTP GET for the healthcheck; true on 2xx.
 fn check(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let Ok(mut s) = std::net::TcpStream::connect(hostport) else { return false };
+    let Ok(mut s) = std::net::TcpStream::connect(hostport) else {
+        return false;
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if write!(s, "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n").is_err() {
+    if write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
         return false;
     }
     let mut buf = [0u8; 16];
@@ -125,8 +153,15 @@ fn check(url: &str) -> bool {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("check") {
-        let url = args.get(1).cloned().unwrap_or_else(|| format!("http://127.0.0.1:{}/health", port()));
-        return if check(&url) { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        let url = args
+            .get(1)
+            .cloned()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}/health", port()));
+        return if check(&url) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
     }
     let mut listen: SocketAddr = SocketAddr::from(([0, 0, 0, 0], port()));
     let mut version = std::env::var("DAVIT_DEMO_VERSION").unwrap_or_else(|_| "dev".into());
@@ -142,13 +177,18 @@ fn main() -> ExitCode {
             },
             ("--version", Some(v)) => version = v.clone(),
             _ => {
-                eprintln!("usage: davit-demo [--listen ADDR:PORT] [--version V] | davit-demo check [URL]");
+                eprintln!(
+                    "usage: davit-demo [--listen ADDR:PORT] [--version V] | davit-demo check [URL]"
+                );
                 return ExitCode::from(2);
             }
         }
     }
     let broken = std::env::var_os("DAVIT_DEMO_BROKEN").is_some_and(|v| !v.is_empty() && v != "0");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match rt.block_on(serve(listen, Config { version, broken })) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

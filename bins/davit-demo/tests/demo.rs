@@ -6,19 +6,27 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start(port: u16, envs: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_davit-demo"));
-    cmd.args(["--listen", &format!("127.0.0.1:{port}")]).stderr(Stdio::null());
+    cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::null());
     for (k, v) in envs {
         cmd.env(k, v);
     }
     let child = cmd.spawn().unwrap();
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "demo did not listen");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "demo did not listen"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child
@@ -26,23 +34,35 @@ fn start(port: u16, envs: &[(&str, &str)]) -> Child {
 
 fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     let status = out.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
 fn term(child: &Child) {
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
 }
 
 #[test]
 fn answers_version_and_health() {
     let port = free_port();
     let mut child = start(port, &[("DAVIT_DEMO_VERSION", "v7")]);
-    assert_eq!(get(port, "/").unwrap(), (200, "davit-demo v7\n".to_string()));
+    assert_eq!(
+        get(port, "/").unwrap(),
+        (200, "davit-demo v7\n".to_string())
+    );
     assert_eq!(get(port, "/health").unwrap().0, 200);
     assert_eq!(get(port, "/nope").unwrap().0, 404);
     let ok = Command::new(env!("CARGO_BIN_EXE_davit-demo"))
@@ -57,7 +77,10 @@ fn answers_version_and_health() {
 #[test]
 fn broken_build_fails_its_health_check() {
     let port = free_port();
-    let mut child = start(port, &[("DAVIT_DEMO_VERSION", "broken"), ("DAVIT_DEMO_BROKEN", "1")]);
+    let mut child = start(
+        port,
+        &[("DAVIT_DEMO_VERSION", "broken"), ("DAVIT_DEMO_BROKEN", "1")],
+    );
     assert_eq!(get(port, "/health").unwrap().0, 500);
     assert_eq!(get(port, "/").unwrap().0, 200);
     let check = Command::new(env!("CARGO_BIN_EXE_davit-demo"))
@@ -79,7 +102,10 @@ fn sigterm_finishes_in_flight_requests_then_exits() {
     // It stops accepting promptly...
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_ok() {
-        assert!(start.elapsed() < Duration::from_secs(2), "still accepting after SIGTERM");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "still accepting after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     // ...but the request in flight completes.

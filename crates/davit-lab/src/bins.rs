@@ -10,7 +10,9 @@ pub const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// Whether the ELF file at `path` needs no dynamic loader (no `PT_INTERP` segment).
 pub fn is_static_elf(path: &Path) -> bool {
-    let Ok(data) = std::fs::read(path) else { return false };
+    let Ok(data) = std::fs::read(path) else {
+        return false;
+    };
     if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
         return false;
     }
@@ -19,13 +21,18 @@ pub fn is_static_elf(path: &Path) -> bool {
     let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
     (0..phnum).all(|i| {
         let o = phoff + i * phentsize;
-        data.get(o..o + 4).map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) != 3).unwrap_or(false)
+        data.get(o..o + 4)
+            .map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) != 3)
+            .unwrap_or(false)
     })
 }
 
 /// The workspace root this crate was built from, when it is still there.
 pub fn workspace_root() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.parent()?.to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()?
+        .parent()?
+        .to_path_buf();
     root.join("Cargo.toml").is_file().then_some(root)
 }
 
@@ -43,7 +50,10 @@ pub fn static_binary(name: &str) -> Result<PathBuf, Error> {
     if let Some(p) = std::env::var_os(&var) {
         let p = PathBuf::from(p);
         if !is_static_elf(&p) {
-            return Err(Error::Invalid(format!("${var} = {} is not a static executable", p.display())));
+            return Err(Error::Invalid(format!(
+                "${var} = {} is not a static executable",
+                p.display()
+            )));
         }
         return Ok(p);
     }
@@ -61,11 +71,17 @@ pub fn static_binary(name: &str) -> Result<PathBuf, Error> {
         )));
     };
     build_static(&root, &[name])?;
-    let p = static_target_dir(&root).join(STATIC_TARGET).join("release").join(name);
+    let p = static_target_dir(&root)
+        .join(STATIC_TARGET)
+        .join("release")
+        .join(name);
     if is_static_elf(&p) {
         Ok(p)
     } else {
-        Err(Error::Invalid(format!("cargo built {} but it is not static", p.display())))
+        Err(Error::Invalid(format!(
+            "cargo built {} but it is not static",
+            p.display()
+        )))
     }
 }
 

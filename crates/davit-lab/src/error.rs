@@ -39,7 +39,9 @@ pub enum Error {
     #[error("lab registry at {address}: {message}")]
     Registry { address: String, message: String },
     /// The lab must run as root (it creates namespaces and starts daemons).
-    #[error("the lab needs root (it creates network namespaces and starts Docker engines); run it as root")]
+    #[error(
+        "the lab needs root (it creates network namespaces and starts Docker engines); run it as root"
+    )]
     NotRoot,
 }
 

@@ -122,11 +122,21 @@ impl StaticImage {
         }))
         .expect("json");
         let manifest_digest = sha256(&manifest);
-        Built { layer, layer_digest, config, config_digest, manifest, manifest_digest }
+        Built {
+            layer,
+            layer_digest,
+            config,
+            config_digest,
+            manifest,
+            manifest_digest,
+        }
     }
 }
 
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// A registry answer: status, lower-cased headers, body.
+pub(crate) type Reply = (u16, Vec<(String, String)>, Vec<u8>);
 
 /// A bare HTTP/1.1 exchange with the registry; returns (status, headers, body).
 pub(crate) fn http(
@@ -135,21 +145,34 @@ pub(crate) fn http(
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> Result<(u16, Vec<(String, String)>, Vec<u8>), Error> {
-    let fail = |message: String| Error::Registry { address: address.to_string(), message };
+) -> Result<Reply, Error> {
+    let fail = |message: String| Error::Registry {
+        address: address.to_string(),
+        message,
+    };
     let mut s = TcpStream::connect(address).map_err(|e| fail(format!("connect: {e}")))?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).and_then(|_| s.write_all(body)).map_err(|e| fail(format!("send: {e}")))?;
+    s.write_all(req.as_bytes())
+        .and_then(|_| s.write_all(body))
+        .map_err(|e| fail(format!("send: {e}")))?;
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).map_err(|e| fail(format!("read: {e}")))?;
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| fail("malformed response".into()))?;
+    s.read_to_end(&mut buf)
+        .map_err(|e| fail(format!("read: {e}")))?;
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| fail("malformed response".into()))?;
     let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-    let status = crate::sys::parse_status(head.as_bytes()).ok_or_else(|| fail("malformed status".into()))?;
+    let status =
+        crate::sys::parse_status(head.as_bytes()).ok_or_else(|| fail("malformed status".into()))?;
     let headers = head
         .lines()
         .skip(1)
@@ -160,12 +183,27 @@ pub(crate) fn http(
 }
 
 fn push_blob(address: &str, repo: &str, digest: &str, data: &[u8]) -> Result<(), Error> {
-    let fail = |message: String| Error::Registry { address: address.to_string(), message };
-    let (status, _, _) = http(address, "HEAD", &format!("/v2/{repo}/blobs/{digest}"), &[], &[])?;
+    let fail = |message: String| Error::Registry {
+        address: address.to_string(),
+        message,
+    };
+    let (status, _, _) = http(
+        address,
+        "HEAD",
+        &format!("/v2/{repo}/blobs/{digest}"),
+        &[],
+        &[],
+    )?;
     if status == 200 {
         return Ok(());
     }
-    let (status, headers, _) = http(address, "POST", &format!("/v2/{repo}/blobs/uploads/"), &[], &[])?;
+    let (status, headers, _) = http(
+        address,
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/"),
+        &[],
+        &[],
+    )?;
     if status != 202 {
         return Err(fail(format!("starting an upload answered {status}")));
     }
@@ -187,7 +225,10 @@ fn push_blob(address: &str, repo: &str, digest: &str, data: &[u8]) -> Result<(),
         data,
     )?;
     if status != 201 {
-        return Err(fail(format!("uploading {digest} answered {status}: {}", String::from_utf8_lossy(&body))));
+        return Err(fail(format!(
+            "uploading {digest} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        )));
     }
     Ok(())
 }
@@ -212,7 +253,10 @@ pub(crate) fn push_built(address: &str, repo: &str, tag: &str, built: &Built) ->
     if status != 201 {
         return Err(Error::Registry {
             address: address.to_string(),
-            message: format!("putting manifest {repo}:{tag} answered {status}: {}", String::from_utf8_lossy(&body)),
+            message: format!(
+                "putting manifest {repo}:{tag} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            ),
         });
     }
     Ok(())

@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-pub use bins::{STATIC_TARGET, build_static, is_static_elf, static_binary, static_target_dir, workspace_root};
+pub use bins::{
+    STATIC_TARGET, build_static, is_static_elf, static_binary, static_target_dir, workspace_root,
+};
 pub use error::Error;
 pub use plan::{Instance, MAX_HOSTS, MAX_HOSTS_SIDE, MAX_INSTANCE, REGISTRY_PORT};
 
@@ -46,13 +48,20 @@ pub struct Options {
 
 impl Options {
     pub fn new(instance: u8, hosts: u16, registry: bool) -> Self {
-        Options { instance: Instance(instance), hosts, registry, root: default_root() }
+        Options {
+            instance: Instance(instance),
+            hosts,
+            registry,
+            root: default_root(),
+        }
     }
 }
 
 /// The lab's root directory.
 pub fn default_root() -> PathBuf {
-    std::env::var_os("DAVIT_LAB_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/lib/davit-lab"))
+    std::env::var_os("DAVIT_LAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/davit-lab"))
 }
 
 /// One simulated host, as `davit lab up --json` prints it.
@@ -116,7 +125,8 @@ impl Lab {
         sys::ensure_packages(&PACKAGES)?;
         sys::create_dir(&lab.run)?;
         sys::create_dir(Path::new("/run/sshd"))?;
-        fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(io("/proc/sys/net/ipv4/ip_forward"))?;
+        fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+            .map_err(io("/proc/sys/net/ipv4/ip_forward"))?;
         lab.ensure_client_key()?;
 
         // Hosts beyond the requested number go away, so `up` converges to exactly `hosts`.
@@ -129,7 +139,10 @@ impl Lab {
         let lab_ref = &lab;
         for chunk in indices.chunks(8) {
             std::thread::scope(|s| {
-                let handles: Vec<_> = chunk.iter().map(|&i| s.spawn(move || lab_ref.ensure_host(i))).collect();
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|&i| s.spawn(move || lab_ref.ensure_host(i)))
+                    .collect();
                 handles
                     .into_iter()
                     .map(|h| h.join().expect("host thread panicked"))
@@ -147,7 +160,10 @@ impl Lab {
             None
         };
         let info = lab.info(opts.hosts, registry);
-        sys::write_file(&lab.dir.join("lab.json"), serde_json::to_vec_pretty(&info).expect("json"))?;
+        sys::write_file(
+            &lab.dir.join("lab.json"),
+            serde_json::to_vec_pretty(&info).expect("json"),
+        )?;
         Ok(info)
     }
 
@@ -159,7 +175,11 @@ impl Lab {
             return Err(Error::NotRoot);
         }
         let lab = Lab::new(root, instance);
-        let netns: Vec<String> = lab.existing_hosts().into_iter().map(|i| instance.netns(i)).collect();
+        let netns: Vec<String> = lab
+            .existing_hosts()
+            .into_iter()
+            .map(|i| instance.netns(i))
+            .collect();
         let mut pids = lab.own_pids();
         for ns in &netns {
             if let Ok(out) = sys::run(Command::new("ip").args(["netns", "pids", ns])) {
@@ -225,7 +245,9 @@ impl Lab {
         let dir = format!("{}/", self.dir.display());
         let run = format!("{}/", self.run.display());
         let cg = format!("/davit-lab{}-h", self.instance.0);
-        sys::find_pids(|cmd, cgroup| cmd.contains(&dir) || cmd.contains(&run) || cgroup.contains(&cg))
+        sys::find_pids(|cmd, cgroup| {
+            cmd.contains(&dir) || cmd.contains(&run) || cgroup.contains(&cg)
+        })
     }
 
     fn existing_hosts(&self) -> Vec<u16> {
@@ -238,12 +260,21 @@ impl Lab {
             })
             .unwrap_or_default();
         for link in links_with_prefix(&self.instance.veth_prefix()) {
-            if let Some(i) = link.strip_prefix(&self.instance.veth_prefix()).and_then(|s| s.parse().ok()) {
+            if let Some(i) = link
+                .strip_prefix(&self.instance.veth_prefix())
+                .and_then(|s| s.parse().ok())
+            {
                 found.push(i);
             }
         }
         if let Ok(d) = fs::read_dir(&self.dir) {
-            found.extend(d.flatten().filter_map(|e| e.file_name().to_str()?.strip_prefix('h')?.parse::<u16>().ok()));
+            found.extend(d.flatten().filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_prefix('h')?
+                    .parse::<u16>()
+                    .ok()
+            }));
         }
         found.sort_unstable();
         found.dedup();
@@ -253,9 +284,14 @@ impl Lab {
     fn ensure_client_key(&self) -> Result<(), Error> {
         let key = self.dir.join("id_ed25519");
         if !key.exists() {
-            sys::run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "davit-lab", "-f"]).arg(&key))?;
+            sys::run(
+                Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-C", "davit-lab", "-f"])
+                    .arg(&key),
+            )?;
         }
-        let public = fs::read_to_string(key.with_extension("pub")).map_err(io(key.with_extension("pub")))?;
+        let public =
+            fs::read_to_string(key.with_extension("pub")).map_err(io(key.with_extension("pub")))?;
         sys::write_file(&self.dir.join("authorized_keys"), public)
     }
 
@@ -273,8 +309,12 @@ impl Lab {
         let (ns, veth, peer) = (inst.netns(i), inst.veth(i), inst.veth_peer(i));
         let (addr, gw) = (inst.host_address(i), inst.gateway_address(i));
         let healthy = Path::new("/var/run/netns").join(&ns).exists()
-            && sys::ip(&["-o", "addr", "show", "dev", &veth]).map(|o| o.contains(&gw)).unwrap_or(false)
-            && sys::ip_in(&ns, &["-o", "addr", "show", "dev", "eth0"]).map(|o| o.contains(&addr)).unwrap_or(false);
+            && sys::ip(&["-o", "addr", "show", "dev", &veth])
+                .map(|o| o.contains(&gw))
+                .unwrap_or(false)
+            && sys::ip_in(&ns, &["-o", "addr", "show", "dev", "eth0"])
+                .map(|o| o.contains(&addr))
+                .unwrap_or(false);
         if healthy {
             return Ok(());
         }
@@ -309,7 +349,8 @@ impl Lab {
         }
         // Leftovers of an engine that died (its containerd, a stale socket) would block a new one.
         let stale = sys::find_pids(|cmd, _| {
-            cmd.contains(&format!("{}/", run.join("exec").display())) || cmd.contains(&format!("{}/", dir.join("docker").display()))
+            cmd.contains(&format!("{}/", run.join("exec").display()))
+                || cmd.contains(&format!("{}/", dir.join("docker").display()))
         });
         sys::stop_pids(&stale, Duration::from_secs(5));
         let _ = fs::remove_file(self.docker_socket(i));
@@ -339,7 +380,11 @@ impl Lab {
         )?;
         sys::write_file(&pidfile, pid.to_string())?;
         if !sys::wait_until(Duration::from_secs(90), || self.engine_up(i)) {
-            return Err(Error::NotReady { what: format!("the engine of {}", inst.host_name(i)), seconds: 90, log });
+            return Err(Error::NotReady {
+                what: format!("the engine of {}", inst.host_name(i)),
+                seconds: 90,
+                log,
+            });
         }
         Ok(())
     }
@@ -365,7 +410,11 @@ impl Lab {
         }
         let hostkey = dir.join("ssh_host_ed25519_key");
         if !hostkey.exists() {
-            sys::run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"]).arg(&hostkey))?;
+            sys::run(
+                Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"])
+                    .arg(&hostkey),
+            )?;
         }
         let config = dir.join("sshd_config");
         sys::write_file(
@@ -390,12 +439,24 @@ impl Lab {
         let pid = sys::spawn_daemon(
             Command::new("nsenter")
                 .arg(format!("--net=/var/run/netns/{}", inst.netns(i)))
-                .args(["unshare", "--mount", "--propagation", "private", "sh", "-c", &script]),
+                .args([
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    &script,
+                ]),
             &log,
         )?;
         sys::write_file(&pidfile, pid.to_string())?;
         if !sys::wait_until(Duration::from_secs(20), || sys::tcp_open(&addr)) {
-            return Err(Error::NotReady { what: format!("sshd of {}", inst.host_name(i)), seconds: 20, log });
+            return Err(Error::NotReady {
+                what: format!("sshd of {}", inst.host_name(i)),
+                seconds: 20,
+                log,
+            });
         }
         Ok(())
     }
@@ -423,7 +484,9 @@ impl Lab {
         let cg = format!("/{}/", inst.cgroup_parent(i));
         let d = format!("{}/", dir.display());
         let r = format!("{}/", run.display());
-        let mut pids = sys::find_pids(|cmd, cgroup| cmd.contains(&d) || cmd.contains(&r) || cgroup.contains(&cg));
+        let mut pids = sys::find_pids(|cmd, cgroup| {
+            cmd.contains(&d) || cmd.contains(&r) || cgroup.contains(&cg)
+        });
         if let Ok(out) = sys::run(Command::new("ip").args(["netns", "pids", &ns])) {
             pids.extend(out.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
         }
@@ -442,7 +505,10 @@ impl Lab {
             let pubkey = self.host_dir(i).join("ssh_host_ed25519_key.pub");
             let line = fs::read_to_string(&pubkey).map_err(io(&pubkey))?;
             let mut parts = line.split_whitespace();
-            let (kind, key) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+            let (kind, key) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
             text.push_str(&format!("{} {kind} {key}\n", self.instance.host_address(i)));
         }
         sys::write_file(&self.dir.join("known_hosts"), text)
@@ -468,29 +534,31 @@ impl Lab {
 
     fn ensure_registry_address(&self) -> Result<(), Error> {
         let ip = self.instance.registry_ip();
-        if sys::ip(&["link", "show", "dev", plan::DUMMY_IFACE]).is_err() {
-            sys::ip(&["link", "add", plan::DUMMY_IFACE, "type", "dummy"])?;
-        }
-        sys::ip(&["link", "set", plan::DUMMY_IFACE, "up"])?;
-        let has = sys::ip(&["-o", "addr", "show", "dev", plan::DUMMY_IFACE])?.contains(&format!("inet {ip}/"));
+        let has = sys::ip(&["-o", "addr", "show", "dev", "lo"])?.contains(&format!("inet {ip}/"));
         if !has {
-            sys::ip(&["addr", "add", &format!("{ip}/32"), "dev", plan::DUMMY_IFACE])?;
+            sys::ip(&[
+                "addr",
+                "add",
+                &format!("{ip}/32"),
+                "dev",
+                "lo",
+                "label",
+                plan::LO_LABEL,
+            ])?;
         }
         Ok(())
     }
 
     fn drop_registry_address(&self) {
         let ip = self.instance.registry_ip();
-        sys::ip_quiet(&["addr", "del", &format!("{ip}/32"), "dev", plan::DUMMY_IFACE]);
-        let left = sys::ip(&["-o", "addr", "show", "dev", plan::DUMMY_IFACE]).map(|o| o.contains("inet ")).unwrap_or(false);
-        if !left {
-            sys::ip_quiet(&["link", "del", plan::DUMMY_IFACE]);
-        }
+        sys::ip_quiet(&["addr", "del", &format!("{ip}/32"), "dev", "lo"]);
     }
 
     /// Whether the registry answers.
     pub fn registry_up(&self) -> bool {
-        image::http(&self.instance.registry_address(), "GET", "/v2/", &[], &[]).map(|r| r.0 == 200).unwrap_or(false)
+        image::http(&self.instance.registry_address(), "GET", "/v2/", &[], &[])
+            .map(|r| r.0 == 200)
+            .unwrap_or(false)
     }
 
     /// Starts the registry if it is not running (and waits until it answers).
@@ -513,10 +581,17 @@ impl Lab {
             ),
         )?;
         let log = dir.join("registry.log");
-        let pid = sys::spawn_daemon(Command::new("docker-registry").arg("serve").arg(&config), &log)?;
+        let pid = sys::spawn_daemon(
+            Command::new("docker-registry").arg("serve").arg(&config),
+            &log,
+        )?;
         sys::write_file(&pidfile, pid.to_string())?;
         if !sys::wait_until(Duration::from_secs(20), || self.registry_up()) {
-            return Err(Error::NotReady { what: "the lab registry".into(), seconds: 20, log });
+            return Err(Error::NotReady {
+                what: "the lab registry".into(),
+                seconds: 20,
+                log,
+            });
         }
         Ok(())
     }
@@ -552,7 +627,12 @@ impl Lab {
         let bin = static_binary("davit-demo")?;
         let binary = fs::read(&bin).map_err(io(&bin))?;
         for tag in DEMO_TAGS {
-            image::push(&self.instance.registry_address(), "davit-demo", tag, &Lab::demo_image(binary.clone(), tag))?;
+            image::push(
+                &self.instance.registry_address(),
+                "davit-demo",
+                tag,
+                &Lab::demo_image(binary.clone(), tag),
+            )?;
         }
         Ok(())
     }
@@ -571,7 +651,11 @@ fn links_with_prefix(prefix: &str) -> Vec<String> {
 fn is_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -583,10 +667,14 @@ pub fn for_tests(instance: u8, hosts: u16) -> (Lab, LabInfo) {
     let mut up = UP.lock().unwrap_or_else(|e| e.into_inner());
     let opts = Options::new(instance, hosts, true);
     let lab = Lab::new(&opts.root, opts.instance);
-    if let Some((_, info)) = up.iter().find(|(i, info)| *i == instance && info.hosts.len() == usize::from(hosts)) {
+    if let Some((_, info)) = up
+        .iter()
+        .find(|(i, info)| *i == instance && info.hosts.len() == usize::from(hosts))
+    {
         return (lab, info.clone());
     }
-    let info = Lab::up(&opts).unwrap_or_else(|e| panic!("lab instance {instance} did not come up: {e}"));
+    let info =
+        Lab::up(&opts).unwrap_or_else(|e| panic!("lab instance {instance} did not come up: {e}"));
     up.push((instance, info.clone()));
     (lab, info)
 }

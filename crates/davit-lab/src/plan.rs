@@ -40,7 +40,11 @@ impl Instance {
 
     /// How many hosts this instance can hold.
     pub fn max_hosts(self) -> u16 {
-        if self.0 == 0 { MAX_HOSTS } else { MAX_HOSTS_SIDE }
+        if self.0 == 0 {
+            MAX_HOSTS
+        } else {
+            MAX_HOSTS_SIDE
+        }
     }
 
     /// The third octet of host `i` (1-based): `10.77.<octet>.0/24` is its link.
@@ -84,7 +88,11 @@ impl Instance {
 
     /// Every namespace of this instance starts with this.
     pub fn netns_prefix(self) -> String {
-        if self.0 == 0 { "davit-h".to_string() } else { format!("davit{}-h", self.0) }
+        if self.0 == 0 {
+            "davit-h".to_string()
+        } else {
+            format!("davit{}-h", self.0)
+        }
     }
 
     /// This machine's end of host `i`'s veth pair.
@@ -118,5 +126,6 @@ impl Instance {
     }
 }
 
-/// The dummy interface that carries the registry addresses.
-pub const DUMMY_IFACE: &str = "davit0";
+/// The label of the registry addresses, which live on this machine's loopback interface (so every
+/// namespace reaches them through its link, and no kernel module beyond veth is needed).
+pub const LO_LABEL: &str = "lo:davit";

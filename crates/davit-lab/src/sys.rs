@@ -24,7 +24,10 @@ pub(crate) fn run(cmd: &mut Command) -> Result<String, Error> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| Error::Spawn { command: command.clone(), source })?;
+        .map_err(|source| Error::Spawn {
+            command: command.clone(),
+            source,
+        })?;
     if !out.status.success() {
         return Err(Error::Command {
             command,
@@ -37,7 +40,11 @@ pub(crate) fn run(cmd: &mut Command) -> Result<String, Error> {
 
 /// Runs a command and ignores its outcome (cleanup paths, where "already gone" is fine).
 pub(crate) fn run_quiet(cmd: &mut Command) {
-    let _ = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let _ = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 pub(crate) fn ip(args: &[&str]) -> Result<String, Error> {
@@ -73,7 +80,9 @@ pub(crate) fn alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // The state is the first field after the parenthesised command name.
-            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().chars().next());
+            let state = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().chars().next());
             !matches!(state, Some(Some('Z')) | Some(None) | None)
         }
         Err(_) => false,
@@ -85,7 +94,11 @@ pub(crate) fn read_pid(path: &Path) -> Option<u32> {
 }
 
 pub(crate) fn kill(pid: u32, signal: &str) {
-    run_quiet(Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()));
+    run_quiet(
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string()),
+    );
 }
 
 /// Sends TERM, waits up to `grace`, then KILL.
@@ -112,9 +125,15 @@ pub(crate) fn stop_pids(pids: &[u32], grace: Duration) {
 pub(crate) fn find_pids(pred: impl Fn(&str, &str) -> bool) -> Vec<u32> {
     let mut found = Vec::new();
     let me = std::process::id();
-    let Ok(dir) = fs::read_dir("/proc") else { return found };
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return found;
+    };
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid == me {
@@ -148,7 +167,10 @@ pub(crate) fn mounts_below(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn unescape_mount(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 pub(crate) fn unmount_below(dir: &Path) {
@@ -165,12 +187,18 @@ pub(crate) fn have(name: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
         .unwrap_or(false)
-        || ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].iter().any(|d| Path::new(d).join(name).is_file())
+        || ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+            .iter()
+            .any(|d| Path::new(d).join(name).is_file())
 }
 
 /// Installs the Debian packages that provide the missing commands.
 pub(crate) fn ensure_packages(needs: &[(&str, &str)]) -> Result<(), Error> {
-    let mut missing: Vec<&str> = needs.iter().filter(|(cmd, _)| !have(cmd)).map(|(_, pkg)| *pkg).collect();
+    let mut missing: Vec<&str> = needs
+        .iter()
+        .filter(|(cmd, _)| !have(cmd))
+        .map(|(_, pkg)| *pkg)
+        .collect();
     missing.sort_unstable();
     missing.dedup();
     if missing.is_empty() {
@@ -208,7 +236,11 @@ pub(crate) fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> 
 pub(crate) fn unix_http_status(socket: &Path, path: &str) -> Option<u16> {
     let mut s = std::os::unix::net::UnixStream::connect(socket).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).ok()?;
     parse_status(&buf)

@@ -21,16 +21,27 @@ fn side_instances_never_overlap() {
         let i = Instance(inst);
         for h in 1..=i.max_hosts() {
             let octet = i.octet(h);
-            assert!((1..=255).contains(&octet), "instance {inst} host {h} octet {octet}");
+            assert!(
+                (1..=255).contains(&octet),
+                "instance {inst} host {h} octet {octet}"
+            );
             assert!(seen.insert(octet), "octet {octet} used twice");
-            assert!(i.veth(h).len() <= 15, "{} too long for an interface name", i.veth(h));
+            assert!(
+                i.veth(h).len() <= 15,
+                "{} too long for an interface name",
+                i.veth(h)
+            );
             assert!(i.veth_peer(h).len() <= 15);
         }
     }
     assert!(Instance(crate::MAX_INSTANCE + 1).check(1).is_err());
     assert!(Instance(1).check(9).is_err());
     assert_ne!(Instance(1).netns(2), Instance(12).netns(2));
-    assert!(!Instance(12).netns(2).starts_with(&Instance(1).netns_prefix()));
+    assert!(
+        !Instance(12)
+            .netns(2)
+            .starts_with(&Instance(1).netns_prefix())
+    );
 }
 
 #[test]
@@ -55,11 +66,30 @@ fn images_are_deterministic_and_differ_by_version() {
     assert_ne!(a.config_digest, c.config_digest);
     assert_eq!(a.manifest_digest, sha256(&a.manifest));
     let config: serde_json::Value = serde_json::from_slice(&c.config).unwrap();
-    assert!(config["config"]["Env"].as_array().unwrap().iter().any(|e| e == "DAVIT_DEMO_VERSION=v2"));
+    assert!(
+        config["config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "DAVIT_DEMO_VERSION=v2")
+    );
     let broken: serde_json::Value =
         serde_json::from_slice(&Lab::demo_image(b"bin".to_vec(), "broken").build().config).unwrap();
-    assert!(broken["config"]["Env"].as_array().unwrap().iter().any(|e| e == "DAVIT_DEMO_BROKEN=1"));
-    let _ = StaticImage { name: "x".into(), binary: vec![], env: vec![], cmd: vec![], exposed: vec![], healthcheck: None };
+    assert!(
+        broken["config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "DAVIT_DEMO_BROKEN=1")
+    );
+    let _ = StaticImage {
+        name: "x".into(),
+        binary: vec![],
+        env: vec![],
+        cmd: vec![],
+        exposed: vec![],
+        healthcheck: None,
+    };
 }
 
 #[test]
@@ -72,6 +102,9 @@ fn dynamic_executables_are_not_static() {
 #[test]
 fn status_lines_parse() {
     assert_eq!(crate::sys::parse_status(b"HTTP/1.1 200 OK\r\n"), Some(200));
-    assert_eq!(crate::sys::parse_status(b"HTTP/1.0 404 Not Found\r\n"), Some(404));
+    assert_eq!(
+        crate::sys::parse_status(b"HTTP/1.0 404 Not Found\r\n"),
+        Some(404)
+    );
     assert_eq!(crate::sys::parse_status(b"garbage"), None);
 }

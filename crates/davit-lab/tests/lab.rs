@@ -15,7 +15,14 @@ fn ssh(info: &LabInfo, address: &str, command: &str) -> std::process::Output {
         .arg(&info.identity)
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", info.known_hosts.display()))
-        .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+        ])
         .arg(format!("root@{address}"))
         .arg(command)
         .output()
@@ -25,7 +32,11 @@ fn ssh(info: &LabInfo, address: &str, command: &str) -> std::process::Output {
 fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let status = out.get(9..12)?.parse().ok()?;
@@ -35,12 +46,15 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
 fn wait_for_body(addr: &str, needle: &str) -> String {
     let start = Instant::now();
     loop {
-        if let Some((200, body)) = http_get(addr, "/") {
-            if body.contains(needle) {
-                return body;
-            }
+        if let Some((200, body)) = http_get(addr, "/")
+            && body.contains(needle)
+        {
+            return body;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "{addr} never answered with {needle}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{addr} never answered with {needle}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -56,11 +70,26 @@ fn three_hosts_run_the_demo_from_the_lab_registry_over_ssh() {
             let (info, registry) = (&info, &registry);
             s.spawn(move || {
                 // Through the host's own sshd, the host's own engine (its name proves which one).
-                let out = ssh(info, &h.address, "docker info --format '{{.Name}}' && docker rm -f demo >/dev/null 2>&1; true");
-                assert!(out.status.success(), "ssh to {}: {}", h.name, String::from_utf8_lossy(&out.stderr));
-                let run = format!("docker run -d --name demo -p 8080:8080 {registry}/davit-demo:v1");
+                let out = ssh(
+                    info,
+                    &h.address,
+                    "docker info --format '{{.Name}}' && docker rm -f demo >/dev/null 2>&1; true",
+                );
+                assert!(
+                    out.status.success(),
+                    "ssh to {}: {}",
+                    h.name,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let run =
+                    format!("docker run -d --name demo -p 8080:8080 {registry}/davit-demo:v1");
                 let out = ssh(info, &h.address, &run);
-                assert!(out.status.success(), "docker run on {}: {}", h.name, String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "docker run on {}: {}",
+                    h.name,
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 let body = wait_for_body(&format!("{}:8080", h.address), "v1");
                 assert_eq!(body, "davit-demo v1\n");
             });
@@ -68,8 +97,15 @@ fn three_hosts_run_the_demo_from_the_lab_registry_over_ssh() {
     });
     // Each host's sshd leads to that host's engine only: the container exists on each, separately.
     for h in &info.hosts {
-        let out = ssh(&info, &h.address, "docker ps --filter name=demo --format '{{.Image}}'");
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("{registry}/davit-demo:v1"));
+        let out = ssh(
+            &info,
+            &h.address,
+            "docker ps --filter name=demo --format '{{.Image}}'",
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{registry}/davit-demo:v1")
+        );
     }
 }
 
@@ -113,9 +149,27 @@ fn traces(instance: u8) -> Vec<String> {
     let dir = lab.dir().display().to_string();
     let run = format!("/run/davit-lab/lab{instance}");
     let mut found = Vec::new();
-    let ns = String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).into_owned();
-    found.extend(ns.lines().filter(|l| l.starts_with(&format!("davit{instance}-h"))).map(|l| format!("netns {l}")));
-    let links = String::from_utf8_lossy(&Command::new("ip").args(["-o", "link"]).output().unwrap().stdout).into_owned();
+    let ns = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    found.extend(
+        ns.lines()
+            .filter(|l| l.starts_with(&format!("davit{instance}-h")))
+            .map(|l| format!("netns {l}")),
+    );
+    let links = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
     found.extend(
         links
             .lines()
@@ -128,11 +182,21 @@ fn traces(instance: u8) -> Vec<String> {
         mounts
             .lines()
             .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&dir) || m.starts_with(&run) || m.contains(&format!("davit{instance}-h")))
+            .filter(|m| {
+                m.starts_with(&dir)
+                    || m.starts_with(&run)
+                    || m.contains(&format!("davit{instance}-h"))
+            })
             .map(|m| format!("mount {m}")),
     );
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
@@ -157,14 +221,28 @@ fn down_leaves_nothing_behind_even_with_containers_running() {
     let opts = Options::new(2, 2, true);
     let info = Lab::up(&opts).unwrap();
     let registry = info.registry.clone().unwrap();
-    let out = ssh(&info, &info.hosts[0].address, &format!("docker run -d -p 8080:8080 {registry}/davit-demo:v2"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ssh(
+        &info,
+        &info.hosts[0].address,
+        &format!("docker run -d -p 8080:8080 {registry}/davit-demo:v2"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     wait_for_body(&format!("{}:8080", info.hosts[0].address), "v2");
-    assert!(!traces(2).is_empty(), "the lab should be visible before down");
+    assert!(
+        !traces(2).is_empty(),
+        "the lab should be visible before down"
+    );
     Lab::down(&opts.root, Instance(2)).unwrap();
     assert_eq!(traces(2), Vec::<String>::new());
     // A crashed run: half-made state (a namespace and a stray file) is cleaned up too.
-    Command::new("ip").args(["netns", "add", "davit2-h5"]).status().unwrap();
+    Command::new("ip")
+        .args(["netns", "add", "davit2-h5"])
+        .status()
+        .unwrap();
     std::fs::create_dir_all(Lab::new(&opts.root, Instance(2)).dir().join("h5")).unwrap();
     Lab::down(&opts.root, Instance(2)).unwrap();
     assert_eq!(traces(2), Vec::<String>::new());
