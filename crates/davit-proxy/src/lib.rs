@@ -2,13 +2,23 @@
 //! containers without losing a request. See docs/ARCHITECTURE.md (`crates/davit-proxy`).
 //!
 //! - [`api`]: the admin API's JSON types ([`api::RouteSpec`], [`api::RouteStatus`]);
-//! - [`client`]: a typed admin client over any stream ([`client::AdminClient`]).
+//! - [`client`]: a typed admin client over any stream ([`client::AdminClient`]);
+//! - [`Proxy`]: the proxy itself (routes, listeners, admin API, state file);
+//! - [`tls`]: certificates from files behind a resolver trait (the ACME seam).
 
 pub mod api;
 pub mod client;
 mod error;
+mod forward;
+mod health;
+mod metrics;
+mod pool;
+mod route;
+mod server;
+pub mod tls;
 
 pub use error::Error;
+pub use server::{Proxy, ProxyConfig};
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,8 @@
-//! Integration tests of `davit-proxy`: one binary per crate.
+//! Integration tests of `davit-proxy`: real upstreams (the `davit-demo` binary from `$DAVIT_DEMO_BIN`
+//! on loopback ports, and small hyper servers written here), real HTTP through the proxy, the admin API
+//! driven through the typed client as the engine drives it.
 
-#[test]
-fn error_is_std_error() {
-    fn is_error<E: std::error::Error + Send + Sync + 'static>() {}
-    is_error::<davit_proxy::Error>();
-}
+#[path = "proxy/support.rs"]
+mod support;
+#[path = "proxy/traffic.rs"]
+mod traffic;

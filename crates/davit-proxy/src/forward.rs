@@ -1,0 +1,409 @@
+//! The request path: choose a target, forward with `X-Forwarded-*`, retry what never reached an
+//! upstream, count it in flight until its response body ends, pass upgrades through.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::Limited;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::rt::TokioIo;
+
+use crate::api::STICKY_COOKIE;
+use crate::pool::Sender;
+use crate::route::{Route, Target};
+
+/// Attempts per request when connecting fails (the request never reached an upstream).
+const MAX_ATTEMPTS: usize = 3;
+/// Longest wait for a first healthy target (e.g. right after the proxy restarted).
+const MAX_AWAIT: Duration = Duration::from_secs(10);
+
+/// What the client connection is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientInfo {
+    pub(crate) peer: SocketAddr,
+    pub(crate) tls: bool,
+}
+
+/// A request's accounting: in flight from dispatch until its response body ends (or the upgraded
+/// connection closes).
+struct Guard {
+    target: Arc<Target>,
+    start: Instant,
+    sender: Option<Sender>,
+}
+
+impl Guard {
+    fn finish(mut self, reusable: bool) {
+        if let Some(sender) = self.sender.take()
+            && reusable
+        {
+            self.target.pool.checkin(sender);
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.target.stats.observe(self.start.elapsed());
+        self.target.stats.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The response body: the upstream's, or one made here.
+pub(crate) struct ProxyBody {
+    inner: Inner,
+    guard: Option<Guard>,
+}
+
+enum Inner {
+    Upstream(Incoming),
+    Local(Option<Bytes>),
+}
+
+impl ProxyBody {
+    fn local(bytes: impl Into<Bytes>) -> Self {
+        Self {
+            inner: Inner::Local(Some(bytes.into())),
+            guard: None,
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        match &mut this.inner {
+            Inner::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Upstream(body) => {
+                let polled = Pin::new(body).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(None) => {
+                        if let Some(g) = this.guard.take() {
+                            g.finish(true);
+                        }
+                    }
+                    Poll::Ready(Some(Err(_))) => {
+                        if let Some(g) = this.guard.take() {
+                            g.finish(false);
+                        }
+                    }
+                    _ => {}
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Local(b) => b.is_none(),
+            Inner::Upstream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Inner::Local(None) => SizeHint::with_exact(0),
+            Inner::Upstream(b) => b.size_hint(),
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        if let Some(g) = self.guard.take() {
+            let done = matches!(&self.inner, Inner::Upstream(b) if b.is_end_stream());
+            g.finish(done);
+        }
+    }
+}
+
+fn local(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::local(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).expect("static content type"),
+    );
+    r
+}
+
+fn error(status: StatusCode, text: &str) -> Response<ProxyBody> {
+    local(status, "text/plain; charset=utf-8", format!("{text}\n"))
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == name).then_some(v.trim_matches('"'))
+        })
+}
+
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in &HOP_BY_HOP {
+        headers.remove(n);
+    }
+}
+
+/// Serves one client request on `route`.
+pub(crate) async fn handle(
+    route: Arc<Route>,
+    client: ClientInfo,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let start = Instant::now();
+    let mut snap = route.snapshot();
+    if let Some(page) = &snap.maintenance {
+        let mut r = local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/html; charset=utf-8",
+            page.clone(),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        return Ok(r);
+    }
+    let spec = snap.spec.clone();
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && len > spec.max_body_bytes
+    {
+        return Ok(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+        ));
+    }
+    let request_timeout = Duration::from_millis(spec.timeouts.request_ms.max(1));
+    let connect_timeout = Duration::from_millis(spec.timeouts.connect_ms.max(1));
+    if snap.picks.is_empty() && snap.awaiting {
+        let deadline = tokio::time::Instant::now() + request_timeout.min(MAX_AWAIT);
+        while snap.picks.is_empty() && snap.awaiting {
+            let notified = route.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            snap = route.snapshot();
+            if !snap.picks.is_empty() || !snap.awaiting {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+            snap = route.snapshot();
+        }
+    }
+
+    let (mut parts, body) = req.into_parts();
+    let cookie = cookie_value(&parts.headers, STICKY_COOKIE).map(str::to_owned);
+    let wants_upgrade =
+        parts.version == Version::HTTP_11 && parts.headers.contains_key(header::UPGRADE);
+    let upgrade_value = wants_upgrade
+        .then(|| parts.headers.get(header::UPGRADE).cloned())
+        .flatten();
+    let client_upgrade = wants_upgrade
+        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .flatten();
+
+    // The upstream request: origin-form, HTTP/1.1, hop-by-hop headers gone, X-Forwarded-* added.
+    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(h) = &host {
+        parts.headers.insert(header::HOST, h.clone());
+        if !parts.headers.contains_key("x-forwarded-host") {
+            parts
+                .headers
+                .insert(HeaderName::from_static("x-forwarded-host"), h.clone());
+        }
+    }
+    let ip = client.peer.ip().to_canonical().to_string();
+    let xff = match parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        parts
+            .headers
+            .insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    parts.headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(if client.tls { "https" } else { "http" }),
+    );
+    if let Some(u) = upgrade_value {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, u);
+    }
+    parts.version = Version::HTTP_11;
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+    let limit = usize::try_from(spec.max_body_bytes).unwrap_or(usize::MAX);
+    let mut req = Request::from_parts(parts, Limited::new(body, limit));
+
+    let mut tried: Vec<Arc<Target>> = Vec::new();
+    let mut last_error = String::from("no target");
+    for _ in 0..MAX_ATTEMPTS {
+        let exclude: Vec<&Arc<Target>> = tried.iter().collect();
+        let Some((target, set_cookie)) = route.pick(&snap, cookie.as_deref(), &exclude) else {
+            return Ok(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no healthy upstream",
+            ));
+        };
+        target.stats.in_flight.fetch_add(1, Relaxed);
+        let mut guard = Guard {
+            target: target.clone(),
+            start,
+            sender: None,
+        };
+        let mut sender = match target.pool.checkout(target.addr, connect_timeout).await {
+            Ok((s, _reused)) => s,
+            Err(e) => {
+                target.stats.connect_errors.fetch_add(1, Relaxed);
+                tracing::debug!(route = %route.name, target = %target.id, error = %e.0, "connect failed, retrying");
+                last_error = e.0;
+                drop(guard);
+                tried.push(target);
+                continue;
+            }
+        };
+        target.stats.requests.fetch_add(1, Relaxed);
+        let sent = tokio::time::timeout(request_timeout, sender.try_send_request(req)).await;
+        let resp = match sent {
+            Err(_) => {
+                target.stats.responses_5xx.fetch_add(1, Relaxed);
+                return Ok(error(StatusCode::GATEWAY_TIMEOUT, "upstream timed out"));
+            }
+            Ok(Ok(resp)) => resp,
+            Ok(Err(mut e)) => match e.take_message() {
+                // The connection closed before the request went out: nothing reached the upstream.
+                Some(back) => {
+                    target.stats.requests.fetch_sub(1, Relaxed);
+                    req = back;
+                    last_error = e.into_error().to_string();
+                    drop(guard);
+                    continue;
+                }
+                None => {
+                    target.stats.responses_5xx.fetch_add(1, Relaxed);
+                    let e = e.into_error();
+                    let too_large = std::error::Error::source(&e)
+                        .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                    if too_large {
+                        return Ok(error(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "request body too large",
+                        ));
+                    }
+                    tracing::debug!(route = %route.name, target = %target.id, error = %e, "upstream failed");
+                    return Ok(error(StatusCode::BAD_GATEWAY, "upstream failed"));
+                }
+            },
+        };
+        if resp.status().is_server_error() {
+            target.stats.responses_5xx.fetch_add(1, Relaxed);
+        }
+        let mut resp = resp;
+        let upstream_upgrade = (resp.status() == StatusCode::SWITCHING_PROTOCOLS)
+            .then(|| hyper::upgrade::on(&mut resp));
+        let (mut rparts, rbody) = resp.into_parts();
+        let mut out_headers = std::mem::take(&mut rparts.headers);
+        if let Some(upstream_upgrade) = upstream_upgrade {
+            let Some(client_upgrade) = client_upgrade else {
+                return Ok(error(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream switched protocols unasked",
+                ));
+            };
+            drop(sender);
+            tokio::spawn(async move {
+                let guard = guard;
+                match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    Ok((c, u)) => {
+                        let _ = tokio::io::copy_bidirectional(
+                            &mut TokioIo::new(c),
+                            &mut TokioIo::new(u),
+                        )
+                        .await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                }
+                drop(guard);
+            });
+            let mut r = Response::new(ProxyBody::local(Bytes::new()));
+            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            *r.headers_mut() = out_headers;
+            return Ok(r);
+        }
+        strip_hop_by_hop(&mut out_headers);
+        if set_cookie
+            && let Ok(v) = HeaderValue::from_str(&format!(
+                "{STICKY_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
+                target.id
+            ))
+        {
+            out_headers.append(header::SET_COOKIE, v);
+        }
+        guard.sender = Some(sender);
+        let mut r = Response::new(ProxyBody {
+            inner: Inner::Upstream(rbody),
+            guard: Some(guard),
+        });
+        *r.status_mut() = rparts.status;
+        *r.headers_mut() = out_headers;
+        return Ok(r);
+    }
+    tracing::warn!(route = %route.name, error = %last_error, "no upstream reachable");
+    Ok(error(StatusCode::BAD_GATEWAY, "no upstream reachable"))
+}

@@ -1,0 +1,477 @@
+//! One route's live state: its targets, their health and drain phases, and the immutable snapshot the
+//! request path reads (who gets traffic, with which weights), replaced atomically on every change.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use crate::api::{RouteSpec, RouteStatus, TargetState, TargetStatus};
+use crate::health::{self, Policy, Verdict};
+use crate::metrics::{Series, TargetStats};
+use crate::pool::Pool;
+
+/// How long a drained target stays listed (so the engine sees `drained`) before it is forgotten.
+const FORGET_DRAINED_AFTER: Duration = Duration::from_secs(600);
+/// How often drains are checked for completion.
+const TICK: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// In the spec.
+    Desired,
+    /// Out of the spec, still serving until the new targets are ready.
+    Retiring,
+    Draining(Instant),
+    Drained(Instant),
+}
+
+#[derive(Debug)]
+struct TargetSt {
+    weight: u32,
+    phase: Phase,
+    policy: Policy,
+    ever_passed: bool,
+    last_check: Option<String>,
+    checker: Option<AbortHandle>,
+}
+
+/// An upstream of a route.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub(crate) id: String,
+    pub(crate) addr: SocketAddr,
+    pub(crate) stats: TargetStats,
+    pub(crate) pool: Pool,
+    st: Mutex<TargetSt>,
+}
+
+impl Target {
+    fn st(&self) -> std::sync::MutexGuard<'_, TargetSt> {
+        self.st.lock().expect("target lock")
+    }
+}
+
+/// What the request path needs, read once per request.
+pub(crate) struct Snapshot {
+    pub(crate) picks: Vec<(Arc<Target>, u32)>,
+    total: u32,
+    /// No target serves yet but one is being checked: requests wait (bounded) instead of failing.
+    pub(crate) awaiting: bool,
+    pub(crate) spec: Arc<RouteSpec>,
+    pub(crate) maintenance: Option<Bytes>,
+}
+
+pub(crate) struct Route {
+    pub(crate) name: String,
+    state: Mutex<RouteState>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// Signalled whenever the snapshot changes.
+    pub(crate) changed: Notify,
+    seed: AtomicU64,
+}
+
+struct RouteState {
+    spec: Arc<RouteSpec>,
+    targets: Vec<Arc<Target>>,
+    controller: Option<AbortHandle>,
+}
+
+const DEFAULT_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>Maintenance</title></head>\
+<body><h1>Down for maintenance</h1><p>We will be back shortly.</p></body></html>\n";
+
+fn maintenance_page(spec: &RouteSpec) -> Option<Bytes> {
+    spec.maintenance
+        .as_ref()
+        .map(|m| Bytes::from(m.page.clone().unwrap_or_else(|| DEFAULT_PAGE.to_owned())))
+}
+
+impl Route {
+    /// A route with no targets yet; call [`Route::apply`] next.
+    pub(crate) fn new(name: &str, spec: RouteSpec) -> Arc<Self> {
+        let spec = Arc::new(spec);
+        let route = Arc::new(Self {
+            name: name.to_owned(),
+            state: Mutex::new(RouteState {
+                spec: spec.clone(),
+                targets: Vec::new(),
+                controller: None,
+            }),
+            snapshot: RwLock::new(Arc::new(Snapshot {
+                picks: Vec::new(),
+                total: 0,
+                awaiting: false,
+                maintenance: maintenance_page(&spec),
+                spec,
+            })),
+            changed: Notify::new(),
+            seed: AtomicU64::new(0x853c_49e6_748f_ea9b),
+        });
+        let weak = Arc::downgrade(&route);
+        let handle = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(TICK).await;
+                let Some(route) = weak.upgrade() else { return };
+                route.reconcile();
+            }
+        });
+        route.state().controller = Some(handle.abort_handle());
+        route
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, RouteState> {
+        self.state.lock().expect("route lock")
+    }
+
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.read().expect("snapshot lock").clone()
+    }
+
+    pub(crate) fn spec(&self) -> Arc<RouteSpec> {
+        self.state().spec.clone()
+    }
+
+    /// Makes `spec` the desired state: new targets start pending (checked at once), targets left out
+    /// retire, and drain once every new target has passed its check.
+    pub(crate) fn apply(self: &Arc<Self>, spec: RouteSpec) {
+        let spec = Arc::new(spec);
+        let mut st = self.state();
+        st.spec = spec.clone();
+        let mut keep: Vec<Arc<Target>> = Vec::new();
+        for t in &spec.targets {
+            let id = t.effective_id();
+            let existing = st
+                .targets
+                .iter()
+                .find(|x| x.id == id && x.addr == t.addr)
+                .cloned();
+            let target = match existing {
+                Some(x) => {
+                    let mut s = x.st();
+                    s.weight = t.weight;
+                    s.policy.reconfigure(&spec.health);
+                    if matches!(s.phase, Phase::Drained(_)) {
+                        // Stopped, maybe gone: it must pass its check again.
+                        s.policy = Policy::new(&spec.health);
+                        s.ever_passed = false;
+                    }
+                    s.phase = Phase::Desired;
+                    drop(s);
+                    x
+                }
+                None => Arc::new(Target {
+                    id,
+                    addr: t.addr,
+                    stats: TargetStats::default(),
+                    pool: Pool::default(),
+                    st: Mutex::new(TargetSt {
+                        weight: t.weight,
+                        phase: Phase::Desired,
+                        policy: Policy::new(&spec.health),
+                        ever_passed: false,
+                        last_check: None,
+                        checker: None,
+                    }),
+                }),
+            };
+            let mut s = target.st();
+            if s.checker.is_none() {
+                s.checker = Some(spawn_checker(Arc::downgrade(self), Arc::downgrade(&target)));
+            }
+            drop(s);
+            keep.push(target);
+        }
+        for old in &st.targets {
+            if keep.iter().any(|k| Arc::ptr_eq(k, old)) {
+                continue;
+            }
+            let mut s = old.st();
+            match s.phase {
+                Phase::Desired => s.phase = Phase::Retiring,
+                // Drained and left out of the spec twice: forget it.
+                Phase::Drained(_) => continue,
+                Phase::Retiring | Phase::Draining(_) => {}
+            }
+            drop(s);
+            keep.push(old.clone());
+        }
+        st.targets = keep;
+        drop(st);
+        self.reconcile();
+    }
+
+    /// Recomputes who serves, moves drains along and publishes a new snapshot when anything changed.
+    pub(crate) fn reconcile(&self) {
+        let st = self.state();
+        let now = Instant::now();
+        let prev = self.snapshot();
+        let drain_timeout = Duration::from_millis(st.spec.drain_timeout_ms);
+        let desired: Vec<(&Arc<Target>, u32, bool, Verdict)> = st
+            .targets
+            .iter()
+            .filter_map(|t| {
+                let s = t.st();
+                (s.phase == Phase::Desired)
+                    .then(|| (t, s.weight, s.ever_passed, s.policy.verdict()))
+            })
+            .collect();
+        let all_zero = desired.iter().all(|d| d.1 == 0);
+        let ready = desired.iter().all(|d| d.2 || d.1 == 0)
+            && (all_zero || desired.iter().any(|d| d.1 > 0 && d.2));
+        let mut picks: Vec<(Arc<Target>, u32)> = if ready {
+            let healthy: Vec<_> = desired
+                .iter()
+                .filter(|d| d.1 > 0 && d.3 == Verdict::Healthy)
+                .map(|d| (d.0.clone(), d.1))
+                .collect();
+            if healthy.is_empty() {
+                // Everyone fails its check: trying them beats refusing every request.
+                desired
+                    .iter()
+                    .filter(|d| d.1 > 0 && d.2)
+                    .map(|d| (d.0.clone(), d.1))
+                    .collect()
+            } else {
+                healthy
+            }
+        } else {
+            let serving: Vec<_> = prev
+                .picks
+                .iter()
+                .filter(|(t, _)| matches!(t.st().phase, Phase::Desired | Phase::Retiring))
+                .cloned()
+                .collect();
+            let healthy: Vec<_> = serving
+                .iter()
+                .filter(|(t, _)| t.st().policy.verdict() != Verdict::Unhealthy)
+                .cloned()
+                .collect();
+            if healthy.is_empty() { serving } else { healthy }
+        };
+        picks.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        let awaiting = picks.is_empty()
+            && desired.iter().any(|d| d.1 > 0 && d.3 == Verdict::Pending)
+            && st.spec.maintenance.is_none();
+        drop(desired);
+        for t in &st.targets {
+            let mut s = t.st();
+            let serving = picks.iter().any(|(p, _)| Arc::ptr_eq(p, t));
+            if s.phase == Phase::Retiring && (ready || !serving) {
+                s.phase = Phase::Draining(now);
+                if let Some(c) = s.checker.take() {
+                    c.abort();
+                }
+            }
+            if let Phase::Draining(since) = s.phase
+                && (t.stats.in_flight.load(Relaxed) == 0
+                    || now.duration_since(since) >= drain_timeout)
+            {
+                s.phase = Phase::Drained(now);
+                t.pool.clear();
+            }
+        }
+        let mut st = st;
+        st.targets.retain(|t| !matches!(t.st().phase, Phase::Drained(at) if now.duration_since(at) >= FORGET_DRAINED_AFTER));
+        let same = Arc::ptr_eq(&prev.spec, &st.spec)
+            && prev.awaiting == awaiting
+            && prev.picks.len() == picks.len()
+            && prev
+                .picks
+                .iter()
+                .zip(&picks)
+                .all(|(a, b)| Arc::ptr_eq(&a.0, &b.0) && a.1 == b.1);
+        if same {
+            return;
+        }
+        let total = picks.iter().map(|p| p.1).sum();
+        let snap = Arc::new(Snapshot {
+            picks,
+            total,
+            awaiting,
+            maintenance: maintenance_page(&st.spec),
+            spec: st.spec.clone(),
+        });
+        *self.snapshot.write().expect("snapshot lock") = snap;
+        drop(st);
+        self.changed.notify_waiters();
+    }
+
+    /// Chooses a target: the one named by the sticky cookie when it still serves, else by weight.
+    /// Targets in `exclude` (already failed to connect) are avoided while others remain.
+    /// The bool says whether to (re)set the sticky cookie.
+    pub(crate) fn pick(
+        &self,
+        snap: &Snapshot,
+        cookie: Option<&str>,
+        exclude: &[&Arc<Target>],
+    ) -> Option<(Arc<Target>, bool)> {
+        let excluded = |t: &Arc<Target>| exclude.iter().any(|e| Arc::ptr_eq(e, t));
+        let sticky = snap.picks.len() > 1;
+        if let Some(id) = cookie
+            && let Some((t, _)) = snap.picks.iter().find(|(t, _)| t.id == id && !excluded(t))
+        {
+            return Some((t.clone(), false));
+        }
+        let candidates: Vec<&(Arc<Target>, u32)> =
+            snap.picks.iter().filter(|(t, _)| !excluded(t)).collect();
+        let (list, total): (Vec<&(Arc<Target>, u32)>, u32) = if candidates.is_empty() {
+            (snap.picks.iter().collect(), snap.total)
+        } else {
+            let total = candidates.iter().map(|c| c.1).sum();
+            (candidates, total)
+        };
+        let first = list.first()?;
+        if list.len() == 1 || total == 0 {
+            return Some((first.0.clone(), sticky));
+        }
+        let mut r = u32::try_from(
+            splitmix(self.seed.fetch_add(0x9e37_79b9_7f4a_7c15, Relaxed)) % u64::from(total),
+        )
+        .expect("below a u32 total");
+        for (t, w) in &list {
+            if r < *w {
+                return Some((t.clone(), sticky));
+            }
+            r -= w;
+        }
+        Some((first.0.clone(), sticky))
+    }
+
+    pub(crate) fn status(&self) -> RouteStatus {
+        let st = self.state();
+        let snap = self.snapshot();
+        let targets = st
+            .targets
+            .iter()
+            .map(|t| {
+                let s = t.st();
+                TargetStatus {
+                    id: t.id.clone(),
+                    addr: t.addr,
+                    weight: s.weight,
+                    state: target_state(&snap, t, &s),
+                    in_flight: t.stats.in_flight.load(Relaxed),
+                    requests: t.stats.requests.load(Relaxed),
+                    responses_5xx: t.stats.responses_5xx.load(Relaxed),
+                    last_check: s.last_check.clone(),
+                }
+            })
+            .collect();
+        RouteStatus {
+            name: self.name.clone(),
+            spec: (*st.spec).clone(),
+            targets,
+        }
+    }
+
+    /// Calls `f` with every target's metric series.
+    pub(crate) fn series(&self, out: &mut Vec<(String, String, &'static str, Arc<Target>)>) {
+        let st = self.state();
+        let snap = self.snapshot();
+        for t in &st.targets {
+            let state = target_state(&snap, t, &t.st());
+            out.push((
+                self.name.clone(),
+                t.id.clone(),
+                state_name(state),
+                t.clone(),
+            ));
+        }
+    }
+
+    /// Stops the controller and every health checker (the route was deleted).
+    pub(crate) fn shutdown(&self) {
+        let mut st = self.state();
+        if let Some(c) = st.controller.take() {
+            c.abort();
+        }
+        for t in &st.targets {
+            if let Some(c) = t.st().checker.take() {
+                c.abort();
+            }
+        }
+    }
+}
+
+pub(crate) fn series_of<'a>(
+    v: &'a [(String, String, &'static str, Arc<Target>)],
+) -> Vec<Series<'a>> {
+    v.iter()
+        .map(|(r, t, s, target)| Series {
+            route: r,
+            target: t,
+            state: s,
+            stats: &target.stats,
+        })
+        .collect()
+}
+
+fn state_name(s: TargetState) -> &'static str {
+    match s {
+        TargetState::Pending => "pending",
+        TargetState::Healthy => "healthy",
+        TargetState::Active => "active",
+        TargetState::Unhealthy => "unhealthy",
+        TargetState::Draining => "draining",
+        TargetState::Drained => "drained",
+    }
+}
+
+fn target_state(snap: &Snapshot, t: &Arc<Target>, s: &TargetSt) -> TargetState {
+    match s.phase {
+        Phase::Drained(_) => TargetState::Drained,
+        Phase::Draining(_) => TargetState::Draining,
+        _ if snap.picks.iter().any(|(p, _)| Arc::ptr_eq(p, t)) => TargetState::Active,
+        _ => match s.policy.verdict() {
+            Verdict::Pending => TargetState::Pending,
+            Verdict::Healthy => TargetState::Healthy,
+            Verdict::Unhealthy => TargetState::Unhealthy,
+        },
+    }
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn spawn_checker(route: Weak<Route>, target: Weak<Target>) -> AbortHandle {
+    tokio::spawn(async move {
+        loop {
+            let (Some(r), Some(t)) = (route.upgrade(), target.upgrade()) else { return };
+            let spec = r.spec();
+            let addr = t.addr;
+            drop(r);
+            drop(t);
+            let outcome = health::probe(addr, &spec.health).await;
+            let (Some(r), Some(t)) = (route.upgrade(), target.upgrade()) else { return };
+            let changed = {
+                let mut s = t.st();
+                let before = s.policy.verdict();
+                let after = s.policy.record(outcome.is_ok());
+                if after == Verdict::Healthy {
+                    s.ever_passed = true;
+                }
+                let text = match &outcome {
+                    Ok(t) => t.clone(),
+                    Err(e) => e.clone(),
+                };
+                s.last_check = Some(text);
+                before != after
+            };
+            if changed {
+                tracing::info!(route = %r.name, target = %t.id, ok = outcome.is_ok(), "health verdict changed");
+                r.reconcile();
+            }
+            drop(r);
+            drop(t);
+            tokio::time::sleep(Duration::from_millis(spec.health.interval_ms.max(10))).await;
+        }
+    })
+    .abort_handle()
+}

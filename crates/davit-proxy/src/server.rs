@@ -1,0 +1,545 @@
+//! The proxy: routes with their listeners, the admin API, and the state file that brings routes back
+//! after a restart.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::Error;
+use crate::api::{ApiError, Maintenance, MaintenanceRequest, RouteSpec, RouteStatus, TlsSpec};
+use crate::forward::{self, ClientInfo};
+use crate::route::{self, Route};
+use crate::tls::{self, FileCertResolver};
+
+/// How the proxy starts.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyConfig {
+    /// Routes are saved here after every change and restored from here at start.
+    pub state_file: Option<PathBuf>,
+}
+
+/// The proxy: a set of named routes, each with its own listener.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    routes: tokio::sync::Mutex<BTreeMap<String, Entry>>,
+    state_file: Option<PathBuf>,
+}
+
+struct Entry {
+    route: Arc<Route>,
+    listen: SocketAddr,
+    tls_spec: Option<TlsSpec>,
+    tls: Arc<RwLock<Option<TlsAcceptor>>>,
+    accept: Option<AbortHandle>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if let Some(a) = self.accept.take() {
+            a.abort();
+        }
+        self.route.shutdown();
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StateFile {
+    routes: BTreeMap<String, RouteSpec>,
+}
+
+fn invalid(route: &str, reason: impl Into<String>) -> Error {
+    Error::InvalidRoute {
+        route: route.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn validate(name: &str, spec: &RouteSpec) -> Result<(), Error> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(invalid(
+            name,
+            "a route name is made of letters, digits, '-', '_' and '.'",
+        ));
+    }
+    let mut ids: Vec<String> = spec
+        .targets
+        .iter()
+        .map(crate::api::TargetSpec::effective_id)
+        .collect();
+    ids.sort();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(invalid(name, format!("target id {:?} appears twice", w[0])));
+    }
+    if let Some(bad) = ids.iter().find(|id| {
+        id.chars()
+            .any(|c| c.is_ascii_whitespace() || matches!(c, ';' | ',' | '"' | '\\'))
+    }) {
+        return Err(invalid(
+            name,
+            format!("target id {bad:?} cannot go in a cookie"),
+        ));
+    }
+    if let Some(p) = &spec.health.path
+        && !p.starts_with('/')
+    {
+        return Err(invalid(
+            name,
+            format!("health path {p:?} must start with '/'"),
+        ));
+    }
+    Ok(())
+}
+
+fn load_tls(name: &str, spec: Option<&TlsSpec>) -> Result<Option<TlsAcceptor>, Error> {
+    let Some(t) = spec else { return Ok(None) };
+    let tls_err = |reason: String| Error::Tls {
+        route: name.to_owned(),
+        reason,
+    };
+    let resolver = FileCertResolver::load(&t.cert_file, &t.key_file).map_err(tls_err)?;
+    tls::acceptor(Arc::new(resolver)).map(Some).map_err(tls_err)
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    // A listener of this address that was just closed may take a moment to go.
+    let mut tries = 0;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(source) => return Err(Error::Bind { addr, source }),
+        }
+    }
+}
+
+fn spawn_accept(
+    listener: TcpListener,
+    route: Arc<Route>,
+    tls: Arc<RwLock<Option<TlsAcceptor>>>,
+) -> AbortHandle {
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(route = %route.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let acceptor = tls.read().expect("tls lock").clone();
+            tokio::spawn(serve_client(route.clone(), acceptor, stream, peer));
+        }
+    })
+    .abort_handle()
+}
+
+async fn serve_client(
+    route: Arc<Route>,
+    tls: Option<TlsAcceptor>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let _ = stream.set_nodelay(true);
+    let idle = Duration::from_millis(route.spec().timeouts.idle_ms.max(1));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(idle))
+        .keep_alive_timeout(idle);
+    let info = ClientInfo {
+        peer,
+        tls: tls.is_some(),
+    };
+    let svc = service_fn(move |req| forward::handle(route.clone(), info, req));
+    let result = match tls {
+        None => {
+            builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .await
+        }
+        Some(acceptor) => match acceptor.accept(stream).await {
+            Ok(s) => {
+                builder
+                    .serve_connection_with_upgrades(TokioIo::new(s), svc)
+                    .await
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+        },
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "client connection ended");
+    }
+}
+
+impl Proxy {
+    /// A proxy with the routes of the state file, if any (a route whose listener cannot be opened is kept
+    /// and logged, so it is not lost from the file).
+    pub async fn start(config: ProxyConfig) -> Result<Self, Error> {
+        let proxy = Self {
+            inner: Arc::new(Inner {
+                routes: tokio::sync::Mutex::new(BTreeMap::new()),
+                state_file: config.state_file,
+            }),
+        };
+        if let Some(path) = &proxy.inner.state_file {
+            let saved = read_state(path)?;
+            let mut routes = proxy.inner.routes.lock().await;
+            for (name, spec) in saved.routes {
+                match Self::apply(&mut routes, &name, spec.clone()).await {
+                    Ok(()) => tracing::info!(route = %name, "route restored"),
+                    Err(e) => {
+                        tracing::error!(route = %name, error = %e, "route restored without its listener");
+                        let route = Route::new(&name, spec.clone());
+                        route.apply(spec.clone());
+                        let entry = Entry {
+                            route,
+                            listen: spec.listen,
+                            tls_spec: None,
+                            tls: Arc::new(RwLock::new(None)),
+                            accept: None,
+                        };
+                        routes.insert(name, entry);
+                    }
+                }
+            }
+        }
+        Ok(proxy)
+    }
+
+    async fn apply(
+        routes: &mut BTreeMap<String, Entry>,
+        name: &str,
+        spec: RouteSpec,
+    ) -> Result<(), Error> {
+        validate(name, &spec)?;
+        if let Some((other, _)) = routes
+            .iter()
+            .find(|(n, e)| n.as_str() != name && e.listen == spec.listen)
+        {
+            return Err(invalid(
+                name,
+                format!(
+                    "{} is already the listen address of route {other:?}",
+                    spec.listen
+                ),
+            ));
+        }
+        let tls = load_tls(name, spec.tls.as_ref())?;
+        if let Some(entry) = routes.get_mut(name) {
+            if entry.listen != spec.listen || entry.accept.is_none() {
+                let listener = bind(spec.listen).await?;
+                if let Some(a) = entry.accept.take() {
+                    a.abort();
+                }
+                entry.accept = Some(spawn_accept(
+                    listener,
+                    entry.route.clone(),
+                    entry.tls.clone(),
+                ));
+                entry.listen = spec.listen;
+            }
+            if entry.tls_spec != spec.tls {
+                *entry.tls.write().expect("tls lock") = tls;
+                entry.tls_spec = spec.tls.clone();
+            }
+            entry.route.apply(spec);
+            return Ok(());
+        }
+        let listener = bind(spec.listen).await?;
+        let route = Route::new(name, spec.clone());
+        let tls = Arc::new(RwLock::new(tls));
+        let accept = Some(spawn_accept(listener, route.clone(), tls.clone()));
+        let entry = Entry {
+            route: route.clone(),
+            listen: spec.listen,
+            tls_spec: spec.tls.clone(),
+            tls,
+            accept,
+        };
+        route.apply(spec);
+        routes.insert(name.to_owned(), entry);
+        Ok(())
+    }
+
+    fn save(&self, routes: &BTreeMap<String, Entry>) -> Result<(), Error> {
+        let Some(path) = &self.inner.state_file else {
+            return Ok(());
+        };
+        let state = StateFile {
+            routes: routes
+                .iter()
+                .map(|(n, e)| (n.clone(), (*e.route.spec()).clone()))
+                .collect(),
+        };
+        let json = serde_json::to_vec_pretty(&state).map_err(|source| Error::Json {
+            what: "state".into(),
+            source,
+        })?;
+        let state_err = |source| Error::State {
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(state_err)?;
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, json).map_err(state_err)?;
+        std::fs::rename(&tmp, path).map_err(state_err)
+    }
+
+    /// Makes `spec` the whole desired state of route `name` (created if new) and saves the state.
+    pub async fn put_route(&self, name: &str, spec: RouteSpec) -> Result<RouteStatus, Error> {
+        let mut routes = self.inner.routes.lock().await;
+        Self::apply(&mut routes, name, spec).await?;
+        self.save(&routes)?;
+        Ok(routes[name].route.status())
+    }
+
+    /// Removes a route and closes its listener; false when there was none.
+    pub async fn delete_route(&self, name: &str) -> Result<bool, Error> {
+        let mut routes = self.inner.routes.lock().await;
+        let existed = routes.remove(name).is_some();
+        if existed {
+            self.save(&routes)?;
+        }
+        Ok(existed)
+    }
+
+    /// Turns maintenance mode of a route on (503 with `page`, or a built-in page) or off.
+    pub async fn set_maintenance(
+        &self,
+        name: &str,
+        enabled: bool,
+        page: Option<String>,
+    ) -> Result<RouteStatus, Error> {
+        let mut routes = self.inner.routes.lock().await;
+        let entry = routes
+            .get(name)
+            .ok_or_else(|| Error::NoSuchRoute(name.to_owned()))?;
+        let mut spec = (*entry.route.spec()).clone();
+        spec.maintenance = enabled.then_some(Maintenance { page });
+        Self::apply(&mut routes, name, spec).await?;
+        self.save(&routes)?;
+        Ok(routes[name].route.status())
+    }
+
+    /// Every route's status.
+    pub async fn routes(&self) -> Vec<RouteStatus> {
+        self.inner
+            .routes
+            .lock()
+            .await
+            .values()
+            .map(|e| e.route.status())
+            .collect()
+    }
+
+    /// One route's status.
+    pub async fn route(&self, name: &str) -> Option<RouteStatus> {
+        self.inner
+            .routes
+            .lock()
+            .await
+            .get(name)
+            .map(|e| e.route.status())
+    }
+
+    /// The local address of a route's listener (useful with port 0).
+    pub async fn listen_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.inner.routes.lock().await.get(name).map(|e| e.listen)
+    }
+
+    /// Per-target metrics in the Prometheus text format.
+    pub async fn metrics(&self) -> String {
+        let mut all = Vec::new();
+        for e in self.inner.routes.lock().await.values() {
+            e.route.series(&mut all);
+        }
+        crate::metrics::render(&route::series_of(&all))
+    }
+
+    /// Serves the admin API on `listener` until the task is dropped.
+    pub async fn serve_admin(&self, listener: TcpListener) -> std::io::Result<()> {
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let proxy = self.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, Infallible>(proxy.admin(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    }
+
+    async fn admin(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let body = match Limited::new(req.into_body(), 1 << 20).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("cannot read the request body: {e}"),
+                );
+            }
+        };
+        match (&method, segments.as_slice()) {
+            (&Method::GET, ["healthz"]) => text(StatusCode::OK, "text/plain", "ok\n"),
+            (&Method::GET, ["metrics"]) => text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                &self.metrics().await,
+            ),
+            (&Method::GET, ["routes"]) => json(StatusCode::OK, &self.routes().await),
+            (&Method::GET, ["routes", name]) => match self.route(name).await {
+                Some(r) => json(StatusCode::OK, &r),
+                None => api_error(StatusCode::NOT_FOUND, &format!("no route named {name:?}")),
+            },
+            (&Method::PUT, ["routes", name]) => match serde_json::from_slice::<RouteSpec>(&body) {
+                Err(e) => api_error(StatusCode::BAD_REQUEST, &format!("invalid route spec: {e}")),
+                Ok(spec) => respond(self.put_route(name, spec).await),
+            },
+            (&Method::DELETE, ["routes", name]) => match self.delete_route(name).await {
+                Ok(true) => text(StatusCode::NO_CONTENT, "text/plain", ""),
+                Ok(false) => api_error(StatusCode::NOT_FOUND, &format!("no route named {name:?}")),
+                Err(e) => error_response(&e),
+            },
+            (&Method::POST, ["routes", name, "maintenance"]) => {
+                match serde_json::from_slice::<MaintenanceRequest>(&body) {
+                    Err(e) => api_error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("invalid maintenance request: {e}"),
+                    ),
+                    Ok(m) => respond(self.set_maintenance(name, m.enabled, m.page).await),
+                }
+            }
+            (
+                _,
+                ["healthz" | "metrics" | "routes"] | ["routes", _] | ["routes", _, "maintenance"],
+            ) => api_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("{method} is not allowed on {path}"),
+            ),
+            _ => api_error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}")),
+        }
+    }
+}
+
+fn read_state(path: &Path) -> Result<StateFile, Error> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+            what: format!("state file {}", path.display()),
+            source,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StateFile::default()),
+        Err(source) => Err(Error::State {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn text(status: StatusCode, content_type: &str, body: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_owned())));
+    *r.status_mut() = status;
+    if let Ok(v) = header::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+    match serde_json::to_string(value) {
+        Ok(s) => text(status, "application/json", &s),
+        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+fn api_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    json_plain(
+        status,
+        &ApiError {
+            error: message.to_owned(),
+        },
+    )
+}
+
+fn json_plain(status: StatusCode, e: &ApiError) -> Response<Full<Bytes>> {
+    text(
+        status,
+        "application/json",
+        &serde_json::to_string(e).unwrap_or_default(),
+    )
+}
+
+/// The whole cause chain, for the admin API's error messages.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn error_response(e: &Error) -> Response<Full<Bytes>> {
+    let status = match e {
+        Error::InvalidRoute { .. } | Error::Tls { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::NoSuchRoute(_) => StatusCode::NOT_FOUND,
+        Error::Bind { .. } => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    api_error(status, &chain(e))
+}
+
+fn respond(r: Result<RouteStatus, Error>) -> Response<Full<Bytes>> {
+    match r {
+        Ok(s) => json(StatusCode::OK, &s),
+        Err(e) => error_response(&e),
+    }
+}

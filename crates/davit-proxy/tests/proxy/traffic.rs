@@ -1,0 +1,573 @@
+//! Traffic through the proxy while routes change.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use davit_proxy::api::{RouteSpec, TargetSpec, TargetState};
+use davit_proxy::client::AdminClient;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{BOUND, Demo, Load, TestProxy, client, free_addr, get, route};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn switching_targets_under_constant_load_loses_no_request() {
+    let v1 = Demo::start("v1").await;
+    let v2 = Demo::start("v2").await;
+    let p = TestProxy::start().await;
+    let listen = free_addr();
+    p.admin
+        .put_route("web", &route(listen, vec![v1.target()]))
+        .await
+        .unwrap();
+    p.wait_state("web", "v1", TargetState::Active).await;
+
+    let load = Load::start(format!("http://{listen}/"), 8);
+    load.wait_more(300).await;
+    let status = p
+        .admin
+        .put_route("web", &route(listen, vec![v2.target()]))
+        .await
+        .unwrap();
+    // Until v2 passes its check, v1 keeps serving.
+    assert_ne!(
+        status.target("v1").unwrap().state,
+        TargetState::Drained,
+        "{status:#?}"
+    );
+    p.wait_route("web", "v2 active and v1 drained", |s| {
+        s.target("v2")
+            .is_some_and(|t| t.state == TargetState::Active)
+            && s.target("v1")
+                .is_some_and(|t| t.state == TargetState::Drained)
+    })
+    .await;
+    load.wait_more(300).await;
+    // And back again, under the same load.
+    p.admin
+        .put_route("web", &route(listen, vec![v1.target()]))
+        .await
+        .unwrap();
+    let settled = p.wait_route("web", "settled on v1", |s| s.settled()).await;
+    load.wait_more(300).await;
+    let (bodies, failures) = load.stop().await;
+
+    assert_eq!(
+        failures,
+        Vec::<String>::new(),
+        "requests were lost during the switches"
+    );
+    let v2_first = bodies
+        .iter()
+        .position(|b| b.contains("v2"))
+        .expect("v2 answered");
+    let v2_last = bodies.iter().rposition(|b| b.contains("v2")).unwrap();
+    assert!(bodies[..v2_first].iter().all(|b| b == "davit-demo v1\n"));
+    assert!(bodies[v2_last + 1..].iter().all(|b| b == "davit-demo v1\n"));
+    assert!(
+        bodies.len() - v2_last > 100,
+        "v1 served again after the switch back"
+    );
+    assert_eq!(settled.target("v2").unwrap().state, TargetState::Drained);
+    assert_eq!(settled.target("v2").unwrap().in_flight, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_request_survives_the_switch_and_the_drain() {
+    let v1 = Demo::start("v1").await;
+    let v2 = Demo::start("v2").await;
+    let p = TestProxy::start().await;
+    let listen = free_addr();
+    p.admin
+        .put_route("web", &route(listen, vec![v1.target()]))
+        .await
+        .unwrap();
+    p.wait_state("web", "v1", TargetState::Active).await;
+
+    let slow =
+        tokio::spawn(
+            async move { get(&client(), &format!("http://{listen}/slow?ms=2000"), &[]).await },
+        );
+    p.wait_route("web", "the slow request in flight on v1", |s| {
+        s.target("v1").unwrap().in_flight == 1
+    })
+    .await;
+    p.admin
+        .put_route("web", &route(listen, vec![v2.target()]))
+        .await
+        .unwrap();
+    let draining = p.wait_state("web", "v1", TargetState::Draining).await;
+    assert_eq!(draining.target("v1").unwrap().in_flight, 1, "{draining:#?}");
+    assert_eq!(draining.target("v2").unwrap().state, TargetState::Active);
+
+    // New requests go to v2 while v1 drains.
+    let c = client();
+    for _ in 0..20 {
+        let (status, _, body) = get(&c, &format!("http://{listen}/"), &[]).await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "davit-demo v2\n"));
+    }
+    assert_eq!(
+        p.admin
+            .route("web")
+            .await
+            .unwrap()
+            .unwrap()
+            .target("v1")
+            .unwrap()
+            .state,
+        TargetState::Draining
+    );
+
+    let (status, _, body) = tokio::time::timeout(BOUND, slow)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "davit-demo v1 slow 2000ms\n")
+    );
+    let drained = p.wait_state("web", "v1", TargetState::Drained).await;
+    assert_eq!(drained.target("v1").unwrap().in_flight, 0);
+    assert!(drained.settled());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upstream_that_dies_mid_drain_ends_its_drain_and_costs_only_its_own_requests() {
+    let mut v1 = Demo::start("v1").await;
+    let v2 = Demo::start("v2").await;
+    let p = TestProxy::start().await;
+    let listen = free_addr();
+    p.admin
+        .put_route("web", &route(listen, vec![v1.target()]))
+        .await
+        .unwrap();
+    p.wait_state("web", "v1", TargetState::Active).await;
+
+    let slow = tokio::spawn(async move {
+        get(&client(), &format!("http://{listen}/slow?ms=30000"), &[]).await
+    });
+    p.wait_route("web", "the slow request in flight on v1", |s| {
+        s.target("v1").unwrap().in_flight == 1
+    })
+    .await;
+    let load = Load::start(format!("http://{listen}/"), 4);
+    load.wait_more(100).await;
+    p.admin
+        .put_route("web", &route(listen, vec![v2.target()]))
+        .await
+        .unwrap();
+    p.wait_state("web", "v1", TargetState::Draining).await;
+    load.wait_more(100).await;
+    v1.kill();
+
+    let drained = p.wait_state("web", "v1", TargetState::Drained).await;
+    assert_eq!(drained.target("v1").unwrap().in_flight, 0);
+    let (status, _, _) = tokio::time::timeout(BOUND, slow)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status, 502,
+        "the request in flight on the dead upstream fails as a bad gateway"
+    );
+    load.wait_more(200).await;
+    let (bodies, failures) = load.stop().await;
+    assert_eq!(
+        failures,
+        Vec::<String>::new(),
+        "only the dead upstream's own request may fail"
+    );
+    assert!(bodies.last().unwrap().contains("v2"));
+    let metrics = p.admin.metrics().await.unwrap();
+    assert!(
+        metrics.contains("davit_proxy_responses_5xx_total{route=\"web\",target=\"v1\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_percent_weight_gives_ten_percent_and_cookies_stick() {
+    let v1 = Demo::start("v1").await;
+    let v2 = Demo::start("v2").await;
+    let p = TestProxy::start().await;
+    let listen = free_addr();
+    let targets = vec![v1.target().with_weight(90), v2.target().with_weight(10)];
+    p.admin
+        .put_route("web", &route(listen, targets))
+        .await
+        .unwrap();
+    p.wait_route("web", "both active", |s| {
+        s.targets.iter().all(|t| t.state == TargetState::Active)
+    })
+    .await;
+
+    let c = client();
+    let url = format!("http://{listen}/");
+    let mut counts: HashMap<String, u32> = HashMap::new();
+    let mut cookies: Vec<(String, String)> = Vec::new();
+    for i in 0..5_000 {
+        let (status, headers, body) = get(&c, &url, &[]).await.unwrap();
+        assert_eq!(status, 200);
+        let cookie = headers
+            .get("set-cookie")
+            .expect("a new client gets the sticky cookie")
+            .to_str()
+            .unwrap();
+        let value = cookie.split(';').next().unwrap().to_owned();
+        let version = body.trim().rsplit(' ').next().unwrap().to_owned();
+        assert_eq!(
+            value,
+            format!("davit_target={version}"),
+            "the cookie names the target that answered"
+        );
+        *counts.entry(version.clone()).or_default() += 1;
+        if i % 25 == 0 {
+            cookies.push((value, version));
+        }
+    }
+    let share = f64::from(counts["v2"]) / 5_000.0;
+    assert!(
+        (0.08..=0.12).contains(&share),
+        "v2 got {share} of the requests, want 0.10 ± 0.02: {counts:?}"
+    );
+
+    // Clients that carry the cookie stay on their target.
+    assert!(
+        cookies.iter().any(|c| c.1 == "v2") && cookies.iter().any(|c| c.1 == "v1"),
+        "{cookies:?}"
+    );
+    for (cookie, version) in &cookies {
+        for _ in 0..10 {
+            let (status, headers, body) = get(&c, &url, &[("cookie", cookie)]).await.unwrap();
+            assert_eq!((status, body), (200, format!("davit-demo {version}\n")));
+            assert!(
+                headers.get("set-cookie").is_none(),
+                "a sticky client keeps its cookie"
+            );
+        }
+    }
+    // A cookie naming a target that no longer serves is replaced.
+    let (_, headers, _) = get(&c, &url, &[("cookie", "davit_target=gone")])
+        .await
+        .unwrap();
+    assert!(headers.get("set-cookie").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_target_that_never_turns_healthy_gets_no_traffic() {
+    let v1 = Demo::start("v1").await;
+    let broken = Demo::start_broken("broken").await;
+    let p = TestProxy::start().await;
+    let listen = free_addr();
+    p.admin
+        .put_route("web", &route(listen, vec![v1.target()]))
+        .await
+        .unwrap();
+    p.wait_state("web", "v1", TargetState::Active).await;
+    p.admin
+        .put_route("web", &route(listen, vec![broken.target()]))
+        .await
+        .unwrap();
+    let status = p
+        .wait_route("web", "broken checked", |s| {
+            s.target("broken").unwrap().last_check.is_some()
+        })
+        .await;
+    assert_eq!(status.target("broken").unwrap().state, TargetState::Pending);
+    assert_eq!(
+        status.target("broken").unwrap().last_check.as_deref(),
+        Some("500 Internal Server Error")
+    );
+    let c = client();
+    for _ in 0..50 {
+        let (_, _, body) = get(&c, &format!("http://{listen}/"), &[]).await.unwrap();
+        assert_eq!(body, "davit-demo v1\n", "the old target keeps serving");
+    }
+    let status = p.admin.route("web").await.unwrap().unwrap();
+    assert_eq!(status.target("v1").unwrap().state, TargetState::Active);
+    assert_eq!(status.target("broken").unwrap().requests, 0);
+    // The engine rolls back: the route settles on v1 and the broken target is drained.
+    p.admin
+        .put_route("web", &route(listen, vec![v1.target()]))
+        .await
+        .unwrap();
+    let settled = p.wait_route("web", "settled", |s| s.settled()).await;
+    assert_eq!(
+        settled.target("broken").unwrap().state,
+        TargetState::Drained
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connect_errors_are_retried_on_another_target() {
+    let v1 = Demo::start("v1").await;
+    let mut v2 = Demo::start("v2").await;
+    let p = TestProxy::start().await;
+    let listen = free_addr();
+    let mut spec = route(listen, vec![v1.target(), v2.target()]);
+    spec.health.interval_ms = 60_000; // v2 stays "active" after it dies: only retries can hide it
+    p.admin.put_route("web", &spec).await.unwrap();
+    p.wait_route("web", "both active", |s| {
+        s.targets.iter().all(|t| t.state == TargetState::Active)
+    })
+    .await;
+    v2.kill();
+    let c = client();
+    for _ in 0..200 {
+        let (status, _, body) = get(&c, &format!("http://{listen}/"), &[]).await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "davit-demo v1\n"));
+    }
+    let metrics = p.admin.metrics().await.unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("davit_proxy_connect_errors_total{route=\"web\",target=\"v2\"}"))
+        .unwrap();
+    let errors: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(errors > 0, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn maintenance_mode_serves_503_with_the_page_and_is_remembered_in_the_route() {
+    let v1 = Demo::start("v1").await;
+    let p = TestProxy::start().await;
+    let listen = free_addr();
+    p.admin
+        .put_route("web", &route(listen, vec![v1.target()]))
+        .await
+        .unwrap();
+    p.wait_state("web", "v1", TargetState::Active).await;
+    let c = client();
+    let url = format!("http://{listen}/");
+    let status = p
+        .admin
+        .set_maintenance("web", true, Some("<h1>back soon</h1>".into()))
+        .await
+        .unwrap();
+    assert!(status.spec.maintenance.is_some());
+    let (code, headers, body) = get(&c, &url, &[]).await.unwrap();
+    assert_eq!((code, body.as_str()), (503, "<h1>back soon</h1>"));
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    p.admin.set_maintenance("web", false, None).await.unwrap();
+    let (code, _, body) = get(&c, &url, &[]).await.unwrap();
+    assert_eq!((code, body.as_str()), (200, "davit-demo v1\n"));
+    let err = p
+        .admin
+        .set_maintenance("nope", true, None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the proxy refused POST /routes/nope/maintenance: 404 no route named \"nope\""
+    );
+}
+
+/// An upstream that answers every request with the headers it got, and upgrades `Upgrade: echo`
+/// requests to a byte echo.
+async fn echo_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(|mut req: http::Request<Incoming>| async move {
+                        if req.uri().path() == "/health" {
+                            return Ok::<_, Infallible>(http::Response::new(Full::new(
+                                Bytes::from("ok"),
+                            )));
+                        }
+                        if req.headers().get("upgrade").is_some_and(|v| v == "echo") {
+                            let on = hyper::upgrade::on(&mut req);
+                            tokio::spawn(async move {
+                                let mut io = TokioIo::new(on.await.unwrap());
+                                let mut buf = [0u8; 1024];
+                                loop {
+                                    let n = io.read(&mut buf).await.unwrap_or(0);
+                                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            });
+                            let resp = http::Response::builder()
+                                .status(101)
+                                .header("connection", "upgrade")
+                                .header("upgrade", "echo")
+                                .body(Full::new(Bytes::new()))
+                                .unwrap();
+                            return Ok(resp);
+                        }
+                        let mut lines: Vec<String> = req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or("?")))
+                            .collect();
+                        lines.sort();
+                        lines.insert(
+                            0,
+                            format!("{} {} {:?}", req.method(), req.uri(), req.version()),
+                        );
+                        Ok(http::Response::new(Full::new(Bytes::from(
+                            lines.join("\n"),
+                        ))))
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upgrades_pass_through_and_count_in_flight_until_closed() {
+    let echo = echo_server().await;
+    let p = TestProxy::start().await;
+    let listen = free_addr();
+    p.admin
+        .put_route("ws", &route(listen, vec![TargetSpec::new("echo", echo)]))
+        .await
+        .unwrap();
+    p.wait_state("ws", "echo", TargetState::Active).await;
+
+    let mut s = tokio::net::TcpStream::connect(listen).await.unwrap();
+    s.write_all(b"GET /chat HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(
+            s.read(&mut b).await.unwrap(),
+            1,
+            "head cut short: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(b[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_lowercase();
+    assert!(
+        head.starts_with("http/1.1 101 switching protocols\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("upgrade: echo\r\n"), "{head}");
+    for msg in ["hello", "through the proxy"] {
+        s.write_all(msg.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; msg.len()];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(buf, msg.as_bytes());
+    }
+    let open = p.admin.route("ws").await.unwrap().unwrap();
+    assert_eq!(
+        open.target("echo").unwrap().in_flight,
+        1,
+        "the tunnel counts as in flight"
+    );
+    drop(s);
+    p.wait_route("ws", "the tunnel closed", |s| {
+        s.target("echo").unwrap().in_flight == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forwarded_headers_http2_clients_and_body_limit() {
+    let echo = echo_server().await;
+    let p = TestProxy::start().await;
+    let listen = free_addr();
+    let mut spec: RouteSpec = route(listen, vec![TargetSpec::new("echo", echo)]);
+    spec.max_body_bytes = 16;
+    p.admin.put_route("web", &spec).await.unwrap();
+    p.wait_state("web", "echo", TargetState::Active).await;
+
+    let (status, _, body) = get(
+        &client(),
+        &format!("http://{listen}/a?b=c"),
+        &[("x-forwarded-for", "10.1.2.3")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    insta::assert_snapshot!(
+        "http1_upstream_request",
+        body.replace(&listen.port().to_string(), "PORT")
+    );
+
+    let h2: hyper_util::client::legacy::Client<_, http_body_util::Empty<Bytes>> =
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    let (status, _, body) = get(&h2, &format!("http://{listen}/h2"), &[]).await.unwrap();
+    assert_eq!(status, 200);
+    insta::assert_snapshot!(
+        "http2_client_upstream_request",
+        body.replace(&listen.port().to_string(), "PORT")
+    );
+
+    let big = http::Request::post(format!("http://{listen}/upload"))
+        .body(Full::new(Bytes::from(vec![b'x'; 100])))
+        .unwrap();
+    let c: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    assert_eq!(c.request(big).await.unwrap().status(), 413);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_client_works_over_any_stream_and_refuses_bad_routes() {
+    let v1 = Demo::start("v1").await;
+    let p = TestProxy::start().await;
+    let admin_addr = p.admin_addr;
+    let dials = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = dials.clone();
+    // As the engine does over SSH: a closure that opens a stream per call.
+    let admin = AdminClient::new(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::net::TcpStream::connect(admin_addr)
+    });
+    admin.healthz().await.unwrap();
+    let listen = free_addr();
+    admin
+        .put_route("a", &route(listen, vec![v1.target()]))
+        .await
+        .unwrap();
+    let err = admin
+        .put_route("b", &route(listen, vec![v1.target()]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the proxy refused PUT /routes/b: 422 invalid route \"b\": {listen} is already the listen address of route \"a\""
+        )
+    );
+    let dup = route(free_addr(), vec![v1.target(), v1.target()]);
+    let err = admin.put_route("c", &dup).await.unwrap_err();
+    assert!(
+        err.to_string().ends_with("target id \"v1\" appears twice"),
+        "{err}"
+    );
+    let routes = admin.routes().await.unwrap();
+    assert_eq!(
+        routes.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["a"]
+    );
+    assert!(admin.delete_route("a").await.unwrap());
+    assert!(!admin.delete_route("a").await.unwrap());
+    assert_eq!(admin.route("a").await.unwrap(), None);
+    assert!(
+        tokio::net::TcpStream::connect(listen).await.is_err(),
+        "a deleted route's listener is closed"
+    );
+    assert_eq!(dials.load(std::sync::atomic::Ordering::Relaxed), 8);
+    let _ = Duration::ZERO;
+}
