@@ -15,8 +15,10 @@ pub struct SshOptions {
     pub known_hosts: Option<PathBuf>,
     /// Record unknown host keys instead of refusing them. A changed key is refused regardless.
     pub accept_new_host_keys: bool,
-    /// Use ssh-agent when `SSH_AUTH_SOCK` is set.
+    /// Use ssh-agent when `SSH_AUTH_SOCK` is set (or `agent_socket` is given).
     pub use_agent: bool,
+    /// The agent's socket; `None` is `SSH_AUTH_SOCK`.
+    pub agent_socket: Option<PathBuf>,
     /// The ssh client config to read (`HostName`, `User`, `Port`, `IdentityFile`); `None` is
     /// `~/.ssh/config`.
     pub ssh_config: Option<PathBuf>,
@@ -35,6 +37,7 @@ impl Default for SshOptions {
             known_hosts: None,
             accept_new_host_keys: false,
             use_agent: true,
+            agent_socket: None,
             ssh_config: None,
             connect_timeout: Duration::from_secs(10),
             operation_timeout: Duration::from_secs(120),

@@ -419,16 +419,19 @@ async fn authenticate(
     } else {
         Vec::new()
     };
-    let mut agent = if opts.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
-        match AgentClient::connect_env().await {
+    let agent_socket = opts
+        .agent_socket
+        .clone()
+        .or_else(|| std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()).map(PathBuf::from));
+    let mut agent = match agent_socket.filter(|_| opts.use_agent) {
+        Some(sock) => match AgentClient::connect_uds(&sock).await {
             Ok(a) => Some(a),
             Err(e) => {
-                tracing::warn!("ssh-agent (SSH_AUTH_SOCK) cannot be reached: {e}");
+                tracing::warn!("ssh-agent at {} cannot be reached: {e}", sock.display());
                 None
             }
-        }
-    } else {
-        None
+        },
+        None => None,
     };
     let agent_keys: Vec<(PublicKey, String)> = match agent.as_mut() {
         Some(a) => a
