@@ -1,7 +1,9 @@
-use crate::Error;
+use crate::known_hosts::{Verdict, check_text, host_pattern};
+use crate::{Error, HostUrl};
 
 #[test]
-fn error_display_names_what_is_unsupported() {
-    let e = Error::Unsupported("thing".into());
-    assert_eq!(e.to_string(), "not yet supported: thing");
+fn error_display_names_the_url() {
+    let e = HostUrl::parse("ftp://x").unwrap_err();
+    assert!(matches!(e, Error::InvalidUrl { .. }));
+    assert!(e.to_string().contains("ftp://x"), "{e}");
 }
