@@ -1,7 +1,7 @@
-//! Integration tests of `davit-compose`: one binary per crate.
+//! Integration tests of `davit-compose`: the differential test against the Compose v2 binary over
+//! the shared corpus, plus property tests.
 
-#[test]
-fn error_is_std_error() {
-    fn is_error<E: std::error::Error + Send + Sync + 'static>() {}
-    is_error::<davit_compose::Error>();
-}
+#[path = "compose/differential.rs"]
+mod differential;
+#[path = "compose/props.rs"]
+mod props;

@@ -2,11 +2,14 @@
 
 use std::process::ExitCode;
 
+pub mod config;
 pub mod hosts;
 pub mod lab;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// Loads compose files exactly as Docker Compose v2 does and prints the result.
+    Config(config::Args),
     /// Simulated servers on this machine: network namespaces with their own engine and sshd.
     #[command(subcommand)]
     Lab(lab::LabCommand),
@@ -17,6 +20,7 @@ pub enum Command {
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Config(a) => config::run(a),
         Command::Lab(c) => lab::run(c),
         Command::Hosts(c) => hosts::run(c),
     }

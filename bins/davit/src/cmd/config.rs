@@ -1,0 +1,97 @@
+//! `davit config`: loads compose files exactly as Docker Compose v2 does and prints the result.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use davit_compose::{FsLoader, LoadOptions, load};
+
+use crate::Usage;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Compose file(s), merged in order (default: compose.yaml & co. in the current directory).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The project directory (default: the directory of the first file).
+    #[arg(long, value_name = "DIR")]
+    pub project_directory: Option<PathBuf>,
+    /// The project name.
+    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
+    pub project_name: Option<String>,
+    /// Env file(s) for interpolation (default: .env in the project directory).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Profile(s) to enable.
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Yaml)]
+    pub format: Format,
+    /// Print the service names, one per line.
+    #[arg(long)]
+    pub services: bool,
+    /// Print the image names, one per line.
+    #[arg(long)]
+    pub images: bool,
+    /// Do not interpolate variables.
+    #[arg(long)]
+    pub no_interpolate: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    Yaml,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let cwd = std::env::current_dir()?;
+    let mut opts = LoadOptions::new(cwd).with_environment(std::env::vars());
+    opts.files = args.files;
+    opts.project_directory = args.project_directory;
+    opts.project_name = args.project_name;
+    opts.env_files = args.env_files;
+    opts.profiles = args.profiles;
+    opts.interpolate = !args.no_interpolate;
+    let project = match load(&opts, &FsLoader) {
+        Ok(p) => p,
+        Err(diags) => {
+            let mut msg = String::new();
+            for d in diags.iter() {
+                msg.push_str(&format!("\n{d}"));
+            }
+            let n = diags.iter().count();
+            return Err(Usage(format!(
+                "invalid compose project ({n} problem{}):{msg}",
+                if n == 1 { "" } else { "s" }
+            ))
+            .into());
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if args.services {
+        let mut names: Vec<&str> = project.services.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        for n in names {
+            writeln!(out, "{n}")?;
+        }
+    } else if args.images {
+        for s in &project.services {
+            let image = s
+                .image
+                .clone()
+                .unwrap_or_else(|| format!("{}-{}", project.name, s.name));
+            writeln!(out, "{image}")?;
+        }
+    } else {
+        match args.format {
+            Format::Json => match project.config_json() {
+                Ok(j) => write!(out, "{j}")?,
+                Err(e) => return Err(Usage(e.to_string()).into()),
+            },
+            Format::Yaml => write!(out, "{}", project.to_yaml_string())?,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,42 @@
+//! Property tests: the interpolation, dotenv and YAML loader code never panics, only errors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use davit_compose::{LoadOptions, Loader, interpolate, load, parse_dotenv};
+use proptest::prelude::*;
+
+struct Mem(BTreeMap<PathBuf, String>);
+
+impl Loader for Mem {
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+}
+
+fn lookup(k: &str) -> Option<String> {
+    (k.len() % 2 == 0).then(|| k.to_lowercase())
+}
+
+proptest! {
+    #[test]
+    fn interpolation_never_panics(s in "[a-zA-Z0-9_${}:?+\\-. ]{0,40}") {
+        let _ = interpolate(&s, &lookup);
+    }
+
+    #[test]
+    fn dotenv_never_panics(s in "(export )?[A-Za-z_ =:#'\"\\\\$\\n{}.-]{0,60}") {
+        let _ = parse_dotenv(&s, &lookup);
+    }
+
+    #[test]
+    fn loader_never_panics(s in "(services:\n  [a-z]{1,3}:\n    )?[a-z_:\\-\\[\\]{}&*<!\\n \"'0-9$.]{0,80}") {
+        let mut files = BTreeMap::new();
+        files.insert(PathBuf::from("/p/compose.yaml"), s);
+        let opts = LoadOptions::new("/p").with_file("compose.yaml");
+        let _ = load(&opts, &Mem(files));
+    }
+}
