@@ -1,4 +1,11 @@
-//! Integration tests of `davit-health`: one binary per crate.
+//! Integration tests of `davit-health` against real endpoints: local HTTP, TCP and TLS servers,
+//! and the lab's containers (instance 4), probed from the server's side over SSH and through the
+//! hosts' Docker engines.
+
+#[path = "health/lab.rs"]
+mod lab;
+#[path = "health/local.rs"]
+mod local;
 
 #[test]
 fn error_is_std_error() {
