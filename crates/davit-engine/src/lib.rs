@@ -8,6 +8,7 @@
 //! - [`proxyhost`]: the proxy image built in memory and its container on each host;
 //! - [`status`]: what each host runs, and logs.
 
+pub mod adapters;
 pub mod deploy;
 pub mod driver;
 mod error;

@@ -166,6 +166,8 @@ pub async fn ensure_proxy(remote: &RemoteRef, image: &ProxyImage) -> Result<(), 
                 cmd: Some(vec![
                     "--admin".into(),
                     format!("127.0.0.1:{ADMIN_PORT}"),
+                    "--state".into(),
+                    "/var/lib/davit-proxy/routes.json".into(),
                 ]),
                 labels: Some(std::collections::HashMap::from([(
                     "dev.davit.role".to_string(),
@@ -173,6 +175,13 @@ pub async fn ensure_proxy(remote: &RemoteRef, image: &ProxyImage) -> Result<(), 
                 )])),
                 host_config: Some(HostConfig {
                     network_mode: Some("host".into()),
+                    // Routes survive a restart of the proxy (or of the host).
+                    mounts: Some(vec![bollard::models::Mount {
+                        target: Some("/var/lib/davit-proxy".into()),
+                        source: Some("davit-proxy-state".into()),
+                        typ: Some(bollard::models::MountType::VOLUME),
+                        ..Default::default()
+                    }]),
                     restart_policy: Some(RestartPolicy {
                         name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                         maximum_retry_count: None,

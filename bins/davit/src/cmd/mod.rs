@@ -3,10 +3,15 @@
 use std::process::ExitCode;
 
 pub mod config;
+pub mod deploy;
 pub mod hosts;
 pub mod lab;
+pub mod logs;
 pub mod prune;
 pub mod push;
+pub mod releases;
+pub mod rollback;
+pub mod status;
 pub mod tags;
 
 #[derive(Debug, clap::Subcommand)]
@@ -25,6 +30,16 @@ pub enum Command {
     Tags(tags::TagsArgs),
     /// Delete all but the newest N tags of a repository.
     Prune(prune::PruneArgs),
+    /// Deploy the compose project to every host: zero-downtime behind the proxy, rolled back if unhealthy.
+    Deploy(deploy::Args),
+    /// Return every host to the previous (or the named) release.
+    Rollback(rollback::Args),
+    /// The release history: id, time, images by digest, outcome.
+    Releases(releases::Args),
+    /// Per host and service: release, image digest, containers and their health.
+    Status(status::Args),
+    /// Container logs of a service, from every host, prefixed by host.
+    Logs(logs::Args),
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -35,5 +50,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Push(a) => push::run(a),
         Command::Tags(a) => tags::run(a),
         Command::Prune(a) => prune::run(a),
+        Command::Deploy(a) => deploy::run(a),
+        Command::Rollback(a) => rollback::run(a),
+        Command::Releases(a) => releases::run(a),
+        Command::Status(a) => status::run(a),
+        Command::Logs(a) => logs::run(a),
     }
 }
