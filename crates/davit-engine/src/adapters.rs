@@ -3,10 +3,10 @@
 
 use async_trait::async_trait;
 
+use crate::Error;
 use crate::deploy::Resolver;
 use crate::model::{MountSpec, PortSpec, ProjectSpec, ProxySpec, ServiceSpec, default_strategy};
 use crate::remote::{Remote, Stream};
-use crate::Error;
 
 /// A host reached through `davit-ssh` (`local`, `unix://…`, `ssh://…`).
 pub struct SshRemote {
@@ -123,12 +123,16 @@ pub fn from_compose(p: &davit_compose::Project) -> Result<ProjectSpec, Error> {
             publish: x.publish,
         });
         spec.strategy = match s.davit.strategy {
-            davit_compose::Strategy::Rolling => davit_rollout::Strategy::Rolling { max_parallel: 1 },
+            davit_compose::Strategy::Rolling => {
+                davit_rollout::Strategy::Rolling { max_parallel: 1 }
+            }
             davit_compose::Strategy::BlueGreen => davit_rollout::Strategy::by_name("blue-green")
                 .unwrap_or(davit_rollout::Strategy::Rolling { max_parallel: 1 }),
             davit_compose::Strategy::Canary => davit_rollout::Strategy::by_name("canary")
                 .unwrap_or(davit_rollout::Strategy::Rolling { max_parallel: 1 }),
-            davit_compose::Strategy::Recreate => davit_rollout::Strategy::Recreate { max_parallel: 1 },
+            davit_compose::Strategy::Recreate => {
+                davit_rollout::Strategy::Recreate { max_parallel: 1 }
+            }
             _ => default_strategy(spec.proxy.is_some()),
         };
         spec.stop_grace_period = s.stop_grace_period;

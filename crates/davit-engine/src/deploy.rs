@@ -81,15 +81,25 @@ pub fn default_who() -> String {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Note {
-    Phase { message: String },
-    Plan { plan: Plan },
+    Phase {
+        message: String,
+    },
+    Plan {
+        plan: Plan,
+    },
     Service {
         service: String,
         #[serde(flatten)]
         note: DriverNote,
     },
-    ServiceDone { service: String, outcome: Outcome },
-    Recorded { release: String, outcome: ReleaseOutcome },
+    ServiceDone {
+        service: String,
+        outcome: Outcome,
+    },
+    Recorded {
+        release: String,
+        outcome: ReleaseOutcome,
+    },
 }
 
 /// A callback receiving [`Note`]s.
@@ -182,7 +192,11 @@ pub struct Report {
     pub message: Option<String>,
 }
 
-fn parallel<T, F, Fut>(items: Vec<T>, n: usize, f: F) -> impl std::future::Future<Output = Vec<Fut::Output>>
+fn parallel<T, F, Fut>(
+    items: Vec<T>,
+    n: usize,
+    f: F,
+) -> impl std::future::Future<Output = Vec<Fut::Output>>
 where
     F: Fn(T) -> Fut,
     Fut: std::future::Future,
@@ -231,10 +245,13 @@ pub async fn prepare(
     }
     for s in &mut p.services {
         if s.pinned.is_none() {
-            let pinned = resolver.pin(&s.image).await.map_err(|message| Error::Resolve {
-                image: s.image.clone(),
-                message,
-            })?;
+            let pinned = resolver
+                .pin(&s.image)
+                .await
+                .map_err(|message| Error::Resolve {
+                    image: s.image.clone(),
+                    message,
+                })?;
             s.pinned = Some(pinned);
         }
     }
@@ -462,7 +479,16 @@ pub async fn deploy(
     });
     let cancel = merge_cancel(cancel, lost_rx);
 
-    let result = execute(&project, &hosts, &the_plan, &release_id, opts, cancel, &notes).await;
+    let result = execute(
+        &project,
+        &hosts,
+        &the_plan,
+        &release_id,
+        opts,
+        cancel,
+        &notes,
+    )
+    .await;
     heart.abort();
 
     // The release, on every host, whatever the outcome.

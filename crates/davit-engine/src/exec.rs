@@ -30,7 +30,9 @@ pub struct ViaHost(pub RemoteRef);
 
 impl Connect for ViaHost {
     type Stream = Box<dyn Stream>;
-    fn connect(&self) -> impl std::future::Future<Output = std::io::Result<Box<dyn Stream>>> + Send {
+    fn connect(
+        &self,
+    ) -> impl std::future::Future<Output = std::io::Result<Box<dyn Stream>>> + Send {
         let r = self.0.clone();
         async move { r.dial_tcp("127.0.0.1", ADMIN_PORT).await }
     }
@@ -96,12 +98,18 @@ impl ServiceExec {
         names: &[String],
         weight: u32,
     ) -> Result<Vec<TargetSpec>, String> {
-        let proxy = self.svc.proxy.as_ref().ok_or("service is not behind the proxy")?;
+        let proxy = self
+            .svc
+            .proxy
+            .as_ref()
+            .ok_or("service is not behind the proxy")?;
         let docker = part.remote.docker();
         let mut out = Vec::new();
         for n in names {
             let seen = hostops::inspect(&docker, n).await?;
-            let ip = seen.ip.ok_or_else(|| format!("{n} has no network address"))?;
+            let ip = seen
+                .ip
+                .ok_or_else(|| format!("{n} has no network address"))?;
             let addr: SocketAddr = format!("{ip}:{}", proxy.port)
                 .parse()
                 .map_err(|e| format!("{n}: bad address {ip}: {e}"))?;
@@ -112,7 +120,11 @@ impl ServiceExec {
 
     async fn route(&self, host: &str, weight: u8) -> Result<(), String> {
         let part = self.part(host)?;
-        let proxy = self.svc.proxy.as_ref().ok_or("service is not behind the proxy")?;
+        let proxy = self
+            .svc
+            .proxy
+            .as_ref()
+            .ok_or("service is not behind the proxy")?;
         let new = lock(&part.new).clone();
         let w = u32::from(weight);
         let mut targets = Vec::new();
@@ -192,8 +204,10 @@ impl ServiceExec {
         let admin = admin(part.remote.clone());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
         loop {
-            let status: Option<RouteStatus> =
-                admin.route(&name).await.map_err(|e| format!("proxy: {e}"))?;
+            let status: Option<RouteStatus> = admin
+                .route(&name)
+                .await
+                .map_err(|e| format!("proxy: {e}"))?;
             let busy: Vec<String> = status
                 .map(|s| {
                     s.targets

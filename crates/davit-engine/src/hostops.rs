@@ -140,7 +140,10 @@ pub fn network_name(project: &str, name: &str) -> String {
 pub async fn ensure_network(docker: &Docker, project: &str, name: &str) -> Result<(), String> {
     let full = network_name(project, name);
     if docker
-        .inspect_network(&full, None::<bollard::query_parameters::InspectNetworkOptions>)
+        .inspect_network(
+            &full,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
         .await
         .is_ok()
     {
@@ -405,15 +408,12 @@ pub async fn inspect(docker: &Docker, name: &str) -> Result<Seen, String> {
         .await
         .map_err(|e| derr(&format!("inspecting {name}"), e))?;
     let state = c.state.unwrap_or_default();
-    let ip = c
-        .network_settings
-        .and_then(|n| n.networks)
-        .and_then(|n| {
-            let m: BTreeMap<_, _> = n.into_iter().collect();
-            m.into_values()
-                .filter_map(|e| e.ip_address)
-                .find(|ip| !ip.is_empty())
-        });
+    let ip = c.network_settings.and_then(|n| n.networks).and_then(|n| {
+        let m: BTreeMap<_, _> = n.into_iter().collect();
+        m.into_values()
+            .filter_map(|e| e.ip_address)
+            .find(|ip| !ip.is_empty())
+    });
     Ok(Seen {
         running: state.running.unwrap_or(false) && !state.restarting.unwrap_or(false),
         health: state

@@ -152,7 +152,10 @@ impl ServiceSpec {
             h.update(v.as_bytes());
             h.update([0]);
         }
-        h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+        h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// `com.docker.compose.config-hash`: a hash of everything that makes a container differ (the

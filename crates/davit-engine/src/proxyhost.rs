@@ -112,8 +112,7 @@ pub struct ProxyImage {
 impl ProxyImage {
     /// Reads the static binary at `path`.
     pub fn from_binary(path: &Path) -> Result<ProxyImage, String> {
-        let data =
-            std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let data = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
         if !is_static_elf(&data) {
             return Err(format!(
                 "{} is not a static executable: build it with RUSTFLAGS=\"-C target-feature=+crt-static\" --target x86_64-unknown-linux-gnu",

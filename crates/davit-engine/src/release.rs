@@ -14,8 +14,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bollard::models::{ContainerCreateBody, ContainerUpdateBody, RestartPolicy, RestartPolicyNameEnum};
-use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions, ListContainersOptions};
+use bollard::models::{
+    ContainerCreateBody, ContainerUpdateBody, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::hostops;
@@ -320,7 +324,10 @@ pub async fn acquire(
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 409, ..
             }) => {
-                let Some(h) = read_lock(remote, &name).await.map_err(LockRefused::Failed)? else {
+                let Some(h) = read_lock(remote, &name)
+                    .await
+                    .map_err(LockRefused::Failed)?
+                else {
                     continue;
                 };
                 let expired = unix_now().saturating_sub(h.heartbeat) > ttl.as_secs();
@@ -331,10 +338,17 @@ pub async fn acquire(
                     .await
                     .map_err(LockRefused::Failed)?;
             }
-            Err(e) => return Err(LockRefused::Failed(hostops::derr("taking the deploy lock", e))),
+            Err(e) => {
+                return Err(LockRefused::Failed(hostops::derr(
+                    "taking the deploy lock",
+                    e,
+                )));
+            }
         }
     }
-    Err(LockRefused::Failed("the deploy lock keeps changing hands".into()))
+    Err(LockRefused::Failed(
+        "the deploy lock keeps changing hands".into(),
+    ))
 }
 
 /// Stamps the lease's heartbeat. Fails when the lease was lost (taken over after expiring).

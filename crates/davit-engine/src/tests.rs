@@ -6,7 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 
-use davit_rollout::{Config, Event, Gates, HostSpec, Metrics, Outcome, Rollout, Step, Strategy, Version};
+use davit_rollout::{
+    Config, Event, Gates, HostSpec, Metrics, Outcome, Rollout, Step, Strategy, Version,
+};
 
 use crate::driver::{DriverNote, Executor, Observer, drive};
 use crate::model::{ProjectSpec, ServiceSpec};

@@ -49,7 +49,10 @@ pub struct ProjectArgs {
 }
 
 impl ProjectArgs {
-    fn load_options(&self, extra: &std::collections::BTreeMap<String, String>) -> anyhow::Result<LoadOptions> {
+    fn load_options(
+        &self,
+        extra: &std::collections::BTreeMap<String, String>,
+    ) -> anyhow::Result<LoadOptions> {
         let cwd = std::env::current_dir()?;
         let mut env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
         for (k, v) in extra {
@@ -180,15 +183,17 @@ fn duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let strategy = match &args.strategy {
         None => None,
-        Some(s) => Some(match Strategy::by_name(s).map_err(|e| Usage(e.to_string()))? {
-            Strategy::Rolling { .. } => Strategy::Rolling {
-                max_parallel: args.max_parallel.max(1),
+        Some(s) => Some(
+            match Strategy::by_name(s).map_err(|e| Usage(e.to_string()))? {
+                Strategy::Rolling { .. } => Strategy::Rolling {
+                    max_parallel: args.max_parallel.max(1),
+                },
+                Strategy::Recreate { .. } => Strategy::Recreate {
+                    max_parallel: args.max_parallel.max(1),
+                },
+                other => other,
             },
-            Strategy::Recreate { .. } => Strategy::Recreate {
-                max_parallel: args.max_parallel.max(1),
-            },
-            other => other,
-        }),
+        ),
     };
     let gates = Gates {
         min_healthy_time: duration("--min-healthy-time", &args.min_healthy_time)?,
@@ -206,7 +211,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ..Options::default()
     };
     let rt = runtime()?;
-    rt.block_on(run_deploy(project, urls, opts, &args.project.ssh, args.json))
+    rt.block_on(run_deploy(
+        project,
+        urls,
+        opts,
+        &args.project.ssh,
+        args.json,
+    ))
 }
 
 /// Prepares, connects, deploys and reports; shared by `deploy` and `rollback`.
@@ -233,7 +244,7 @@ pub async fn run_deploy(
             let _ = cancel_tx.send(true);
         }
     });
-    let progress = Progress::new(json);
+    let progress = Progress::new(json, opts.dry_run);
     let p = progress.clone();
     let notes: Notes = Arc::new(move |n: &Note| p.note(n));
     let result = davit_engine::deploy(project, hosts, &opts, None, cancel_rx, notes).await;
@@ -277,12 +288,13 @@ pub async fn run_deploy(
 #[derive(Clone)]
 struct Progress {
     json: bool,
+    dry_run: bool,
     bar: Option<indicatif::ProgressBar>,
     out: Arc<Mutex<()>>,
 }
 
 impl Progress {
-    fn new(json: bool) -> Progress {
+    fn new(json: bool, dry_run: bool) -> Progress {
         let bar = (!json).then(|| {
             let b = indicatif::ProgressBar::new_spinner();
             b.enable_steady_tick(Duration::from_millis(120));
@@ -290,6 +302,7 @@ impl Progress {
         });
         Progress {
             json,
+            dry_run,
             bar,
             out: Arc::new(Mutex::new(())),
         }
@@ -308,6 +321,8 @@ impl Progress {
         let Some(bar) = &self.bar else { return };
         match n {
             Note::Phase { message } => bar.set_message(message.clone()),
+            // A dry run prints its plan on stdout at the end.
+            Note::Plan { .. } if self.dry_run => {}
             Note::Plan { plan } => bar.println(plan.render().trim_end()),
             Note::Service { service, note } => match note {
                 DriverNote::Action { action, .. } => match action {

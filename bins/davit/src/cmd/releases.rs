@@ -20,14 +20,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let hosts = connect(&urls, &args.project.ssh).await?;
         let list = davit_engine::deploy::releases(&name, &hosts).await?;
         if args.json {
-            println!("{}", serde_json::json!({ "project": name, "releases": list }));
+            println!(
+                "{}",
+                serde_json::json!({ "project": name, "releases": list })
+            );
             return Ok(ExitCode::SUCCESS);
         }
         if list.is_empty() {
             println!("no release of {name} on these hosts");
             return Ok(ExitCode::SUCCESS);
         }
-        println!("{:<22} {:<22} {:<20} {:<18} IMAGES", "RELEASE", "TIME", "OUTCOME", "WHO");
+        println!(
+            "{:<22} {:<22} {:<20} {:<18} IMAGES",
+            "RELEASE", "TIME", "OUTCOME", "WHO"
+        );
         for r in &list {
             let images: Vec<String> = r
                 .services

@@ -22,7 +22,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let report = davit_engine::status::status(&name, &hosts).await;
         let ok = report.iter().all(|h| h.ok);
         if args.json {
-            println!("{}", serde_json::json!({ "project": name, "hosts": report }));
+            println!(
+                "{}",
+                serde_json::json!({ "project": name, "hosts": report })
+            );
         } else {
             for h in &report {
                 match &h.error {
@@ -54,6 +57,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
     })
 }
