@@ -8,7 +8,7 @@ root=$PWD
 cargo build -q --release --locked --bin davit
 # The proxy runs in an empty image on each server: it must be a static binary.
 RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$root/target/static" \
-  cargo build -q --release --locked --target x86_64-unknown-linux-gnu -p davit-proxy -p davit-demo
+  cargo build -q --release --locked --target x86_64-unknown-linux-gnu -p davit-proxy-bin -p davit-demo
 export DAVIT_DEMO_BIN="$root/target/static/x86_64-unknown-linux-gnu/release/davit-demo"
 export DAVIT_PROXY_BIN="$root/target/static/x86_64-unknown-linux-gnu/release/davit-proxy"
 davit="$root/target/release/davit"
