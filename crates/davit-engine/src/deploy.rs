@@ -378,20 +378,22 @@ pub async fn deploy(
             message: m.to_string(),
         })
     };
+    // The proxy image is found before any host is read: a missing binary is bad input.
+    let image = match (proxy_image, opts.dry_run) {
+        (Some(i), _) => Some(i),
+        (None, true) => None,
+        (None, false) => {
+            let bin = proxyhost::find_proxy_binary().map_err(Error::Input)?;
+            Some(ProxyImage::from_binary(&bin).map_err(Error::Input)?)
+        }
+    };
     phase("reading what each host runs");
     let the_plan = plan(&project, &hosts, &release_id, opts.parallel).await?;
     notes(&Note::Plan {
         plan: the_plan.clone(),
     });
-    if opts.dry_run {
+    let Some(image) = image.filter(|_| !opts.dry_run) else {
         return Ok((the_plan, None));
-    }
-    let image = match proxy_image {
-        Some(i) => i,
-        None => {
-            let bin = proxyhost::find_proxy_binary().map_err(Error::Input)?;
-            ProxyImage::from_binary(&bin).map_err(Error::Input)?
-        }
     };
     let needs_proxy = project.services.iter().any(|s| s.proxy.is_some());
     phase(if needs_proxy {

@@ -708,3 +708,87 @@ fn dry_run_plans_and_touches_nothing() {
         .unwrap();
     assert!(left.is_empty());
 }
+
+#[test]
+fn sshd_stopped_mid_deploy_fails_no_request_and_a_rerun_converges() {
+    let _g = serial();
+    let env = env();
+    let all = env.hosts(3);
+    let hosts = vec![all[2].clone()];
+    let addrs = vec![env.info.hosts[2].address.clone()];
+    let (name, port) = ("sshcut", 8107);
+    clean(&env, &hosts, name);
+    let r = env
+        .deploy(
+            &env.project(name, port, "v1", rolling()),
+            &hosts,
+            &opts(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+
+    // Cut SSH as soon as the new containers are started.
+    let cut = Arc::new(AtomicBool::new(false));
+    let c = cut.clone();
+    let notes: Notes = Arc::new(move |n: &Note| {
+        if let Note::Service {
+            note:
+                DriverNote::Event {
+                    event:
+                        davit_rollout::Event::Completed {
+                            step: Step::StartNew,
+                            ..
+                        },
+                    ..
+                },
+            ..
+        } = n
+            && !c.swap(true, Ordering::SeqCst)
+        {
+            let (lab, _) = davit_lab::for_tests(INSTANCE, HOSTS);
+            lab.stop_sshd(3);
+        }
+    });
+    let load = Load::start(&addrs, port);
+    let quick = Options {
+        gates: Gates {
+            healthy_deadline: Duration::from_secs(10),
+            ..opts().gates
+        },
+        ..opts()
+    };
+    let r = env.deploy(
+        &env.project(name, port, "v2", rolling()),
+        &hosts,
+        &quick,
+        Some(notes),
+    );
+    let (served, failed, errors, _) = load.stop();
+    env.lab.start_sshd(3).expect("sshd back");
+    assert!(cut.load(Ordering::SeqCst), "SSH was never cut");
+    // Stopping sshd refuses new connections; davit's established connection may carry on. Either
+    // the deploy finished, or it failed and the old version still serves: never a failed request.
+    let finished = matches!(&r, Ok(rep) if rep.outcome == ReleaseOutcome::Succeeded);
+    eprintln!(
+        "deploy with sshd stopped: {:?}",
+        r.as_ref().map(|rep| (&rep.outcome, &rep.message))
+    );
+    assert_eq!(failed, 0, "requests failed: {errors:?}");
+    assert!(served > 10);
+    assert_serves(&addrs, port, if finished { "v2" } else { "v1" });
+
+    // The dead deploy's lock (if it could not remove it) expires; a re-run converges on v2.
+    std::thread::sleep(Duration::from_secs(8));
+    let hosts = vec![env.hosts(3)[2].clone()];
+    let r = env
+        .deploy(
+            &env.project(name, port, "v2", rolling()),
+            &hosts,
+            &opts(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    assert_serves(&addrs, port, "v2");
+}
