@@ -22,11 +22,7 @@ impl std::fmt::Display for Usage {
 impl std::error::Error for Usage {}
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "davit",
-    version,
-    about = "Zero-downtime deploys of compose projects to your own servers."
-)]
+#[command(name = "davit", version, about = "Zero-downtime deploys of compose projects to your own servers.")]
 struct Cli {
     #[command(subcommand)]
     command: cmd::Command,
@@ -35,8 +31,7 @@ struct Cli {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DAVIT_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("DAVIT_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

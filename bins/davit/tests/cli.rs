@@ -1,12 +1,11 @@
 //! The `davit` command line as users run it.
 
+#[path = "cli/config.rs"] mod config;
+
 use std::process::Command;
 
 fn davit(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_davit"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_davit")).args(args).output().unwrap()
 }
 
 #[test]
@@ -14,10 +13,7 @@ fn lab_up_refuses_negative_host_counts() {
     let out = davit(&["lab", "up", "--hosts", "-1"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--hosts -1") && err.contains("0 to 64"),
-        "{err}"
-    );
+    assert!(err.contains("--hosts -1") && err.contains("0 to 64"), "{err}");
 }
 
 #[test]
@@ -25,10 +21,7 @@ fn lab_up_refuses_too_many_hosts() {
     let out = davit(&["lab", "up", "--hosts", "500"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--hosts 500") && err.contains("0 to 64"),
-        "{err}"
-    );
+    assert!(err.contains("--hosts 500") && err.contains("0 to 64"), "{err}");
 }
 
 #[test]

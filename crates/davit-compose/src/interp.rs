@@ -1,6 +1,7 @@
 //! Variable interpolation as Compose does it: `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`,
 //! `${VAR:?message}`, `${VAR?message}`, `${VAR:+replacement}`, `${VAR+replacement}`, nesting in the
-//! default part, and `$$` for a literal `$`. Only values are interpolated, never keys.
+//! default part, and `$$` for a literal `$` (a `$` followed by anything else is kept as is). Only
+//! values are interpolated, never keys.
 
 use std::fmt;
 
@@ -45,13 +46,27 @@ pub fn interpolate(
     template: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, InterpolationError> {
-    interpolate_depth(template, lookup, 0)
+    interpolate_depth(template, lookup, 0, &mut Vec::new())
+}
+
+/// Like [`interpolate`], also collecting the variables used without a default that are unset
+/// (Compose warns about them and uses an empty string).
+///
+/// # Errors
+/// As [`interpolate`].
+pub fn interpolate_collecting(
+    template: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    unset: &mut Vec<String>,
+) -> Result<String, InterpolationError> {
+    interpolate_depth(template, lookup, 0, unset)
 }
 
 fn interpolate_depth(
     template: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     depth: usize,
+    unset: &mut Vec<String>,
 ) -> Result<String, InterpolationError> {
     if depth > 64 {
         return Err(InterpolationError {
@@ -70,7 +85,11 @@ fn interpolate_depth(
         }
         out.push_str(&template[lit..i]);
         let Some(&next) = b.get(i + 1) else {
-            return Err(invalid(template));
+            // A `$` at the end stays a literal `$`, as in Compose.
+            out.push('$');
+            i += 1;
+            lit = i;
+            continue;
         };
         if next == b'$' {
             out.push('$');
@@ -80,7 +99,11 @@ fn interpolate_depth(
             while j < b.len() && is_name_char(b[j]) {
                 j += 1;
             }
-            out.push_str(&lookup(&template[i + 1..j]).unwrap_or_default());
+            let name = &template[i + 1..j];
+            match lookup(name) {
+                Some(v) => out.push_str(&v),
+                None => unset.push(name.to_owned()),
+            }
             i = j;
         } else if next == b'{' {
             // Find the closing brace, counting nested `${`.
@@ -105,10 +128,12 @@ fn interpolate_depth(
                 return Err(invalid(template));
             };
             let inner = &template[i + 2..close];
-            out.push_str(&braced(inner, template, lookup, depth)?);
+            out.push_str(&braced(inner, template, lookup, depth, unset)?);
             i = close + 1;
         } else {
-            return Err(invalid(template));
+            // `$` not followed by a name, `{` or `$` stays a literal `$`, as in Compose.
+            out.push('$');
+            i += 1;
         }
         lit = i;
     }
@@ -121,6 +146,7 @@ fn braced(
     template: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     depth: usize,
+    unset: &mut Vec<String>,
 ) -> Result<String, InterpolationError> {
     let b = inner.as_bytes();
     if b.is_empty() || !is_name_start(b[0]) {
@@ -132,14 +158,17 @@ fn braced(
     }
     let name = &inner[..j];
     if j == b.len() {
-        return Ok(lookup(name).unwrap_or_default());
+        return Ok(lookup(name).unwrap_or_else(|| {
+            unset.push(name.to_owned());
+            String::new()
+        }));
     }
     let (colon, op, arg) = match (b[j], b.get(j + 1)) {
         (b':', Some(&c)) if matches!(c, b'-' | b'+' | b'?') => (true, c, &inner[j + 2..]),
         (c, _) if matches!(c, b'-' | b'+' | b'?') => (false, c, &inner[j + 1..]),
         _ => return Err(invalid(template)),
     };
-    let arg = interpolate_depth(arg, lookup, depth + 1)?;
+    let arg = interpolate_depth(arg, lookup, depth + 1, unset)?;
     let value = lookup(name);
     let set_for_op = |v: &Option<String>| match v {
         None => false,

@@ -13,13 +13,16 @@
 //!         for service in &project.services {     // dependency order: dependencies first
 //!             println!("{} {:?}", service.name, service.image);
 //!         }
-//!         println!("{}", project.to_json_string()); // same JSON as `docker compose config --format json`
+//!         for w in &project.warnings {                // unset variables, as Compose warns
+//!             eprintln!("warning: {w}");
+//!         }
+//!         println!("{}", project.config_json().unwrap()); // `docker compose config --format json`
 //!     }
-//!     Err(diagnostics) => eprintln!("{diagnostics:?}"), // every problem, at file:line:column
+//!     Err(diagnostics) => eprintln!("{diagnostics}"), // every problem, at file:line:column
 //! }
 //! ```
 //!
-//! The pipeline: [`yaml`] (positioned node tree, anchors, merge keys, `!reset`/`!override`) →
+//! The pipeline: `yaml` (positioned node tree, anchors, merge keys, `!reset`/`!override`) →
 //! interpolation (`interp`) → includes, extends and multi-file merge (`merge`) → profiles →
 //! normalisation to Compose's canonical JSON (`normalize`) → validation → the typed [`Project`].
 
@@ -32,12 +35,12 @@ mod merge;
 mod model;
 mod normalize;
 mod schema;
-pub mod yaml;
+mod yaml;
 
 pub use diag::{Diagnostic, Diagnostics, Severity};
-pub use dotenv::parse_dotenv;
+pub use dotenv::{DotenvError, parse_dotenv};
 pub use error::Error;
-pub use interp::{InterpolationError, interpolate};
+pub use interp::{InterpolationError, interpolate, interpolate_collecting};
 pub use loader::{FsLoader, LoadOptions, Loader, load};
 pub use model::{
     DavitEnvironment, DavitService, Dependency, DependencyCondition, EnvFile, Healthcheck, Port,

@@ -126,6 +126,18 @@ impl Ctx<'_> {
         self.diags.push(d);
     }
 
+    pub fn warn(&mut self, pos: Pos, message: impl Into<String>, hint: &str) {
+        let file = self
+            .files
+            .get(pos.file as usize)
+            .cloned()
+            .unwrap_or_default();
+        let mut d =
+            Diagnostic::error(file, pos.line as usize, pos.col as usize, message).with_hint(hint);
+        d.severity = crate::Severity::Warning;
+        self.diags.push(d);
+    }
+
     pub fn file_id(&mut self, p: &Path) -> u32 {
         if let Some(i) = self.files.iter().position(|f| f == p) {
             return i as u32;
@@ -160,6 +172,13 @@ const OVERRIDE_FILES: [&str; 4] = [
 /// # Errors
 /// Every problem found in the input, each at `file:line:column` where it applies.
 pub fn load(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Diagnostics> {
+    load_inner(opts, fs).map_err(|mut d| {
+        d.0.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        d
+    })
+}
+
+fn load_inner(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Diagnostics> {
     let mut ctx = Ctx {
         fs,
         files: Vec::new(),
@@ -268,6 +287,46 @@ pub fn load(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Diagn
         return Err(ctx.diags);
     }
 
+    // The project name is known before interpolation: `${COMPOSE_PROJECT_NAME}` expands to it.
+    if !env.contains_key("COMPOSE_PROJECT_NAME") || opts.project_name.is_some() {
+        let mut name_node: Option<Node> = None;
+        for f in &files {
+            if let Ok(src) = fs.read(f) {
+                if let Ok(Some(doc)) = yaml::parse(&src, u32::MAX) {
+                    if let Some(n) = doc.get("name") {
+                        let mut n = n.clone();
+                        if let Some(x) = n.as_str() {
+                            let lookup = |k: &str| env.get(k).cloned();
+                            if let Ok(v) = crate::interp::interpolate(x, &lookup) {
+                                n.value = Value::Str(v);
+                            }
+                        }
+                        name_node = Some(n);
+                    }
+                }
+            }
+        }
+        let mut probe = Node::new(Value::Map(yaml::Map::new()));
+        if let (Some(n), Some(m)) = (name_node, probe.as_map_mut()) {
+            m.insert("name".into(), (Pos::default(), n));
+        }
+        let mut scratch = Ctx {
+            fs,
+            files: Vec::new(),
+            diags: Diagnostics::default(),
+            interpolate: false,
+            home: None,
+        };
+        let name = crate::normalize::project_name(
+            opts.project_name.as_deref(),
+            &env,
+            &probe,
+            &project_dir,
+            &mut scratch,
+        );
+        env.insert("COMPOSE_PROJECT_NAME".into(), name);
+    }
+
     // Load and merge every file.
     let mut model: Option<Node> = None;
     for f in &files {
@@ -278,9 +337,6 @@ pub fn load(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Diagn
                 Some(m) => merge_into(m, node, &mut ctx),
             }
         }
-    }
-    if ctx.failed() {
-        return Err(ctx.diags);
     }
     let Some(model) = model else {
         return Err(ctx.diags);
@@ -306,17 +362,26 @@ pub fn load(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Diagn
         &project_dir,
         &mut ctx,
     );
-    let json = crate::normalize::finalize(model, &name, &profiles, &project_dir, &env, &mut ctx);
+    let json = if opts.interpolate {
+        crate::normalize::finalize(model, &name, &profiles, &project_dir, &env, &mut ctx)
+    } else {
+        Some(crate::normalize::finalize_raw(model, &name, &profiles))
+    };
     if ctx.failed() {
         return Err(ctx.diags);
     }
     let Some(json) = json else {
         return Err(ctx.diags);
     };
-    match crate::model::build(json, project_dir) {
-        Ok(p) => Ok(p),
-        Err(d) => Err(d),
-    }
+    let warnings: Vec<Diagnostic> = ctx
+        .diags
+        .0
+        .into_iter()
+        .filter(|d| d.severity == crate::Severity::Warning)
+        .collect();
+    let mut p = crate::model::build(json, project_dir, opts.interpolate)?;
+    p.warnings = warnings;
+    Ok(p)
 }
 
 /// Reads, parses, interpolates and canonicalises one file, with its includes and extends applied.
@@ -350,20 +415,8 @@ pub(crate) fn load_file(
             return None;
         }
     };
-    let node = match yaml::parse(&src, id) {
-        Ok(Some(n)) => n,
-        Ok(None) => {
-            ctx.error(
-                Pos {
-                    file: id,
-                    line: 1,
-                    col: 1,
-                },
-                "empty compose file",
-                Some("add a `services:` section"),
-            );
-            return None;
-        }
+    let docs = match yaml::parse_all(&src, id) {
+        Ok(d) => d,
         Err(e) => {
             ctx.error(
                 e.pos,
@@ -373,6 +426,36 @@ pub(crate) fn load_file(
             return None;
         }
     };
+    let mut merged: Option<Node> = None;
+    for doc in docs {
+        let n = process_document(ctx, doc, path, project_dir, env, stack)?;
+        match &mut merged {
+            None => merged = Some(n),
+            Some(m) => merge_into(m, n, ctx),
+        }
+    }
+    if merged.is_none() {
+        ctx.error(
+            Pos {
+                file: id,
+                line: 1,
+                col: 1,
+            },
+            "empty compose file",
+            Some("add a `services:` section"),
+        );
+    }
+    merged
+}
+
+fn process_document(
+    ctx: &mut Ctx<'_>,
+    node: Node,
+    path: &Path,
+    project_dir: &Path,
+    env: &Env,
+    stack: &mut Vec<PathBuf>,
+) -> Option<Node> {
     if !matches!(node.value, Value::Map(_)) {
         if matches!(node.value, Value::Null) {
             ctx.error(
@@ -393,16 +476,13 @@ pub(crate) fn load_file(
     if ctx.interpolate {
         crate::normalize::interpolate_tree(&mut node, env, ctx);
     }
-    let before = ctx.diags.0.len();
-    crate::schema::validate(&node, ctx);
-    if ctx.diags.0.len() > before {
-        return None;
+    if ctx.interpolate {
+        // Schema problems are recorded and loading goes on, so later stages report theirs too.
+        crate::schema::validate(&node, ctx);
+        crate::normalize::canonical_file(&mut node, project_dir, ctx);
+    } else {
+        crate::normalize::canonical_raw(&mut node);
     }
-    let base = path
-        .parent()
-        .map_or_else(|| project_dir.to_path_buf(), Path::to_path_buf);
-    let _ = base;
-    crate::normalize::canonical_file(&mut node, project_dir, ctx);
 
     // include
     stack.push(path.to_path_buf());
@@ -527,7 +607,7 @@ fn load_include(
 /// Map helper: the string values of a sequence node.
 pub(crate) fn strings(n: &Node) -> Vec<String> {
     match &n.value {
-        Value::Seq(v) => v.iter().filter_map(|x| scalar_string(x)).collect(),
+        Value::Seq(v) => v.iter().filter_map(scalar_string).collect(),
         _ => scalar_string(n).into_iter().collect(),
     }
 }
@@ -543,12 +623,32 @@ pub(crate) fn scalar_string(n: &Node) -> Option<String> {
     }
 }
 
-/// Formats a float as Go's `%v` does for float64.
+/// Formats a float as Go's `%v` does for float64 (shortest form, exponent below 1e-4 and from 1e21).
 pub(crate) fn go_float(f: f64) -> String {
-    if f.fract() == 0.0 && f.abs() < 1e21 {
-        format!("{f:.0}")
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    let e = format!("{f:e}");
+    let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..21).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mant}e{sign}{:02}", exp.abs())
     } else {
-        let s = format!("{f}");
-        s
+        format!("{f}")
     }
 }

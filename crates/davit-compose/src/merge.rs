@@ -8,7 +8,8 @@ use crate::yaml::{Map, Node, Pos, Tag, Value};
 
 /// Merges `over` into `base` (both whole compose documents).
 pub(crate) fn merge_into(base: &mut Node, over: Node, ctx: &mut Ctx<'_>) {
-    merge_at(base, over, &[], ctx);
+    let _ = ctx;
+    merge_at(base, over, &[]);
 }
 
 fn is_replace(path: &[&str]) -> bool {
@@ -26,13 +27,13 @@ fn is_replace(path: &[&str]) -> bool {
 fn seq_key(path: &[&str], item: &Node) -> Option<String> {
     let field = match path {
         ["services", _, f] => *f,
-        ["services", _, "build", f] => match *f {
-            "tags" | "platforms" | "cache_from" | "cache_to" | "secrets" => {
-                return Some(format!("{:?}", item.to_json()));
-            }
-            _ => return None,
-        },
-        ["services", _, "networks", _, "aliases" | "link_local_ips"] => {
+        [
+            "services",
+            _,
+            "build",
+            "tags" | "platforms" | "cache_from" | "cache_to" | "secrets",
+        ]
+        | ["services", _, "networks", _, "aliases" | "link_local_ips"] => {
             return Some(format!("{:?}", item.to_json()));
         }
         _ => return None,
@@ -59,6 +60,7 @@ fn seq_key(path: &[&str], item: &Node) -> Option<String> {
         "env_file" | "label_file" => Some(s("path")),
         "devices" => Some(s("target")),
         "expose"
+        | "extra_hosts"
         | "dns"
         | "dns_opt"
         | "dns_search"
@@ -76,7 +78,28 @@ fn seq_key(path: &[&str], item: &Node) -> Option<String> {
     }
 }
 
-fn merge_at(base: &mut Node, over: Node, path: &[&str], ctx: &mut Ctx<'_>) {
+/// Removes duplicates from a sequence whose items are unique by key: a later item replaces the
+/// earlier one in place (Compose's `EnforceUnicity`).
+pub(crate) fn dedupe(path: &[&str], items: &mut Vec<Node>) {
+    let mut out: Vec<Node> = Vec::with_capacity(items.len());
+    let mut keys: Vec<Option<String>> = Vec::with_capacity(items.len());
+    for it in items.drain(..) {
+        let key = seq_key(path, &it);
+        match key
+            .as_ref()
+            .and_then(|k| keys.iter().position(|x| x.as_ref() == Some(k)))
+        {
+            Some(i) => out[i] = it,
+            None => {
+                keys.push(key);
+                out.push(it);
+            }
+        }
+    }
+    *items = out;
+}
+
+fn merge_at(base: &mut Node, over: Node, path: &[&str]) {
     if over.tag == Some(Tag::Override) || is_replace(path) {
         let mut o = over;
         o.tag = None;
@@ -109,7 +132,7 @@ fn merge_at(base: &mut Node, over: Node, path: &[&str], ctx: &mut Ctx<'_>) {
                         {
                             continue;
                         }
-                        merge_at(b, v, &sub, ctx);
+                        merge_at(b, v, &sub);
                     }
                     None => {
                         let mut v = v;

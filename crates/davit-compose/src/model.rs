@@ -22,21 +22,32 @@ pub struct Project {
     pub services: Vec<Service>,
     /// Top-level `x-davit.environments`, by name (`davit deploy --env NAME`).
     pub environments: BTreeMap<String, DavitEnvironment>,
-    /// The canonical document (`docker compose config --format json`).
+    /// Warnings Compose would print (unset variables), each at its position.
+    pub warnings: Vec<crate::Diagnostic>,
+    /// The canonical document, values unescaped (a `$` is a `$`).
     pub(crate) json: serde_json::Value,
+    /// Whether variables were interpolated (then `config` output escapes `$` as `$$`).
+    pub(crate) interpolated: bool,
 }
 
 impl Project {
-    /// The canonical document, identical to `docker compose config --format json`.
+    /// The canonical document with real values: what `docker compose config --format json` prints,
+    /// except that Compose escapes every `$` as `$$` in its output (see [`Project::to_json_string`]).
     #[must_use]
     pub fn to_json(&self) -> &serde_json::Value {
         &self.json
     }
 
-    /// The canonical document as Compose prints it (two-space indented JSON).
+    /// The canonical document exactly as `docker compose config --format json` prints it
+    /// (two-space indented; `$` escaped as `$$` unless loaded with interpolation off).
     #[must_use]
     pub fn to_json_string(&self) -> String {
-        serde_json::to_string_pretty(&self.json).unwrap_or_default()
+        let s = serde_json::to_string_pretty(&self.json).unwrap_or_default();
+        if self.interpolated {
+            s.replace('$', "$$")
+        } else {
+            s
+        }
     }
 
     /// What `docker compose config --format json` prints, or the error it fails with: Compose
@@ -63,7 +74,12 @@ impl Project {
     /// The canonical document as YAML (`docker compose config --format yaml`).
     #[must_use]
     pub fn to_yaml_string(&self) -> String {
-        crate::yaml::to_yaml_string(&self.json)
+        let s = crate::yaml::to_yaml_string(&self.json);
+        if self.interpolated {
+            s.replace('$', "$$")
+        } else {
+            s
+        }
     }
 
     /// The service called `name`, if enabled.
@@ -325,7 +341,8 @@ fn str_of(v: Option<&J>) -> Option<String> {
     v.and_then(J::as_str).map(String::from)
 }
 
-fn service_from(name: &str, s: &J, env_files: Option<&J>, errs: &mut Diagnostics) -> Service {
+fn service_from(name: &str, s: &J, side: Option<&J>, errs: &mut Diagnostics) -> Service {
+    let env_files = side.and_then(|x| x.get("env_file"));
     let g = |k: &str| s.get(k);
     let mut svc = Service {
         name: name.to_owned(),
@@ -443,7 +460,7 @@ fn service_from(name: &str, s: &J, env_files: Option<&J>, errs: &mut Diagnostics
         svc.networks = n.keys().cloned().collect();
         svc.networks.sort();
     }
-    svc.davit = davit_service(name, g("x-davit"), errs);
+    svc.davit = davit_service(name, side.and_then(|x| x.get("x-davit")), errs);
     svc
 }
 
@@ -545,27 +562,21 @@ fn num_u16(v: &J) -> Option<u16> {
     u16::try_from(n).ok().filter(|p| *p > 0)
 }
 
-/// Orders services so that every service comes after its dependencies (ties by name).
+/// Orders services so that every service comes after its dependencies (ties by name). Cycles are
+/// refused earlier, so every service is placed.
 fn dependency_order(mut services: Vec<Service>) -> Vec<Service> {
     services.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut out: Vec<Service> = Vec::with_capacity(services.len());
+    let names: std::collections::HashSet<String> =
+        services.iter().map(|s| s.name.clone()).collect();
     let mut placed: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut out: Vec<Service> = Vec::with_capacity(services.len());
     while !services.is_empty() {
-        let idx = services
-            .iter()
-            .position(|s| {
-                s.depends_on.iter().all(|d| {
-                    placed.contains(&d.service)
-                        || !services.iter().any(|o| o.name == d.service)
-                            && !out.iter().all(|o| o.name != d.service)
-                })
-            })
-            .or_else(|| {
-                services
-                    .iter()
-                    .position(|s| s.depends_on.iter().all(|d| placed.contains(&d.service)))
-            })
-            .unwrap_or(0);
+        let ready = |s: &Service| {
+            s.depends_on
+                .iter()
+                .all(|d| placed.contains(&d.service) || !names.contains(&d.service))
+        };
+        let idx = services.iter().position(ready).unwrap_or(0);
         let s = services.remove(idx);
         placed.insert(s.name.clone());
         out.push(s);
@@ -574,7 +585,11 @@ fn dependency_order(mut services: Vec<Service>) -> Vec<Service> {
 }
 
 /// Builds the typed project from the canonical document.
-pub(crate) fn build(mut json: J, working_dir: PathBuf) -> Result<Project, Diagnostics> {
+pub(crate) fn build(
+    mut json: J,
+    working_dir: PathBuf,
+    interpolated: bool,
+) -> Result<Project, Diagnostics> {
     let mut errs = Diagnostics::default();
     let env_files = json
         .as_object_mut()
@@ -633,5 +648,7 @@ pub(crate) fn build(mut json: J, working_dir: PathBuf) -> Result<Project, Diagno
         services: dependency_order(services),
         environments,
         json,
+        interpolated,
+        warnings: Vec::new(),
     })
 }

@@ -88,7 +88,16 @@ fn interp_rec(node: &mut Node, env: &Env, ctx: &mut Ctx<'_>, path: &mut Vec<Stri
     match &mut node.value {
         Value::Str(s) => {
             let lookup = |k: &str| env.get(k).cloned();
-            match crate::interp::interpolate(s, &lookup) {
+            let mut unset = Vec::new();
+            let result = crate::interp::interpolate_collecting(s, &lookup, &mut unset);
+            for name in unset {
+                ctx.warn(
+                    node.pos,
+                    format!("the {name:?} variable is not set, defaulting to a blank string"),
+                    "set it in the environment or in .env, or give a default with ${VAR:-default}",
+                );
+            }
+            match result {
                 Ok(v) => {
                     let p: Vec<&str> = path.iter().map(String::as_str).collect();
                     if let Some(c) = cast_for(&p) {
@@ -350,6 +359,26 @@ pub(crate) fn canonical_file(node: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) {
         if let Some(sm) = services.as_map_mut() {
             for (name, (_, svc)) in sm.iter_mut() {
                 canonical_service(name, svc, dir, ctx);
+                if let Some(fields) = svc.as_map_mut() {
+                    for (k, (_, v)) in fields.iter_mut() {
+                        // Compose enforces unicity within a file, except for extra_hosts (only merged).
+                        if let (Value::Seq(items), false) = (&mut v.value, k == "extra_hosts") {
+                            crate::merge::dedupe(&["services", name, k], items);
+                        }
+                        if k == "build" {
+                            if let Some(bm) = v.as_map_mut() {
+                                for (bk, (_, bv)) in bm.iter_mut() {
+                                    if let Value::Seq(items) = &mut bv.value {
+                                        crate::merge::dedupe(
+                                            &["services", name, "build", bk],
+                                            items,
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -453,7 +482,10 @@ fn to_string_map(n: &mut Node, null_as_empty: bool) {
                     None if null_as_empty => Value::Str(String::new()),
                     None => Value::Null,
                 };
-                out.insert(k.clone(), (*kp, Node::at(val, v.pos)));
+                // Keep `!reset`/`!override` on entries for the merge step.
+                let mut n = Node::at(val, v.pos);
+                n.tag = v.tag;
+                out.insert(k.clone(), (*kp, n));
             }
         }
         _ => return,
@@ -533,6 +565,19 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
             }
             if let Some((_, a)) = bm.get_mut("additional_contexts") {
                 to_string_map(a, false);
+                if let Some(am) = a.as_map_mut() {
+                    for (_, (_, v)) in am.iter_mut() {
+                        if let Some(x) = v.as_str() {
+                            if !x.contains("://") && !x.starts_with("service:") {
+                                let r = resolve_path(ctx, dir, x);
+                                v.value = Value::Str(r);
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some((_, sec)) = bm.get_mut("secrets") {
+                mounts(sec);
             }
             for key in ["cache_from", "cache_to", "tags", "platforms"] {
                 if let Some((_, a)) = bm.get_mut(key) {
@@ -658,7 +703,7 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
                             put(&mut o, "target", Node::at(v, n.pos));
                         }
                         if let Some((_, n)) = pm.get("published") {
-                            if let Some(x) = scalar_string(n) {
+                            if let Some(x) = scalar_string(n).filter(|x| !x.is_empty()) {
                                 put(&mut o, "published", str_node(x, n.pos));
                             }
                         }
@@ -768,22 +813,26 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
                             .cloned()
                             .unwrap_or_else(|| Node::at(Value::Bool(true), v.pos)),
                     );
-                    out.insert(k.clone(), (*kp, map_node(d, v.pos)));
+                    let mut dn = map_node(d, v.pos);
+                    dn.tag = v.tag;
+                    out.insert(k.clone(), (*kp, dn));
                 }
             }
             _ => {}
         }
         deps.value = Value::Map(out);
     }
-    if let Some((_, nets)) = m.get_mut("networks") {
-        if let Value::Seq(items) = &nets.value {
-            let mut out = Map::new();
-            for it in items {
-                if let Some(n) = it.as_str() {
-                    out.insert(n.to_owned(), (it.pos, Node::at(Value::Null, it.pos)));
+    for key in ["networks", "models"] {
+        if let Some((_, nets)) = m.get_mut(key) {
+            if let Value::Seq(items) = &nets.value {
+                let mut out = Map::new();
+                for it in items {
+                    if let Some(n) = it.as_str() {
+                        out.insert(n.to_owned(), (it.pos, Node::at(Value::Null, it.pos)));
+                    }
                 }
+                nets.value = Value::Map(out);
             }
-            nets.value = Value::Map(out);
         }
     }
     if let Some((_, secs)) = m.get_mut("secrets") {
@@ -833,41 +882,43 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
         }
     }
     if let Some((_, eh)) = m.get_mut("extra_hosts") {
-        let mut out = Map::new();
-        match &eh.value {
-            Value::Seq(items) => {
-                for it in items {
-                    if let Some(sv) = scalar_string(it) {
-                        let (k, v) = sv
-                            .split_once('=')
-                            .or_else(|| sv.split_once(':'))
-                            .unwrap_or((&sv, ""));
-                        let e = out
-                            .entry(k.to_owned())
-                            .or_insert_with(|| (it.pos, Node::at(Value::Seq(vec![]), it.pos)));
-                        if let Value::Seq(l) = &mut e.1.value {
-                            l.push(str_node(v, it.pos));
-                        }
-                    }
+        extra_hosts(eh);
+    }
+    if let Some((_, eh)) = m
+        .get_mut("build")
+        .and_then(|(_, b)| b.as_map_mut())
+        .and_then(|b| b.get_mut("extra_hosts"))
+    {
+        extra_hosts(eh);
+    }
+    if let Some(bm) = m.get_mut("build").and_then(|(_, b)| b.as_map_mut()) {
+        for k in ["provenance", "sbom"] {
+            if let Some((_, v)) = bm.get_mut(k) {
+                if let Some(x) = scalar_string(v) {
+                    v.value = Value::Str(x);
                 }
             }
-            Value::Map(hm) => {
-                for (k, (kp, v)) in hm {
-                    let vals: Vec<Node> = match &v.value {
-                        Value::Seq(l) => l
-                            .iter()
-                            .filter_map(|x| scalar_string(x).map(|y| str_node(y, x.pos)))
-                            .collect(),
-                        _ => scalar_string(v)
-                            .map(|y| vec![str_node(y, v.pos)])
-                            .unwrap_or_default(),
-                    };
-                    out.insert(k.clone(), (*kp, Node::at(Value::Seq(vals), v.pos)));
-                }
-            }
-            _ => {}
         }
-        eh.value = Value::Map(out);
+    }
+    if let Some((_, devs)) = m.get_mut("devices") {
+        if let Value::Seq(items) = &mut devs.value {
+            for it in items.iter_mut() {
+                if let Some(x) = it.as_str().map(String::from) {
+                    let parts: Vec<&str> = x.split(':').collect();
+                    let (src, dst, perm) = match parts.as_slice() {
+                        [a] => (*a, *a, "rwm"),
+                        [a, b] => (*a, *b, "rwm"),
+                        [a, b, c, ..] => (*a, *b, *c),
+                        [] => continue,
+                    };
+                    let mut dm = Map::new();
+                    put(&mut dm, "source", str_node(src, it.pos));
+                    put(&mut dm, "target", str_node(dst, it.pos));
+                    put(&mut dm, "permissions", str_node(perm, it.pos));
+                    it.value = Value::Map(dm);
+                }
+            }
+        }
     }
     if let Some((_, dev)) = m.get_mut("develop") {
         if let Some((_, w)) = dev.as_map_mut().and_then(|d| d.get_mut("watch")) {
@@ -919,6 +970,52 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
     let _ = pos_of;
 }
 
+fn extra_hosts(eh: &mut Node) {
+    let mut out = Map::new();
+    match &eh.value {
+        Value::Seq(items) => {
+            for it in items {
+                if let Some(sv) = scalar_string(it) {
+                    let (k, v) = sv
+                        .split_once('=')
+                        .or_else(|| sv.split_once(':'))
+                        .unwrap_or((&sv, ""));
+                    let e = out
+                        .entry(k.to_owned())
+                        .or_insert_with(|| (it.pos, Node::at(Value::Seq(vec![]), it.pos)));
+                    if let Value::Seq(l) = &mut e.1.value {
+                        l.push(str_node(v, it.pos));
+                    }
+                }
+            }
+        }
+        Value::Map(hm) => {
+            for (k, (kp, v)) in hm {
+                let vals: Vec<Node> = match &v.value {
+                    Value::Seq(l) => l
+                        .iter()
+                        .filter_map(|x| scalar_string(x).map(|y| str_node(y, x.pos)))
+                        .collect(),
+                    _ => scalar_string(v)
+                        .map(|y| vec![str_node(y, v.pos)])
+                        .unwrap_or_default(),
+                };
+                out.insert(k.clone(), (*kp, Node::at(Value::Seq(vals), v.pos)));
+            }
+        }
+        _ => {}
+    }
+    let mut list: Vec<String> = Vec::new();
+    for (k, (_, v)) in &out {
+        if let Value::Seq(vals) = &v.value {
+            for x in vals {
+                list.push(format!("{k}={}", x.as_str().unwrap_or_default()));
+            }
+        }
+    }
+    eh.value = Value::Seq(list.into_iter().map(|x| str_node(x, eh.pos)).collect());
+}
+
 fn mounts(n: &mut Node) {
     if let Value::Seq(items) = &mut n.value {
         for it in items.iter_mut() {
@@ -962,6 +1059,11 @@ pub(crate) fn parse_port(spec: &str) -> Result<Vec<J>, String> {
             }
         }
     };
+    if let Some(ip) = ip.as_deref().filter(|ip| !ip.is_empty()) {
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!("invalid IP address: {ip}"));
+        }
+    }
     let (published, target) = match rest.rsplit_once(':') {
         Some((p, t)) => (Some(p), t),
         None => (None, rest),
@@ -1006,117 +1108,111 @@ pub(crate) fn parse_port(spec: &str) -> Result<Vec<J>, String> {
     Ok(out)
 }
 
-fn is_path_like(s: &str) -> bool {
-    is_windows_abs(s)
-        || s.starts_with('.')
-        || s.starts_with('/')
-        || s.starts_with('~')
-        || s.contains('/')
-        || s.contains('\\')
-}
-
-/// Parses a short volume specification.
+/// Parses a short volume specification as Compose does (`SOURCE:TARGET[:OPTIONS]`, with Windows
+/// drive letters kept inside their section and unknown options ignored).
 pub(crate) fn parse_volume(spec: &str, dir: &Path, ctx: &Ctx<'_>) -> Result<J, String> {
-    let mut parts: Vec<&str> = spec.split(':').collect();
-    if is_windows_abs(spec) && parts.len() > 1 {
-        let first = &spec[..parts[0].len() + 1 + parts[1].len()];
-        parts.splice(0..2, [first]);
-    }
-    if parts.iter().any(|p| p.is_empty()) && parts.len() > 1 {
-        return Err(format!(
-            "invalid spec: {spec}: empty section between colons"
-        ));
-    }
-    let (src, target, mode) = match parts.len() {
-        1 => (None, parts[0], None),
-        2 => {
-            if parts[1].starts_with('/') || !is_mode(parts[1]) {
-                (Some(parts[0]), parts[1], None)
-            } else {
-                (None, parts[0], Some(parts[1]))
-            }
-        }
-        3 => (Some(parts[0]), parts[1], Some(parts[2])),
-        _ => return Err(format!("invalid spec: {spec}: too many colons")),
-    };
     let mut o = JMap::new();
-    match src {
-        None => {
-            o.insert("type".into(), json!("volume"));
-            o.insert("target".into(), json!(target));
-        }
-        Some(s) if is_path_like(s) => {
-            o.insert("type".into(), json!("bind"));
-            o.insert("source".into(), json!(resolve_path(ctx, dir, s)));
-            o.insert("target".into(), json!(target));
-        }
-        Some(s) => {
-            o.insert("type".into(), json!("volume"));
-            o.insert("source".into(), json!(s));
-            o.insert("target".into(), json!(target));
-        }
+    if spec.is_empty() {
+        return Err("invalid empty volume spec".into());
     }
-    let bind = o.get("type") == Some(&json!("bind"));
-    let mut bind_opts = JMap::new();
-    let mut vol_opts = JMap::new();
-    if let Some(mode) = mode {
-        for opt in mode.split(',') {
-            match opt {
-                "ro" => {
-                    o.insert("read_only".into(), json!(true));
+    if spec.chars().count() <= 2 {
+        o.insert("type".into(), json!("volume"));
+        o.insert("target".into(), json!(spec));
+        return Ok(J::Object(o));
+    }
+    let mut source: Option<String> = None;
+    let mut target: Option<String> = None;
+    let mut read_only = false;
+    let mut nocopy = false;
+    let mut propagation: Option<String> = None;
+    let mut selinux: Option<String> = None;
+    let mut buffer = String::new();
+    let mut field = |buf: &str, last: bool| -> Result<(), String> {
+        if buf.is_empty() {
+            return Err(format!(
+                "invalid spec: {spec}: empty section between colons"
+            ));
+        }
+        if source.is_none() && last {
+            target = Some(buf.to_owned());
+        } else if source.is_none() {
+            source = Some(buf.to_owned());
+        } else if target.is_none() {
+            target = Some(buf.to_owned());
+        } else if !last {
+            return Err(format!("invalid spec: {spec}: too many colons"));
+        } else {
+            for opt in buf.split(',') {
+                match opt {
+                    "ro" => read_only = true,
+                    "rw" => read_only = false,
+                    "nocopy" => nocopy = true,
+                    "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
+                        propagation = Some(opt.to_owned());
+                    }
+                    "z" | "Z" => selinux = Some(opt.to_owned()),
+                    _ => {}
                 }
-                "rw" => {}
-                "z" | "Z" => {
-                    bind_opts.insert("selinux".into(), json!(opt));
-                }
-                "nocopy" => {
-                    vol_opts.insert("nocopy".into(), json!(true));
-                }
-                "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
-                    bind_opts.insert("propagation".into(), json!(opt));
-                }
-                "consistent" | "cached" | "delegated" => {
-                    o.insert("consistency".into(), json!(opt));
-                }
-                _ => return Err(format!("invalid spec: {spec}: unknown option {opt:?}")),
             }
         }
+        Ok(())
+    };
+    for c in spec.chars() {
+        let drive =
+            c == ':' && buffer.chars().count() == 1 && buffer.chars().all(char::is_alphabetic);
+        if drive {
+            buffer.push(c);
+        } else if c == ':' {
+            field(&buffer, false)?;
+            buffer.clear();
+        } else {
+            buffer.push(c);
+        }
+    }
+    field(&buffer, true)?;
+    let bind = source.as_deref().is_some_and(is_file_path);
+    o.insert("type".into(), json!(if bind { "bind" } else { "volume" }));
+    if let Some(src) = &source {
+        let src = if bind {
+            resolve_path(ctx, dir, src)
+        } else {
+            src.clone()
+        };
+        o.insert("source".into(), json!(src));
+    }
+    o.insert("target".into(), json!(target.unwrap_or_default()));
+    if read_only {
+        o.insert("read_only".into(), json!(true));
+    }
+    let mut b = JMap::new();
+    if let Some(p) = propagation {
+        b.insert("propagation".into(), json!(p));
     }
     if bind {
-        bind_opts.insert("create_host_path".into(), json!(true));
-        // order: propagation, create_host_path, selinux
-        let mut ordered = JMap::new();
-        for k in ["propagation", "create_host_path", "selinux"] {
-            if let Some(v) = bind_opts.get(k) {
-                ordered.insert(k.into(), v.clone());
-            }
-        }
-        o.insert("bind".into(), J::Object(ordered));
-    } else {
-        o.insert("volume".into(), J::Object(vol_opts));
+        b.insert("create_host_path".into(), json!(true));
+    }
+    if let Some(z) = selinux {
+        b.insert("selinux".into(), json!(z));
+    }
+    if !b.is_empty() {
+        o.insert("bind".into(), J::Object(b));
+    }
+    if nocopy {
+        o.insert("volume".into(), json!({"nocopy": true}));
+    } else if !bind {
+        o.insert("volume".into(), json!({}));
     }
     Ok(J::Object(o))
 }
 
-fn is_mode(s: &str) -> bool {
-    s.split(',').all(|o| {
-        matches!(
-            o,
-            "ro" | "rw"
-                | "z"
-                | "Z"
-                | "nocopy"
-                | "shared"
-                | "rshared"
-                | "slave"
-                | "rslave"
-                | "private"
-                | "rprivate"
-                | "consistent"
-                | "cached"
-                | "delegated"
-        )
-    })
+fn is_file_path(s: &str) -> bool {
+    let mut it = s.chars();
+    match (it.next(), it.next()) {
+        (Some('.' | '/' | '~'), _) => true,
+        _ if s.starts_with("\\\\") => true,
+        (Some(a), Some(':')) => a.is_alphabetic(),
+        _ => false,
+    }
 }
 
 // ---------------------------------------------------------------- project name
@@ -1168,10 +1264,11 @@ pub(crate) fn project_name(
         return p.clone();
     }
     if let Some(n) = model.get("name") {
-        if let Some(x) = scalar_string(n) {
-            if !valid_name(&x) {
-                ctx.error(n.pos, format!("invalid project name {x:?}: must consist only of lowercase alphanumeric characters, hyphens, and underscores as well as start with a letter or number"), Some("use lowercase letters, digits, - and _"));
-            }
+        // The top-level `name:` is normalised like a directory name, not refused.
+        if let Some(x) = scalar_string(n)
+            .map(|x| normalize_name(&x))
+            .filter(|x| !x.is_empty())
+        {
             return x;
         }
     }
@@ -1333,7 +1430,7 @@ pub(crate) fn finalize(
                 for (d, (dp, dv)) in deps {
                     if !enabled.contains(d) {
                         if all.contains_key(d) {
-                            if profiles.is_empty() || true {
+                            {
                                 // Compose enables a dependency only if it is not profile-gated away.
                                 if active(&all[d].1) {
                                     enabled.push(d.clone());
@@ -1344,10 +1441,9 @@ pub(crate) fn finalize(
                                     ctx.error(*dp, format!("service {n:?} depends on undefined service {d:?}: invalid compose project"), Some("enable the profile of that service or remove the dependency"));
                                 }
                             }
-                        } else if !matches!(
-                            dv.get("required").map(|r| &r.value),
-                            Some(Value::Bool(false))
-                        ) {
+                        } else {
+                            // Undefined is an error even for `required: false` (only disabled is fine).
+                            let _ = dv;
                             ctx.error(*dp, format!("service {n:?} depends on undefined service {d:?}: invalid compose project"), Some("define that service or remove it from depends_on"));
                         }
                     }
@@ -1376,6 +1472,62 @@ pub(crate) fn finalize(
             continue;
         };
         implicit_dependencies(&mut o);
+        if o.get("gpus").and_then(J::as_str) == Some("all") {
+            o.insert("gpus".into(), json!([{"count": -1}]));
+        }
+        if let Some(models) = o.get("models") {
+            let names: Vec<String> = match models {
+                J::Array(a) => a.iter().filter_map(J::as_str).map(String::from).collect(),
+                J::Object(m) => m.keys().cloned().collect(),
+                _ => vec![],
+            };
+            let defined = top_models(&doc);
+            for m in names {
+                if !defined.contains(&m) {
+                    ctx.error(svc.get("models").map_or(*spos, |n| n.pos), format!("service {sname:?} refers to undefined model {m}: invalid compose project"), Some("define it under the top-level `models:`"));
+                }
+            }
+        }
+        if let Some(J::Array(files)) = o.remove("label_file") {
+            let mut labels = JMap::new();
+            for f in files.iter().filter_map(J::as_str) {
+                match ctx.fs.read(Path::new(f)) {
+                    Ok(src) => match crate::dotenv::parse_dotenv(&src, &|_| None) {
+                        Ok(vars) => {
+                            for (k, v) in vars {
+                                labels.insert(k, J::String(v));
+                            }
+                        }
+                        Err(e) => {
+                            let id = ctx.file_id(Path::new(f));
+                            ctx.error(
+                                Pos {
+                                    file: id,
+                                    line: e.line as u32,
+                                    col: 1,
+                                },
+                                e.message,
+                                Some("fix the label file syntax"),
+                            );
+                        }
+                    },
+                    Err(_) => ctx.error(
+                        svc.get("label_file").map_or(*spos, |n| n.pos),
+                        format!("label file {f} not found"),
+                        Some("create the file or fix the path"),
+                    ),
+                }
+            }
+            if let Some(J::Object(l)) = o.get("labels") {
+                for (k, v) in l {
+                    labels.insert(k.clone(), v.clone());
+                }
+            }
+            if !labels.is_empty() {
+                labels.sort_keys();
+                o.insert("labels".into(), J::Object(labels));
+            }
+        }
         if o.get("image").is_none_or(is_empty_json) && o.get("build").is_none_or(J::is_null) {
             ctx.error(*spos, format!("service {sname:?} has neither an image nor a build context specified: invalid compose project"), Some("add `image:` or `build:`"));
         }
@@ -1392,14 +1544,25 @@ pub(crate) fn finalize(
             d.entry("placement").or_insert_with(|| json!({}));
         }
         if let Some(J::Object(b)) = o.get_mut("build") {
+            if let Some(J::Object(args)) = b.get_mut("args") {
+                let keys: Vec<String> = args.keys().cloned().collect();
+                for k in keys {
+                    if args[&k].is_null() {
+                        match env.get(&k) {
+                            Some(v) => {
+                                args.insert(k, J::String(v.clone()));
+                            }
+                            None => {
+                                args.remove(&k);
+                            }
+                        }
+                    }
+                }
+            }
             if !b.contains_key("dockerfile") && !b.contains_key("dockerfile_inline") {
                 b.insert("dockerfile".into(), json!("Dockerfile"));
             }
             b.retain(|_, v| !is_empty_json(v));
-        }
-        // depends_on on disabled/optional services
-        if let Some(J::Object(deps)) = o.get_mut("depends_on") {
-            deps.retain(|d, _| enabled.contains(d));
         }
         // environment: env_file first, then environment; bare keys resolved from env.
         let mut envmap: JMap<String, J> = JMap::new();
@@ -1411,7 +1574,29 @@ pub(crate) fn finalize(
                     .unwrap_or_default()
                     .to_owned();
                 let required = f.get("required").and_then(J::as_bool).unwrap_or(true);
+                let raw = f.get("format").and_then(J::as_str) == Some("raw");
                 match ctx.fs.read(Path::new(&path)) {
+                    Ok(src) if raw => {
+                        for line in src.lines() {
+                            let t = line.trim_start();
+                            if t.is_empty() || t.starts_with('#') {
+                                continue;
+                            }
+                            match t.split_once('=') {
+                                Some((k, v)) => {
+                                    envmap.insert(
+                                        k.trim().to_owned(),
+                                        J::String(v.trim_end_matches('\r').to_owned()),
+                                    );
+                                }
+                                None => {
+                                    if let Some(v) = env.get(t.trim()) {
+                                        envmap.insert(t.trim().to_owned(), J::String(v.clone()));
+                                    }
+                                }
+                            }
+                        }
+                    }
                     Ok(src) => {
                         let lookup = |k: &str| env.get(k).cloned();
                         match crate::dotenv::parse_dotenv(&src, &lookup) {
@@ -1460,7 +1645,17 @@ pub(crate) fn finalize(
             o.insert("environment".into(), J::Object(envmap));
         }
         // networks
-        let has_mode = o.get("network_mode").is_some_and(|v| !is_empty_json(v));
+        if o.get("network_mode").is_some_and(|v| !is_empty_json(v))
+            && o.get("networks").is_some_and(|v| !is_empty_json(v))
+        {
+            ctx.error(
+                svc.get("network_mode").map_or(*spos, |n| n.pos),
+                format!("service {sname} declares mutually exclusive `network_mode` and `networks`: invalid compose project"),
+                Some("keep one of the two"),
+            );
+        }
+        let has_mode =
+            o.get("network_mode").is_some_and(|v| !is_empty_json(v)) || o.contains_key("provider");
         if !has_mode && !o.contains_key("networks") {
             o.insert("networks".into(), json!({"default": null}));
         }
@@ -1474,15 +1669,41 @@ pub(crate) fn finalize(
                 o.insert(k.into(), J::Null);
             }
         }
+        let mut side = JMap::new();
         if let Some(ef) = o.remove("env_file") {
-            env_files.insert(sname.clone(), ef);
+            side.insert("env_file".into(), ef);
         }
+        if let Some(x) = o.get("x-davit") {
+            side.insert("x-davit".into(), x.clone());
+        }
+        if !side.is_empty() {
+            env_files.insert(sname.clone(), J::Object(side));
+        }
+        let mut tpath = Vec::new();
+        fix_types(&mut tpath, &mut o, ctx, svc, sname);
+        consistency(sname, &o, svc, *spos, ctx);
         // x-* extensions kept; omit empty values like Go's omitempty.
         let mut out = JMap::new();
         for k in SERVICE_ORDER {
             if let Some(v) = o.remove(*k) {
+                let pointer = matches!(
+                    *k,
+                    "attach"
+                        | "init"
+                        | "scale"
+                        | "build"
+                        | "develop"
+                        | "blkio_config"
+                        | "credential_spec"
+                        | "deploy"
+                        | "healthcheck"
+                        | "logging"
+                        | "provider"
+                        | "stop_grace_period"
+                ) && !v.is_null();
                 if *k == "command"
                     || *k == "entrypoint"
+                    || pointer
                     || !is_empty_json(&v)
                     || matches!(*k, "networks")
                 {
@@ -1490,14 +1711,24 @@ pub(crate) fn finalize(
                 }
             }
         }
-        let mut rest: Vec<(String, J)> = o.into_iter().collect();
-        rest.sort_by(|a, b| a.0.cmp(&b.0));
-        for (k, v) in rest {
-            if k.starts_with("x-") {
-                out.insert(k, v);
+        services.insert(sname.clone(), J::Object(out));
+    }
+    // Implicit dependencies (links, volumes_from, service: namespaces) on undefined services.
+    for (sname, s) in &services {
+        let explicit: Vec<String> = all
+            .get(sname)
+            .and_then(|(_, n)| n.get("depends_on"))
+            .and_then(Node::as_map)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        if let Some(J::Object(deps)) = s.get("depends_on") {
+            for d in deps.keys() {
+                if !all.contains_key(d) && !explicit.contains(d) {
+                    let p = all.get(sname).map(|(p, _)| *p).unwrap_or_default();
+                    ctx.error(p, format!("service {sname:?} depends on undefined service {d:?}: invalid compose project"), Some("define that service, or fix links/volumes_from/network_mode"));
+                }
             }
         }
-        services.insert(sname.clone(), J::Object(out));
     }
     // cycles
     check_cycles(&services, &all, ctx);
@@ -1507,6 +1738,28 @@ pub(crate) fn finalize(
     let top = doc.as_map().cloned().unwrap_or_default();
     // networks
     let used = used_resources(&services);
+    for (kind, res) in &used {
+        let declared = top
+            .get(*kind)
+            .and_then(|(_, n)| n.as_map())
+            .is_some_and(|m| m.contains_key(res));
+        if !(declared || *kind == "networks" && res == "default") {
+            let singular = kind.trim_end_matches('s');
+            let who = services
+                .iter()
+                .find(|(_, s)| service_refers(s, kind, res))
+                .map(|(n, _)| n.clone())
+                .unwrap_or_default();
+            let p = all.get(&who).map(|(p, _)| *p).unwrap_or_default();
+            ctx.error(
+                p,
+                format!(
+                    "service {who:?} refers to undefined {singular} {res}: invalid compose project"
+                ),
+                Some(&format!("declare it under the top-level `{kind}:`")),
+            );
+        }
+    }
     let mut networks = JMap::new();
     if let Some((_, n)) = top.get("networks") {
         if let J::Object(nm) = n.to_json() {
@@ -1523,7 +1776,9 @@ pub(crate) fn finalize(
             json!({"name": format!("{name}_default"), "ipam": {}}),
         );
     }
-    root.insert("networks".into(), J::Object(sorted(networks)));
+    if !networks.is_empty() {
+        root.insert("networks".into(), J::Object(sorted(networks)));
+    }
     root.insert("services".into(), J::Object(services));
     for section in ["volumes", "secrets", "configs"] {
         if let Some((_, n)) = top.get(section) {
@@ -1553,7 +1808,8 @@ pub(crate) fn finalize(
     if !env_files.is_empty() {
         root.insert(ENV_FILES_KEY.into(), J::Object(env_files));
     }
-    Some(J::Object(root))
+    // Compose prints the top level as a map: keys in alphabetical order.
+    Some(J::Object(sorted(root)))
 }
 
 fn sorted(m: JMap<String, J>) -> JMap<String, J> {
@@ -1562,8 +1818,342 @@ fn sorted(m: JMap<String, J>) -> JMap<String, J> {
     v.into_iter().collect()
 }
 
+/// Go's JSON forms of typed fields: durations, byte sizes, floats, file modes; drops `x-*`.
+fn node_pos(svc: &Node, path: &[String]) -> Pos {
+    let mut cur = svc;
+    for seg in path {
+        let next = match &cur.value {
+            Value::Map(m) => m.get(seg).map(|(_, n)| n),
+            Value::Seq(v) => seg.parse::<usize>().ok().and_then(|i| v.get(i)),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => break,
+        }
+    }
+    cur.pos
+}
+
+fn fix_types(
+    path: &mut Vec<String>,
+    o: &mut JMap<String, J>,
+    ctx: &mut Ctx<'_>,
+    svc: &Node,
+    sname: &str,
+) {
+    o.retain(|k, _| !k.starts_with("x-"));
+    let keys: Vec<String> = o.keys().cloned().collect();
+    for k in keys {
+        path.push(k.clone());
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        let kind = type_of(&p);
+        if let Some(v) = o.get_mut(&k) {
+            match kind {
+                Some(Typed::Duration) => match json_scalar(v).map(|x| parse_duration(&x)) {
+                    Some(Some(ns)) => *v = J::String(go_duration(ns)),
+                    Some(None) => ctx.error(
+                        node_pos(svc, path),
+                        format!("services.{sname}.{}: invalid duration {v}", path.join(".")),
+                        Some("use a duration like 10s, 1m30s or 500ms"),
+                    ),
+                    None => {}
+                },
+                Some(Typed::Bytes) => match json_scalar(v).map(|x| parse_bytes(&x)) {
+                    Some(Some(b)) => *v = J::String(b.to_string()),
+                    Some(None) => ctx.error(
+                        node_pos(svc, path),
+                        format!("services.{sname}.{}: invalid size {v}", path.join(".")),
+                        Some("use a size like 512m or 1g"),
+                    ),
+                    None => {}
+                },
+                Some(Typed::Float) => {
+                    if let Some(f) = json_scalar(v).and_then(|x| x.parse::<f64>().ok()) {
+                        *v = go_json_float(f);
+                    }
+                }
+                Some(Typed::Blkio) => {
+                    if let J::Object(m) = v {
+                        let mut out = JMap::new();
+                        if let Some(p) = m.get("path") {
+                            out.insert("Path".into(), p.clone());
+                        }
+                        if let Some(w) = m.get("weight") {
+                            out.insert("Weight".into(), w.clone());
+                        }
+                        if let Some(r) = m.get("rate") {
+                            let b = json_scalar(r).and_then(|x| parse_bytes(&x));
+                            out.insert(
+                                "Rate".into(),
+                                b.map_or_else(|| r.clone(), |b| J::String(b.to_string())),
+                            );
+                        }
+                        *v = J::Object(out);
+                    }
+                }
+                Some(Typed::Mode) => {
+                    if let Some(m) = v.as_i64() {
+                        *v = J::String(format!("0{m:o}"));
+                    } else if let Some(m) = v
+                        .as_str()
+                        .and_then(|x| i64::from_str_radix(x.trim_start_matches("0o"), 8).ok())
+                    {
+                        *v = J::String(format!("0{m:o}"));
+                    }
+                }
+                Some(Typed::Count) => {
+                    if v.as_str() == Some("all") {
+                        *v = json!(-1);
+                    } else if let Some(n) = v.as_str().and_then(|x| x.parse::<i64>().ok()) {
+                        *v = json!(n);
+                    }
+                }
+                Some(Typed::Command) => {
+                    if let Some(x) = v.as_str() {
+                        *v = J::Array(
+                            shell_split(x)
+                                .unwrap_or_else(|| vec![x.to_owned()])
+                                .into_iter()
+                                .map(J::String)
+                                .collect(),
+                        );
+                    }
+                }
+                Some(Typed::DropFalse) if *v == J::Bool(false) => {
+                    o.remove(&k);
+                    path.pop();
+                    continue;
+                }
+                Some(Typed::DropEmpty) if v.as_array().is_some_and(Vec::is_empty) => {
+                    o.remove(&k);
+                    path.pop();
+                    continue;
+                }
+                Some(Typed::DropFalse | Typed::DropEmpty) | None => {}
+                Some(Typed::Strings) => {
+                    if let J::Object(m) = v {
+                        for x in m.values_mut() {
+                            if let Some(sv) = json_scalar(x) {
+                                *x = J::String(sv);
+                            }
+                        }
+                    }
+                }
+                Some(Typed::StrMap) => {
+                    if let J::Array(items) = v {
+                        let mut m = JMap::new();
+                        for it in items.iter().filter_map(J::as_str) {
+                            let (a, b) = it.split_once('=').unwrap_or((it, ""));
+                            m.insert(a.to_owned(), J::String(b.to_owned()));
+                        }
+                        *v = J::Object(m);
+                    }
+                }
+            }
+            match v {
+                J::Object(m) => fix_types(path, m, ctx, svc, sname),
+                J::Array(items) => {
+                    for (i, it) in items.iter_mut().enumerate() {
+                        path.push(i.to_string());
+                        let ip: Vec<&str> = path.iter().map(String::as_str).collect();
+                        if matches!(type_of(&ip), Some(Typed::Blkio)) {
+                            if let J::Object(m) = it {
+                                let mut out = JMap::new();
+                                if let Some(p) = m.get("path") {
+                                    out.insert("Path".into(), p.clone());
+                                }
+                                if let Some(w) = m.get("weight") {
+                                    out.insert("Weight".into(), w.clone());
+                                }
+                                if let Some(r) = m.get("rate") {
+                                    let b = json_scalar(r).and_then(|x| parse_bytes(&x));
+                                    out.insert(
+                                        "Rate".into(),
+                                        b.map_or_else(|| r.clone(), |b| J::String(b.to_string())),
+                                    );
+                                }
+                                *m = out;
+                            }
+                        } else if let J::Object(m) = it {
+                            fix_types(path, m, ctx, svc, sname);
+                        }
+                        path.pop();
+                    }
+                }
+                _ => {}
+            }
+        }
+        path.pop();
+    }
+}
+
+enum Typed {
+    Duration,
+    Bytes,
+    Float,
+    Mode,
+    StrMap,
+    DropFalse,
+    Strings,
+    Count,
+    Command,
+    DropEmpty,
+    Blkio,
+}
+
+/// A float as Go's encoder writes it: whole numbers without a fraction.
+fn go_json_float(f: f64) -> J {
+    if f.fract() == 0.0 && f.abs() < 1e15 {
+        json!(f as i64)
+    } else {
+        serde_json::Number::from_f64(f).map_or(J::Null, J::Number)
+    }
+}
+
+fn type_of(p: &[&str]) -> Option<Typed> {
+    Some(match p {
+        [
+            "healthcheck",
+            "interval" | "timeout" | "start_period" | "start_interval",
+        ]
+        | ["stop_grace_period"]
+        | [
+            "deploy",
+            "update_config" | "rollback_config",
+            "delay" | "monitor",
+        ]
+        | ["deploy", "restart_policy", "delay" | "window"] => Typed::Duration,
+        ["mem_limit" | "mem_reservation" | "memswap_limit" | "shm_size" | "mem_swappiness"]
+        | ["deploy", "resources", "limits" | "reservations", "memory"]
+        | ["volumes", _, "tmpfs", "size"]
+        | ["build", "shm_size"] => Typed::Bytes,
+        ["cpus" | "cpu_percent"] | ["deploy", "resources", "limits" | "reservations", "cpus"] => {
+            Typed::Float
+        }
+        ["configs" | "secrets", _, "mode"] | ["build", "secrets", _, "mode"] => Typed::Mode,
+        ["deploy", "labels"] => Typed::StrMap,
+        ["healthcheck", "test"] => Typed::DropEmpty,
+        [
+            "blkio_config",
+            "weight_device" | "device_read_bps" | "device_write_bps" | "device_read_iops"
+            | "device_write_iops",
+            _,
+        ] => Typed::Blkio,
+        ["deploy", "resources", "reservations", "devices", _, "count"] | ["gpus", _, "count"] => {
+            Typed::Count
+        }
+        ["post_start" | "pre_stop", _, "command"] => Typed::Command,
+        ["healthcheck", "disable"]
+        | ["volumes", _, "read_only"]
+        | ["volumes", _, "bind", "create_host_path"]
+        | ["volumes", _, "volume", "nocopy"]
+        | ["depends_on", _, "restart"]
+        | ["build", "privileged" | "no_cache" | "pull"] => Typed::DropFalse,
+        ["logging", "options"] | ["log_opt" | "storage_opt"] => Typed::Strings,
+        _ => return None,
+    })
+}
+
+fn json_scalar(v: &J) -> Option<String> {
+    match v {
+        J::String(s) => Some(s.clone()),
+        J::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses a byte size as Docker does (`RAMInBytes`: 1024-based `b`, `k`, `m`, `g`, `t`, `p`).
+pub(crate) fn parse_bytes(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i64>() {
+        return Some(n);
+    }
+    let lower = s.to_ascii_lowercase();
+    let num_end = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let num: f64 = lower[..num_end].parse().ok()?;
+    let unit = lower[num_end..].trim();
+    let mul: f64 = match unit {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024f64.powi(4),
+        "p" | "pb" | "pib" => 1024f64.powi(5),
+        _ => return None,
+    };
+    Some((num * mul) as i64)
+}
+
+fn top_models(doc: &Node) -> Vec<String> {
+    doc.get("models")
+        .and_then(Node::as_map)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn num(v: Option<&J>) -> Option<f64> {
+    match v? {
+        J::Number(n) => n.as_f64(),
+        J::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Cross-field rules Compose enforces on a service.
+fn consistency(name: &str, o: &JMap<String, J>, svc: &Node, spos: Pos, ctx: &mut Ctx<'_>) {
+    let at = |k: &str| svc.get(k).map_or(spos, |n| n.pos);
+    let limits = o
+        .get("deploy")
+        .and_then(|d| d.get("resources"))
+        .and_then(|r| r.get("limits"));
+    let pairs = [
+        ("cpus", "cpus"),
+        ("mem_limit", "memory"),
+        ("pids_limit", "pids"),
+    ];
+    for (field, limit) in pairs {
+        let a = num(o.get(field)).filter(|x| *x != 0.0);
+        let b = num(limits.and_then(|l| l.get(limit))).filter(|x| *x != 0.0);
+        if let (Some(a), Some(b)) = (a, b) {
+            if (a - b).abs() > f64::EPSILON {
+                ctx.error(at(field), format!("services.{name}: can't set distinct values on '{field}' and 'deploy.resources.limits.{limit}': invalid compose project"), Some("set only one of the two"));
+            }
+        }
+    }
+    let scale = num(o.get("scale"));
+    let replicas = num(o.get("deploy").and_then(|d| d.get("replicas")));
+    if let (Some(a), Some(b)) = (scale, replicas) {
+        if (a - b).abs() > f64::EPSILON {
+            ctx.error(at("scale"), format!("services.{name}: can't set distinct values on 'scale' and 'deploy.replicas': invalid compose project"), Some("set only one of the two"));
+        }
+    }
+    if o.get("container_name").is_some_and(|c| !is_empty_json(c))
+        && scale.or(replicas).is_some_and(|n| n > 1.0)
+    {
+        ctx.error(at("container_name"), format!("services.{name}: can't set container_name and scale/replicas > 1, as container names must be unique: invalid compose project"), Some("drop container_name or run one replica"));
+    }
+}
+
 /// Internal key carrying each service's `env_file` list to the typed model (not printed).
 pub(crate) const ENV_FILES_KEY: &str = "\u{0}env_files";
+
+fn service_refers(s: &J, kind: &str, res: &str) -> bool {
+    let mut one = JMap::new();
+    one.insert("x".into(), s.clone());
+    used_resources(&one).contains(&(kind_static(kind), res.to_owned()))
+}
+
+fn kind_static(kind: &str) -> &'static str {
+    match kind {
+        "networks" => "networks",
+        "volumes" => "volumes",
+        "secrets" => "secrets",
+        _ => "configs",
+    }
+}
 
 fn used_resources(services: &JMap<String, J>) -> std::collections::HashSet<(&'static str, String)> {
     let mut used = std::collections::HashSet::new();
@@ -1646,6 +2236,7 @@ fn resource(project: &str, key: &str, v: J, ipam: bool) -> J {
         J::Object(o) => o,
         _ => JMap::new(),
     };
+    o.retain(|k, _| !k.starts_with("x-"));
     let external = o.get("external").and_then(J::as_bool).unwrap_or(false);
     if !o.contains_key("name") {
         let n = if external {
@@ -1663,7 +2254,10 @@ fn resource(project: &str, key: &str, v: J, ipam: bool) -> J {
         o.insert("ipam".into(), json!({}));
     }
     for (k, v) in o {
-        if !is_empty_json(&v) || k == "ipam" {
+        if !is_empty_json(&v)
+            || k == "ipam"
+            || (matches!(k.as_str(), "enable_ipv6" | "enable_ipv4") && v.is_boolean())
+        {
             out.insert(k, v);
         }
     }
@@ -1748,4 +2342,171 @@ fn unused(_: Node) -> Node {
 #[allow(dead_code)]
 fn unused2(f: f64) -> String {
     go_float(f)
+}
+
+// ---------------------------------------------------------------- --no-interpolate
+
+/// The few canonical forms Compose applies to uninterpolated files: long volume and depends_on
+/// syntax, list networks as a map. Everything else stays as written.
+pub(crate) fn canonical_raw(node: &mut Node) {
+    let Some(services) = node
+        .as_map_mut()
+        .and_then(|m| m.get_mut("services"))
+        .and_then(|(_, s)| s.as_map_mut())
+    else {
+        return;
+    };
+    for (_, (_, svc)) in services.iter_mut() {
+        if matches!(svc.value, Value::Null) {
+            svc.value = Value::Map(Map::new());
+        }
+        let Some(m) = svc.as_map_mut() else { continue };
+        if let Some((_, vols)) = m.get_mut("volumes") {
+            if let Value::Seq(items) = &mut vols.value {
+                for it in items.iter_mut() {
+                    if let Some(spec) = it.as_str().map(String::from) {
+                        if let Ok(v) = parse_volume_raw(&spec) {
+                            *it = Node::from_json(&v, it.pos);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some((_, deps)) = m.get_mut("depends_on") {
+            let mut out = Map::new();
+            match &deps.value {
+                Value::Seq(items) => {
+                    for it in items {
+                        if let Some(n) = it.as_str() {
+                            let d = json!({"condition": "service_started", "required": true});
+                            out.insert(n.to_owned(), (it.pos, Node::from_json(&d, it.pos)));
+                        }
+                    }
+                }
+                Value::Map(dm) => {
+                    for (k, (kp, v)) in dm {
+                        let mut d = v.as_map().cloned().unwrap_or_default();
+                        d.entry("condition".into())
+                            .or_insert_with(|| (v.pos, str_node("service_started", v.pos)));
+                        d.entry("required".into())
+                            .or_insert_with(|| (v.pos, Node::at(Value::Bool(true), v.pos)));
+                        out.insert(k.clone(), (*kp, map_node(d, v.pos)));
+                    }
+                }
+                _ => {}
+            }
+            deps.value = Value::Map(out);
+        }
+        if let Some((_, nets)) = m.get_mut("networks") {
+            if let Value::Seq(items) = &nets.value {
+                let mut out = Map::new();
+                for it in items {
+                    if let Some(n) = it.as_str() {
+                        out.insert(n.to_owned(), (it.pos, Node::at(Value::Null, it.pos)));
+                    }
+                }
+                nets.value = Value::Map(out);
+            }
+        }
+    }
+}
+
+fn parse_volume_raw(spec: &str) -> Result<J, String> {
+    // Colons inside `${...}` are not separators: hide them while parsing.
+    let mut hidden = String::with_capacity(spec.len());
+    let mut depth = 0usize;
+    let mut prev = ' ';
+    for c in spec.chars() {
+        if c == '{' && prev == '$' {
+            depth += 1;
+        } else if c == '}' && depth > 0 {
+            depth -= 1;
+        }
+        hidden.push(if c == ':' && depth > 0 { '\u{1}' } else { c });
+        prev = c;
+    }
+    let loader = crate::FsLoader;
+    let ctx = Ctx {
+        fs: &loader,
+        files: Vec::new(),
+        diags: crate::Diagnostics::default(),
+        interpolate: false,
+        home: None,
+    };
+    let mut v = parse_volume(&hidden, Path::new("/"), &ctx)?;
+    let first = hidden.split(':').next().unwrap_or_default().to_owned();
+    if v.get("type").and_then(J::as_str) == Some("bind") && v.get("source").is_some() {
+        v["source"] = J::String(first);
+    }
+    restore(&mut v);
+    Ok(v)
+}
+
+fn restore(v: &mut J) {
+    match v {
+        J::String(s) => *s = s.replace('\u{1}', ":"),
+        J::Object(o) => o.values_mut().for_each(restore),
+        J::Array(a) => a.iter_mut().for_each(restore),
+        _ => {}
+    }
+}
+
+fn sort_deep(v: J) -> J {
+    match v {
+        J::Object(o) => {
+            let mut items: Vec<(String, J)> =
+                o.into_iter().map(|(k, v)| (k, sort_deep(v))).collect();
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+            J::Object(items.into_iter().collect())
+        }
+        J::Array(a) => J::Array(a.into_iter().map(sort_deep).collect()),
+        other => other,
+    }
+}
+
+/// The document `docker compose config --no-interpolate` prints: merged, profiles applied, default
+/// network added, values as written, keys sorted.
+pub(crate) fn finalize_raw(model: Node, name: &str, profiles: &[String]) -> J {
+    let mut doc = model;
+    crate::merge::strip_tags(&mut doc);
+    let J::Object(mut root) = doc.to_json() else {
+        return json!({"name": name});
+    };
+    root.remove("version");
+    root.insert("name".into(), json!(name));
+    let mut uses_default = false;
+    if let Some(J::Object(services)) = root.get_mut("services") {
+        services.retain(|_, s| {
+            let ps: Vec<String> = s
+                .get("profiles")
+                .and_then(J::as_array)
+                .map(|a| a.iter().filter_map(J::as_str).map(String::from).collect())
+                .unwrap_or_default();
+            ps.is_empty() || profiles.iter().any(|p| p == "*" || ps.contains(p))
+        });
+        for s in services.values_mut() {
+            if let J::Object(o) = s {
+                let has_mode = o.get("network_mode").is_some_and(|v| !is_empty_json(v));
+                if !has_mode && !o.contains_key("networks") {
+                    o.insert("networks".into(), json!({"default": null}));
+                }
+                if o.get("networks")
+                    .and_then(J::as_object)
+                    .is_some_and(|n| n.contains_key("default"))
+                {
+                    uses_default = true;
+                }
+            }
+        }
+    }
+    let nets = root.entry("networks").or_insert_with(|| json!({}));
+    if let J::Object(n) = nets {
+        if uses_default && !n.contains_key("default") {
+            n.insert("default".into(), json!({"name": format!("{name}_default")}));
+        }
+        if n.is_empty() {
+            root.remove("networks");
+        }
+    }
+    sort_deep(J::Object(root))
 }

@@ -95,7 +95,6 @@ pub(crate) const SERVICE_KEYS: &[&str] = &[
     "user",
     "userns_mode",
     "uts",
-    "volume_driver",
     "volumes",
     "volumes_from",
     "working_dir",
@@ -154,8 +153,36 @@ fn expect_map_or_null(ctx: &mut Ctx<'_>, n: &Node, what: &str) -> bool {
     }
 }
 
+fn timestamps(ctx: &mut Ctx<'_>, n: &Node, path: &mut Vec<String>) {
+    match &n.value {
+        Value::Timestamp(_) => ctx.error(
+            n.pos,
+            format!("{}: invalid jsonType time.Time", path.join(".")),
+            Some("quote the value to make it a string"),
+        ),
+        Value::Map(m) => {
+            for (k, (_, v)) in m {
+                if !k.starts_with("x-") {
+                    path.push(k.clone());
+                    timestamps(ctx, v, path);
+                    path.pop();
+                }
+            }
+        }
+        Value::Seq(items) => {
+            for (i, v) in items.iter().enumerate() {
+                path.push(i.to_string());
+                timestamps(ctx, v, path);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Validates one (interpolated) file.
 pub(crate) fn validate(doc: &Node, ctx: &mut Ctx<'_>) {
+    timestamps(ctx, doc, &mut Vec::new());
     unknown(ctx, doc, TOP, "the top level");
     if let Some(s) = doc.get("services") {
         if expect_map_or_null(ctx, s, "services") {
@@ -196,14 +223,263 @@ pub(crate) fn validate(doc: &Node, ctx: &mut Ctx<'_>) {
     }
 }
 
+fn valid_pull_policy(p: &str) -> bool {
+    if matches!(
+        p,
+        "always"
+            | "never"
+            | "build"
+            | "if_not_present"
+            | "missing"
+            | "refresh"
+            | "daily"
+            | "weekly"
+    ) {
+        return true;
+    }
+    // every_([0-9]+[wdhms])+ ; the schema pattern is not anchored, so a match anywhere counts.
+    p.match_indices("every_").any(|(i, _)| {
+        let rest = &p[i + 6..];
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        digits > 0 && rest[digits..].starts_with(['w', 'd', 'h', 'm', 's'])
+    }) || [
+        "always",
+        "never",
+        "build",
+        "if_not_present",
+        "missing",
+        "refresh",
+        "daily",
+        "weekly",
+    ]
+    .iter()
+    .any(|w| p.contains(w))
+}
+
 fn valid_resource_name(n: &str) -> bool {
     !n.is_empty()
         && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// Allowed keys of the nested objects of a service, by path below the service.
+fn nested_keys(path: &[&str]) -> Option<&'static [&'static str]> {
+    Some(match path {
+        ["build"] => &[
+            "context",
+            "dockerfile",
+            "dockerfile_inline",
+            "entitlements",
+            "args",
+            "ssh",
+            "labels",
+            "cache_from",
+            "cache_to",
+            "no_cache",
+            "additional_contexts",
+            "network",
+            "provenance",
+            "sbom",
+            "pull",
+            "target",
+            "shm_size",
+            "extra_hosts",
+            "isolation",
+            "privileged",
+            "secrets",
+            "tags",
+            "ulimits",
+            "platforms",
+        ],
+        ["deploy"] => &[
+            "mode",
+            "endpoint_mode",
+            "replicas",
+            "labels",
+            "rollback_config",
+            "update_config",
+            "resources",
+            "restart_policy",
+            "placement",
+        ],
+        ["deploy", "update_config" | "rollback_config"] => &[
+            "parallelism",
+            "delay",
+            "failure_action",
+            "monitor",
+            "max_failure_ratio",
+            "order",
+        ],
+        ["deploy", "resources"] => &["limits", "reservations"],
+        ["deploy", "resources", "limits"] => &["cpus", "memory", "pids"],
+        ["deploy", "resources", "reservations"] => {
+            &["cpus", "memory", "generic_resources", "devices"]
+        }
+        ["deploy", "restart_policy"] => &["condition", "delay", "max_attempts", "window"],
+        ["deploy", "placement"] => &["constraints", "preferences", "max_replicas_per_node"],
+        ["healthcheck"] => &[
+            "disable",
+            "interval",
+            "retries",
+            "test",
+            "timeout",
+            "start_period",
+            "start_interval",
+        ],
+        ["logging"] => &["driver", "options"],
+        ["depends_on", _] => &["condition", "restart", "required"],
+        ["ports", _] => &[
+            "name",
+            "mode",
+            "host_ip",
+            "target",
+            "published",
+            "protocol",
+            "app_protocol",
+        ],
+        ["volumes", _] => &[
+            "type",
+            "source",
+            "target",
+            "read_only",
+            "consistency",
+            "bind",
+            "volume",
+            "tmpfs",
+            "image",
+        ],
+        ["volumes", _, "bind"] => &["propagation", "create_host_path", "recursive", "selinux"],
+        ["volumes", _, "volume"] => &["nocopy", "subpath"],
+        ["volumes", _, "tmpfs"] => &["size", "mode"],
+        ["volumes", _, "image"] => &["subpath"],
+        ["networks", _] => &[
+            "aliases",
+            "interface_name",
+            "ipv4_address",
+            "ipv6_address",
+            "link_local_ips",
+            "mac_address",
+            "driver_opts",
+            "priority",
+            "gw_priority",
+        ],
+        ["secrets" | "configs", _] => &["source", "target", "uid", "gid", "mode"],
+        ["env_file", _] => &["path", "format", "required"],
+        ["extends"] => &["service", "file"],
+        ["develop"] => &["watch"],
+        ["develop", "watch", _] => &[
+            "path",
+            "action",
+            "target",
+            "ignore",
+            "include",
+            "exec",
+            "initial_sync",
+        ],
+        ["ulimits", _] => &["hard", "soft"],
+        ["credential_spec"] => &["config", "file", "registry"],
+        _ => return None,
+    })
+}
+
+/// Paths (below a service) whose value must be a string (durations are strings in the schema).
+fn must_be_string(path: &[&str]) -> bool {
+    matches!(
+        path,
+        [
+            "healthcheck",
+            "interval" | "timeout" | "start_period" | "start_interval"
+        ] | ["stop_grace_period"]
+            | [
+                "deploy",
+                "update_config" | "rollback_config",
+                "delay" | "monitor"
+            ]
+            | ["deploy", "restart_policy", "delay" | "window"]
+    )
+}
+
+fn enum_values(path: &[&str]) -> Option<&'static [&'static str]> {
+    Some(match path {
+        ["volumes", _, "type"] => &["bind", "volume", "tmpfs", "cluster", "npipe", "image"],
+        ["depends_on", _, "condition"] => &[
+            "service_started",
+            "service_healthy",
+            "service_completed_successfully",
+        ],
+        ["develop", "watch", _, "action"] => {
+            &["rebuild", "sync", "restart", "sync+restart", "sync+exec"]
+        }
+        ["deploy", "update_config" | "rollback_config", "order"] => &["start-first", "stop-first"],
+        _ => return None,
+    })
+}
+
+fn walk(ctx: &mut Ctx<'_>, n: &Node, path: &mut Vec<String>, what: &str) {
+    let p: Vec<&str> = path.iter().map(String::as_str).collect();
+    if let Some(keys) = nested_keys(&p) {
+        if matches!(n.value, Value::Map(_)) {
+            unknown(ctx, n, keys, &format!("{what}.{}", path.join(".")));
+        }
+    }
+    if must_be_string(&p) && !matches!(n.value, Value::Str(_) | Value::Null) {
+        ctx.error(
+            n.pos,
+            format!("{what}.{} must be a string", path.join(".")),
+            Some("write a duration like \"30s\""),
+        );
+    }
+    if let (Some(vals), Value::Str(s)) = (enum_values(&p), &n.value) {
+        if !vals.contains(&s.as_str()) {
+            ctx.error(
+                n.pos,
+                format!(
+                    "{what}.{}: value must be one of {}",
+                    path.join("."),
+                    vals.iter()
+                        .map(|v| format!("'{v}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Some("use one of the listed values"),
+            );
+        }
+    }
+    match &n.value {
+        Value::Map(m) => {
+            for (k, (_, v)) in m {
+                if k.starts_with("x-") {
+                    continue;
+                }
+                path.push(k.clone());
+                walk(ctx, v, path, what);
+                path.pop();
+            }
+        }
+        Value::Seq(items) => {
+            for (i, v) in items.iter().enumerate() {
+                path.push(i.to_string());
+                walk(ctx, v, path, what);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
 fn validate_service(ctx: &mut Ctx<'_>, svc: &Node, what: &str) {
     unknown(ctx, svc, SERVICE_KEYS, what);
+    if let Some(m) = svc.as_map() {
+        for (k, (_, v)) in m {
+            if k.starts_with("x-") {
+                continue;
+            }
+            let mut path = vec![k.clone()];
+            walk(ctx, v, &mut path, what);
+        }
+    }
     let Some(m) = svc.as_map() else { return };
     for (k, (_, v)) in m {
         let bad =
@@ -234,6 +510,70 @@ fn validate_service(ctx: &mut Ctx<'_>, svc: &Node, what: &str) {
                 format!("{what}.{k}: invalid type {}", v.type_name()),
                 Some("see the Compose specification for this option's syntax"),
             );
+        }
+    }
+    for key in [
+        "command",
+        "entrypoint",
+        "cap_add",
+        "cap_drop",
+        "dns",
+        "dns_search",
+        "dns_opt",
+        "security_opt",
+        "tmpfs",
+        "profiles",
+        "links",
+        "external_links",
+        "volumes_from",
+        "group_add",
+        "device_cgroup_rules",
+    ] {
+        if let Some(Value::Seq(items)) = svc.get(key).map(|n| &n.value) {
+            for (i, it) in items.iter().enumerate() {
+                if !matches!(it.value, Value::Str(_)) {
+                    ctx.error(
+                        it.pos,
+                        format!("{what}.{key}.{i} must be a string"),
+                        Some("quote the value"),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(Value::Seq(items)) = svc
+        .get("healthcheck")
+        .and_then(|h| h.get("test"))
+        .map(|n| &n.value)
+    {
+        for (i, it) in items.iter().enumerate() {
+            if !matches!(it.value, Value::Str(_)) {
+                ctx.error(
+                    it.pos,
+                    format!("{what}.healthcheck.test.{i} must be a string"),
+                    Some("quote the value"),
+                );
+            }
+        }
+    }
+    if let Some(pp) = svc.get("pull_policy").and_then(Node::as_str) {
+        if !valid_pull_policy(pp) {
+            ctx.error(
+                svc.get("pull_policy").map_or(svc.pos, |n| n.pos),
+                format!("{what}.pull_policy {pp:?} is not valid"),
+                Some("use always, never, build, if_not_present, missing, refresh, daily, weekly or every_<duration>"),
+            );
+        }
+    }
+    if let Some(Value::Seq(items)) = svc.get("expose").map(|n| &n.value) {
+        for (i, it) in items.iter().enumerate() {
+            if !matches!(it.value, Value::Str(_) | Value::Int(_)) {
+                ctx.error(
+                    it.pos,
+                    format!("{what}.expose.{i}: unsupported expose value"),
+                    Some("use a port number or \"PORT/PROTOCOL\""),
+                );
+            }
         }
     }
     if let Some(p) = svc.get("ports") {

@@ -60,6 +60,9 @@ pub enum Value {
     Float(f64),
     /// A string.
     Str(String),
+    /// A plain scalar Go's YAML library reads as a timestamp, kept in RFC 3339 form. Compose
+    /// accepts it only inside `x-` extensions.
+    Timestamp(String),
     /// A sequence.
     Seq(Vec<Node>),
     /// A mapping.
@@ -128,7 +131,7 @@ impl Node {
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
             Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
-            Value::Str(s) => J::String(s.clone()),
+            Value::Str(s) | Value::Timestamp(s) => J::String(s.clone()),
             Value::Seq(v) => J::Array(v.iter().map(Node::to_json).collect()),
             Value::Map(m) => J::Object(
                 m.iter()
@@ -168,6 +171,7 @@ impl Node {
             Value::Int(_) => "integer",
             Value::Float(_) => "number",
             Value::Str(_) => "string",
+            Value::Timestamp(_) => "timestamp",
             Value::Seq(_) => "array",
             Value::Map(_) => "mapping",
         }
@@ -201,6 +205,9 @@ pub fn resolve_plain(s: &str) -> Value {
     if !(first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.')) {
         return Value::Str(s.to_owned());
     }
+    if let Some(ts) = timestamp(s) {
+        return Value::Timestamp(ts);
+    }
     let plain: String = s.chars().filter(|c| *c != '_').collect();
     if let Some(i) = parse_go_int(&plain) {
         return Value::Int(i);
@@ -211,6 +218,44 @@ pub fn resolve_plain(s: &str) -> Value {
         }
     }
     Value::Str(s.to_owned())
+}
+
+/// A YAML timestamp (`2001-12-14`, `2001-12-14T21:59:43.10-05:00`), in Go's RFC 3339 form.
+fn timestamp(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| {
+        b.get(r.clone())
+            .is_some_and(|x| x.iter().all(u8::is_ascii_digit))
+    };
+    if b.len() < 8 || !digits(0..4) || b[4] != b'-' {
+        return None;
+    }
+    let rest = &s[5..];
+    let (m, rest) = rest.split_once('-')?;
+    let day_len = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let (d, tail) = rest.split_at(day_len);
+    if m.is_empty()
+        || m.len() > 2
+        || d.is_empty()
+        || d.len() > 2
+        || !m.chars().all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let (mo, da): (u32, u32) = (m.parse().ok()?, d.parse().ok()?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) {
+        return None;
+    }
+    let date = format!("{}-{mo:02}-{da:02}", &s[..4]);
+    if tail.is_empty() {
+        return Some(format!("{date}T00:00:00Z"));
+    }
+    if tail.starts_with(['T', 't', ' ']) && tail.len() > 5 && tail[1..].contains(':') {
+        return Some(format!("{date}T{}", &tail[1..]));
+    }
+    None
 }
 
 /// `strconv.ParseInt(s, 0, 64)`: sign, then `0x`, `0o`, `0b`, leading-`0` octal or decimal.
@@ -311,11 +356,20 @@ enum Frame {
 /// # Errors
 /// A syntax error, an unknown alias, a non-scalar key, or alias expansion over budget.
 pub fn parse(src: &str, file: u32) -> Result<Option<Node>, SyntaxError> {
+    Ok(parse_all(src, file)?.into_iter().next())
+}
+
+/// Parses every document of `src` (Compose merges the documents of a file in order). Anchors are
+/// per document.
+///
+/// # Errors
+/// As [`parse`].
+pub fn parse_all(src: &str, file: u32) -> Result<Vec<Node>, SyntaxError> {
+    let mut docs_out: Vec<Node> = Vec::new();
     let mut parser = Parser::new_from_str(src);
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     let mut budget = ALIAS_BUDGET;
-    let mut result: Option<Node> = None;
     let mut docs = 0;
     let mk = |m: &saphyr_parser::Marker| Pos {
         file,
@@ -332,10 +386,7 @@ pub fn parse(src: &str, file: u32) -> Result<Option<Node>, SyntaxError> {
             Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => None,
             Event::DocumentStart(_) => {
                 docs += 1;
-                if docs > 1 {
-                    // Compose reads only the first document of each file.
-                    break;
-                }
+                anchors.clear();
                 None
             }
             Event::Alias(id) => {
@@ -449,7 +500,7 @@ pub fn parse(src: &str, file: u32) -> Result<Option<Node>, SyntaxError> {
         };
         if let Some(n) = done {
             match stack.last_mut() {
-                None => result = Some(n),
+                None => docs_out.push(n),
                 Some(Frame::Seq { items, .. }) => items.push(n),
                 Some(Frame::Map { entries, key, .. }) => match key.take() {
                     None => *key = Some(n),
@@ -458,7 +509,8 @@ pub fn parse(src: &str, file: u32) -> Result<Option<Node>, SyntaxError> {
             }
         }
     }
-    Ok(result)
+    let _ = docs;
+    Ok(docs_out)
 }
 
 fn compose_tag(t: &saphyr_parser::Tag) -> Option<Tag> {
@@ -483,7 +535,7 @@ fn key_string(k: &Node) -> Result<String, SyntaxError> {
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => f.to_string(),
-        Value::Str(s) => s.clone(),
+        Value::Str(s) | Value::Timestamp(s) => s.clone(),
         Value::Seq(_) | Value::Map(_) => {
             return Err(SyntaxError {
                 pos: k.pos,
@@ -523,6 +575,13 @@ fn build_map(entries: Vec<(Node, Node)>) -> Result<Map, SyntaxError> {
                 }
             }
             continue;
+        }
+        if !matches!(k.value, Value::Str(_)) && k.tag.is_none() {
+            let text = key_string(&k)?;
+            return Err(SyntaxError {
+                pos: k.pos,
+                message: format!("non-string key {text}: quote it to make it a string"),
+            });
         }
         let ks = key_string(&k)?;
         if explicit.contains_key(&ks) {
@@ -609,7 +668,7 @@ fn emit(v: &serde_json::Value, indent: usize, out: &mut String, top: bool) {
     match v {
         J::Object(o) if !o.is_empty() => {
             for (i, (k, val)) in o.iter().enumerate() {
-                if !(i == 0 && !top) {
+                if i != 0 || top {
                     out.push_str(&pad);
                 }
                 out.push_str(&quote(k));

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use davit_compose::{FsLoader, LoadOptions, load};
+use davit_compose::{FsLoader, LoadOptions, Severity, load};
 
 use crate::Usage;
 
@@ -59,9 +59,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(diags) => {
             let mut msg = String::new();
             for d in diags.iter() {
-                msg.push_str(&format!("\n{d}"));
+                let level = if d.severity == Severity::Error {
+                    ""
+                } else {
+                    "warning: "
+                };
+                msg.push_str(&format!("\n{level}{d}"));
             }
-            let n = diags.iter().count();
+            let n = diags
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
             return Err(Usage(format!(
                 "invalid compose project ({n} problem{}):{msg}",
                 if n == 1 { "" } else { "s" }
@@ -69,6 +77,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .into());
         }
     };
+    for w in &project.warnings {
+        eprintln!("warning: {w}");
+    }
     let mut out = std::io::stdout().lock();
     if args.services {
         let mut names: Vec<&str> = project.services.iter().map(|s| s.name.as_str()).collect();

@@ -50,18 +50,9 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
 
 fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let instance = Instance(args.instance);
-    let max = i64::from(if args.instance <= davit_lab::MAX_INSTANCE {
-        instance.max_hosts()
-    } else {
-        0
-    });
+    let max = i64::from(if args.instance <= davit_lab::MAX_INSTANCE { instance.max_hosts() } else { 0 });
     if args.instance > davit_lab::MAX_INSTANCE {
-        return Err(Usage(format!(
-            "--instance {} is out of range: use 0 to {}",
-            args.instance,
-            davit_lab::MAX_INSTANCE
-        ))
-        .into());
+        return Err(Usage(format!("--instance {} is out of range: use 0 to {}", args.instance, davit_lab::MAX_INSTANCE)).into());
     }
     if !(0..=max).contains(&args.hosts) {
         return Err(Usage(format!(
@@ -71,12 +62,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     let hosts = u16::try_from(args.hosts).expect("checked above");
-    let opts = Options {
-        instance,
-        hosts,
-        registry: args.registry,
-        root: davit_lab::default_root(),
-    };
+    let opts = Options { instance, hosts, registry: args.registry, root: davit_lab::default_root() };
     let info = Lab::up(&opts).context("bringing the lab up")?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
@@ -95,11 +81,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 
 fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
     let root = davit_lab::default_root();
-    let instances: Vec<u8> = if args.all {
-        (0..=davit_lab::MAX_INSTANCE).collect()
-    } else {
-        vec![args.instance]
-    };
+    let instances: Vec<u8> = if args.all { (0..=davit_lab::MAX_INSTANCE).collect() } else { vec![args.instance] };
     for i in instances {
         Lab::down(&root, Instance(i)).with_context(|| format!("removing lab instance {i}"))?;
     }

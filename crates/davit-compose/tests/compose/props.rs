@@ -40,3 +40,26 @@ proptest! {
         let _ = load(&opts, &Mem(files));
     }
 }
+
+proptest! {
+    #[test]
+    fn normalisation_never_panics(
+        port in "[0-9:/.a-z\\-\\[\\]]{0,20}",
+        volume in "[0-9:/.a-z~,\\-]{0,24}",
+        duration in "[0-9a-z.]{0,8}",
+        size in "[0-9a-zA-Z.]{0,6}",
+        dep in "[a-c]{1,2}",
+        cmd in "[a-z '\"\\\\$]{0,20}",
+    ) {
+        let yaml = format!(
+            "services:\n  a:\n    image: x\n    ports: [{port:?}]\n    volumes: [{volume:?}]\n    healthcheck: {{interval: {duration:?}}}\n    mem_limit: {size:?}\n    depends_on: [{dep}]\n    command: {cmd:?}\n    devices: [{volume:?}]\n    extra_hosts: [{port:?}]\n  b:\n    image: y\n    depends_on: [a]\n"
+        );
+        let mut files = BTreeMap::new();
+        files.insert(PathBuf::from("/p/compose.yaml"), yaml);
+        let opts = LoadOptions::new("/p").with_file("compose.yaml");
+        if let Ok(p) = load(&opts, &Mem(files)) {
+            let _ = p.config_json();
+            let _ = p.to_yaml_string();
+        }
+    }
+}
