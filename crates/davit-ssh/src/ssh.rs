@@ -190,7 +190,7 @@ impl SshConn {
                     return Err(Error::ChannelRefused {
                         host: self.target.label.clone(),
                         what: what.to_string(),
-                        reason: format!("{reason:?}"),
+                        reason: refusal_reason(&reason).to_string(),
                     });
                 }
                 Ok(Err(e)) => {
@@ -251,7 +251,7 @@ impl SshConn {
         if !self.use_dial_stdio.load(Ordering::Relaxed) {
             match self.dial_unix(&self.target.socket).await {
                 Ok(ch) => return Ok(ch),
-                Err(Error::ChannelRefused { reason, .. }) if reason.contains("Prohibited") => {
+                Err(Error::ChannelRefused { reason, .. }) if reason == PROHIBITED => {
                     tracing::info!(host = %self.target.label, "stream-local forwarding refused; using docker system dial-stdio");
                     self.use_dial_stdio.store(true, Ordering::Relaxed);
                 }
@@ -419,10 +419,11 @@ async fn authenticate(
     } else {
         Vec::new()
     };
-    let agent_socket = opts
-        .agent_socket
-        .clone()
-        .or_else(|| std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()).map(PathBuf::from));
+    let agent_socket = opts.agent_socket.clone().or_else(|| {
+        std::env::var_os("SSH_AUTH_SOCK")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    });
     let mut agent = match agent_socket.filter(|_| opts.use_agent) {
         Some(sock) => match AgentClient::connect_uds(&sock).await {
             Ok(a) => Some(a),
@@ -593,4 +594,19 @@ fn public_of(path: &Path) -> Option<PublicKey> {
     russh::keys::ssh_key::PrivateKey::from_openssh(text)
         .ok()
         .map(|k| k.public_key().clone())
+}
+
+const PROHIBITED: &str = "forwarding is disabled on the server (sshd_config: AllowStreamLocalForwarding / AllowTcpForwarding)";
+
+fn refusal_reason(r: &russh::ChannelOpenFailure) -> &'static str {
+    match r {
+        russh::ChannelOpenFailure::AdministrativelyProhibited => PROHIBITED,
+        russh::ChannelOpenFailure::ConnectFailed => {
+            "the server could not connect to it (is it listening, and may this user open it?)"
+        }
+        russh::ChannelOpenFailure::ResourceShortage => {
+            "the server is short of resources (MaxSessions?)"
+        }
+        _ => "the server does not support this kind of channel",
+    }
 }
