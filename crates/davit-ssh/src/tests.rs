@@ -50,8 +50,10 @@ fn passwords_in_urls_never_appear_in_errors() {
     assert!(e.to_string().contains("ssh://root:***@host"), "{e}");
 }
 
-const KEY_A: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMbmKP8x6i6AnYRxYQzBXCD3Z//oaIRVEW/EVBdbwVk+";
-const KEY_B: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIL3NHPo0qiy9L9fGpidZEh1q8Pk4Z8Nj3bO/meWe416+";
+const KEY_A: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMbmKP8x6i6AnYRxYQzBXCD3Z//oaIRVEW/EVBdbwVk+";
+const KEY_B: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIL3NHPo0qiy9L9fGpidZEh1q8Pk4Z8Nj3bO/meWe416+";
 
 fn key(k: &str) -> russh::keys::PublicKey {
     russh::keys::parse_public_key_base64(k.split_whitespace().nth(1).unwrap()).unwrap()
@@ -62,33 +64,133 @@ fn hashed(name: &str) -> String {
     use base64::Engine as _;
     use hmac::{KeyInit as _, Mac as _};
     let salt = [7u8; 20];
-    let mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(&salt).unwrap().chain_update(name.as_bytes());
+    let mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(&salt)
+        .unwrap()
+        .chain_update(name.as_bytes());
     let b64 = base64::engine::general_purpose::STANDARD;
-    format!("|1|{}|{}", b64.encode(salt), b64.encode(mac.finalize().into_bytes()))
+    format!(
+        "|1|{}|{}",
+        b64.encode(salt),
+        b64.encode(mac.finalize().into_bytes())
+    )
 }
 
 #[test]
 fn known_hosts_verdicts() {
     let cases: Vec<(String, &str, u16, &str, Verdict)> = vec![
-        (format!("10.0.0.1 {KEY_A}\n"), "10.0.0.1", 22, KEY_A, Verdict::Known),
-        (format!("10.0.0.1 {KEY_A}\n"), "10.0.0.2", 22, KEY_A, Verdict::Unknown),
-        (format!("# c\n\n10.0.0.1 {KEY_A}\n"), "10.0.0.1", 22, KEY_B, Verdict::Changed { line: 3 }),
-        (format!("[10.0.0.1]:2222 {KEY_A}\n"), "10.0.0.1", 2222, KEY_A, Verdict::Known),
-        (format!("[10.0.0.1]:2222 {KEY_A}\n"), "10.0.0.1", 22, KEY_B, Verdict::Unknown),
-        (format!("10.0.0.1 {KEY_A}\n"), "10.0.0.1", 2222, KEY_B, Verdict::Unknown),
-        (format!("web,10.0.0.1 {KEY_A}\n"), "10.0.0.1", 22, KEY_A, Verdict::Known),
-        (format!("{} {KEY_A}\n", hashed("10.0.0.1")), "10.0.0.1", 22, KEY_A, Verdict::Known),
-        (format!("{} {KEY_A}\n", hashed("10.0.0.1")), "10.0.0.1", 22, KEY_B, Verdict::Changed { line: 1 }),
-        (format!("{} {KEY_A}\n", hashed("[10.0.0.1]:2222")), "10.0.0.1", 2222, KEY_A, Verdict::Known),
-        (format!("10.0.0.* {KEY_A}\n"), "10.0.0.9", 22, KEY_A, Verdict::Known),
-        (format!("10.0.0.*,!10.0.0.9 {KEY_A}\n"), "10.0.0.9", 22, KEY_A, Verdict::Unknown),
-        (format!("@revoked * {KEY_A}\n10.0.0.1 {KEY_A}\n"), "10.0.0.1", 22, KEY_A, Verdict::Revoked { line: 1 }),
-        (format!("@cert-authority * {KEY_B}\n10.0.0.1 {KEY_A}\n"), "10.0.0.1", 22, KEY_A, Verdict::Known),
+        (
+            format!("10.0.0.1 {KEY_A}\n"),
+            "10.0.0.1",
+            22,
+            KEY_A,
+            Verdict::Known,
+        ),
+        (
+            format!("10.0.0.1 {KEY_A}\n"),
+            "10.0.0.2",
+            22,
+            KEY_A,
+            Verdict::Unknown,
+        ),
+        (
+            format!("# c\n\n10.0.0.1 {KEY_A}\n"),
+            "10.0.0.1",
+            22,
+            KEY_B,
+            Verdict::Changed { line: 3 },
+        ),
+        (
+            format!("[10.0.0.1]:2222 {KEY_A}\n"),
+            "10.0.0.1",
+            2222,
+            KEY_A,
+            Verdict::Known,
+        ),
+        (
+            format!("[10.0.0.1]:2222 {KEY_A}\n"),
+            "10.0.0.1",
+            22,
+            KEY_B,
+            Verdict::Unknown,
+        ),
+        (
+            format!("10.0.0.1 {KEY_A}\n"),
+            "10.0.0.1",
+            2222,
+            KEY_B,
+            Verdict::Unknown,
+        ),
+        (
+            format!("web,10.0.0.1 {KEY_A}\n"),
+            "10.0.0.1",
+            22,
+            KEY_A,
+            Verdict::Known,
+        ),
+        (
+            format!("{} {KEY_A}\n", hashed("10.0.0.1")),
+            "10.0.0.1",
+            22,
+            KEY_A,
+            Verdict::Known,
+        ),
+        (
+            format!("{} {KEY_A}\n", hashed("10.0.0.1")),
+            "10.0.0.1",
+            22,
+            KEY_B,
+            Verdict::Changed { line: 1 },
+        ),
+        (
+            format!("{} {KEY_A}\n", hashed("[10.0.0.1]:2222")),
+            "10.0.0.1",
+            2222,
+            KEY_A,
+            Verdict::Known,
+        ),
+        (
+            format!("10.0.0.* {KEY_A}\n"),
+            "10.0.0.9",
+            22,
+            KEY_A,
+            Verdict::Known,
+        ),
+        (
+            format!("10.0.0.*,!10.0.0.9 {KEY_A}\n"),
+            "10.0.0.9",
+            22,
+            KEY_A,
+            Verdict::Unknown,
+        ),
+        (
+            format!("@revoked * {KEY_A}\n10.0.0.1 {KEY_A}\n"),
+            "10.0.0.1",
+            22,
+            KEY_A,
+            Verdict::Revoked { line: 1 },
+        ),
+        (
+            format!("@cert-authority * {KEY_B}\n10.0.0.1 {KEY_A}\n"),
+            "10.0.0.1",
+            22,
+            KEY_A,
+            Verdict::Known,
+        ),
         // Another key first, then ours: known (OpenSSH accepts any matching line).
-        (format!("10.0.0.1 {KEY_B}\n10.0.0.1 {KEY_A}\n"), "10.0.0.1", 22, KEY_A, Verdict::Known),
+        (
+            format!("10.0.0.1 {KEY_B}\n10.0.0.1 {KEY_A}\n"),
+            "10.0.0.1",
+            22,
+            KEY_A,
+            Verdict::Known,
+        ),
     ];
     for (text, host, port, k, want) in cases {
-        assert_eq!(check_text(&text, host, port, &key(k)), want, "{text} for {host}:{port}");
+        assert_eq!(
+            check_text(&text, host, port, &key(k)),
+            want,
+            "{text} for {host}:{port}"
+        );
     }
     assert_eq!(host_pattern("h", 22), "h");
     assert_eq!(host_pattern("h", 2222), "[h]:2222");
@@ -104,8 +206,14 @@ fn learn_appends_a_line_that_check_then_knows() {
     let text = std::fs::read_to_string(&p).unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");
     assert!(text.starts_with("[10.0.0.1]:2222 ssh-ed25519 "));
-    assert_eq!(crate::known_hosts::check(&p, "10.0.0.1", 2222, &key(KEY_A)).unwrap(), Verdict::Known);
-    assert_eq!(crate::known_hosts::check(&p, "10.0.0.2", 22, &key(KEY_B)).unwrap(), Verdict::Known);
+    assert_eq!(
+        crate::known_hosts::check(&p, "10.0.0.1", 2222, &key(KEY_A)).unwrap(),
+        Verdict::Known
+    );
+    assert_eq!(
+        crate::known_hosts::check(&p, "10.0.0.2", 22, &key(KEY_B)).unwrap(),
+        Verdict::Known
+    );
 }
 
 #[test]
@@ -130,7 +238,10 @@ Match host x
     assert_eq!(web.identity_files.len(), 2);
     assert!(web.identity_files[0].ends_with(".ssh/deploy_key"));
     let other = crate::config::lookup_text(text, "db");
-    assert_eq!((other.host_name, other.user, other.port), (None, Some("fallback".into()), None));
+    assert_eq!(
+        (other.host_name, other.user, other.port),
+        (None, Some("fallback".into()), None)
+    );
     assert_eq!(crate::config::lookup_text(text, "prod-eu").port, Some(2222));
 }
 
