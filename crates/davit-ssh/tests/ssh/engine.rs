@@ -251,3 +251,86 @@ async fn container_lifecycle_over_the_tunnel() {
     let gone = docker.inspect_container(&name, None).await.unwrap_err();
     assert!(gone.to_string().contains("No such container"), "{gone}");
 }
+
+/// An sshd of our own on loopback that forbids stream-local forwarding (with a host key filed under
+/// `[127.0.0.1]:PORT`): the engine is then reached through `docker system dial-stdio`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_streamlocal_forwarding_the_engine_is_reached_through_dial_stdio() {
+    let (lab, info) = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let hostkey = crate::keygen(dir.path(), "hostkey", &["-t", "ed25519"], "");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let config = dir.path().join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nAuthorizedKeysFile {}\nPidFile none\nUsePAM no\n\
+             StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
+             AllowStreamLocalForwarding no\nAllowTcpForwarding yes\n",
+            hostkey.display(),
+            lab.dir().join("authorized_keys").display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let mut sshd = std::process::Command::new("/usr/sbin/sshd")
+        .arg("-D")
+        .arg("-e")
+        .arg("-f")
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "our sshd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kh = dir.path().join("known_hosts");
+    let public = std::fs::read_to_string(hostkey.with_extension("pub")).unwrap();
+    std::fs::write(
+        &kh,
+        format!(
+            "[127.0.0.1]:{port} {}\n",
+            public
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    )
+    .unwrap();
+    let mut o = opts(&info);
+    o.known_hosts = Some(kh);
+    let socket = info.hosts[5].docker_host.trim_start_matches("unix://");
+    let url = HostUrl::parse(&format!("ssh://root@127.0.0.1:{port}?socket={socket}")).unwrap();
+
+    let result = async {
+        let host = Host::connect(&url, &o).await?;
+        // The streamlocal channel is refused with a clear reason...
+        let refused = host.dial_unix(socket).await.unwrap_err();
+        let version = host.docker().version().await;
+        let ping = host.docker().ping().await;
+        Ok::<_, davit_ssh::Error>((refused, version, ping))
+    }
+    .await;
+    let _ = sshd.kill();
+    let _ = sshd.wait();
+    let (refused, version, ping) = result.unwrap();
+    assert!(
+        refused.to_string().contains("AllowStreamLocalForwarding"),
+        "{refused}"
+    );
+    let direct = Host::connect(
+        &HostUrl::parse(&info.hosts[5].docker_host).unwrap(),
+        &opts(&info),
+    )
+    .await
+    .unwrap();
+    let want = direct.docker().version().await.unwrap();
+    assert_eq!(version.unwrap().version, want.version);
+    assert_eq!(ping.unwrap(), "OK");
+}
