@@ -57,7 +57,17 @@ impl HostReport {
 pub async fn check_hosts(urls: &[HostUrl], opts: &SshOptions) -> Vec<HostReport> {
     let futs = urls.iter().map(|u| async move {
         match Host::connect(u, opts).await {
-            Ok(h) => check(&h).await,
+            Ok(h) => match tokio::time::timeout(opts.operation_timeout, check(&h)).await {
+                Ok(r) => r,
+                Err(_) => HostReport::failed(
+                    u.to_string(),
+                    &Error::Timeout {
+                        host: u.to_string(),
+                        what: "asking the engine about itself".into(),
+                        after: opts.operation_timeout,
+                    },
+                ),
+            },
             Err(e) => HostReport::failed(u.to_string(), &e),
         }
     });

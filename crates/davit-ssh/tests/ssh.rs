@@ -81,3 +81,13 @@ fn error_is_std_error() {
     fn is_error<E: std::error::Error + Send + Sync + 'static>() {}
     is_error::<davit_ssh::Error>();
 }
+
+#[test]
+fn host_and_stream_can_cross_tasks() {
+    fn send_sync<T: Send + Sync + Clone + 'static>() {}
+    fn send<T: Send + Unpin + 'static>() {}
+    send_sync::<davit_ssh::Host>();
+    send::<davit_ssh::Stream>();
+    let io: std::io::Error = davit_ssh::HostUrl::parse("nope").unwrap_err().into();
+    assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
+}
