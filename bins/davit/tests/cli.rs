@@ -32,3 +32,6 @@ fn lab_up_refuses_a_non_number() {
 }
 #[path = "cli/registry.rs"]
 mod registry;
+
+#[path = "cli/hosts.rs"]
+mod hosts;

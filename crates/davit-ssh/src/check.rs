@@ -47,7 +47,7 @@ impl HostReport {
             cpus: None,
             memory_bytes: None,
             free_disk_bytes: None,
-            error: Some(e.to_string()),
+            error: Some(chain(e)),
         }
     }
 }
@@ -57,7 +57,17 @@ impl HostReport {
 pub async fn check_hosts(urls: &[HostUrl], opts: &SshOptions) -> Vec<HostReport> {
     let futs = urls.iter().map(|u| async move {
         match Host::connect(u, opts).await {
-            Ok(h) => check(&h).await,
+            Ok(h) => match tokio::time::timeout(opts.operation_timeout, check(&h)).await {
+                Ok(r) => r,
+                Err(_) => HostReport::failed(
+                    u.to_string(),
+                    &Error::Timeout {
+                        host: u.to_string(),
+                        what: "asking the engine about itself".into(),
+                        after: opts.operation_timeout,
+                    },
+                ),
+            },
             Err(e) => HostReport::failed(u.to_string(), &e),
         }
     });
@@ -122,4 +132,19 @@ pub(crate) fn parse_df(text: &str) -> Option<u64> {
     let line = text.lines().nth(1)?;
     let avail: u64 = line.split_whitespace().nth(3)?.parse().ok()?;
     Some(avail * 1024)
+}
+
+/// `e`, then its causes, on one line.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
 }

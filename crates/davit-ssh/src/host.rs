@@ -130,6 +130,12 @@ impl Host {
         })
     }
 
+    /// Connects to every host concurrently; results in the order of `urls`. A host that does not
+    /// answer costs at most `opts.connect_timeout` and delays no other.
+    pub async fn connect_all(urls: &[HostUrl], opts: &SshOptions) -> Vec<Result<Host, Error>> {
+        futures_util::future::join_all(urls.iter().map(|u| Host::connect(u, opts))).await
+    }
+
     /// The URL this host was connected with.
     pub fn url(&self) -> &HostUrl {
         &self.inner.url

@@ -190,7 +190,7 @@ impl SshConn {
                     return Err(Error::ChannelRefused {
                         host: self.target.label.clone(),
                         what: what.to_string(),
-                        reason: format!("{reason:?}"),
+                        reason: refusal_reason(&reason).to_string(),
                     });
                 }
                 Ok(Err(e)) => {
@@ -251,7 +251,20 @@ impl SshConn {
         if !self.use_dial_stdio.load(Ordering::Relaxed) {
             match self.dial_unix(&self.target.socket).await {
                 Ok(ch) => return Ok(ch),
-                Err(Error::ChannelRefused { reason, .. }) if reason.contains("Prohibited") => {
+                // OpenSSH answers "connect failed" both when forwarding is disabled and when nothing
+                // listens: fall back only when the server has a docker CLI and the socket exists.
+                Err(Error::ChannelRefused { host, what, reason }) => {
+                    if !self.dial_stdio_possible().await {
+                        return Err(Error::ChannelRefused {
+                            host,
+                            what,
+                            reason: format!(
+                                "{reason}; no fallback either: `docker system dial-stdio` needs the docker CLI on the \
+                                 server and the socket {} to exist",
+                                self.target.socket
+                            ),
+                        });
+                    }
                     tracing::info!(host = %self.target.label, "stream-local forwarding refused; using docker system dial-stdio");
                     self.use_dial_stdio.store(true, Ordering::Relaxed);
                 }
@@ -259,14 +272,25 @@ impl SshConn {
             }
         }
         let ch = self.session().await?;
-        let cmd = format!(
-            "DOCKER_HOST=unix://{} docker system dial-stdio",
-            self.target.socket
-        );
-        ch.exec(true, cmd)
-            .await
-            .map_err(|e| self.lost(e, "docker system dial-stdio"))?;
+        ch.exec(
+            true,
+            format!(
+                "DOCKER_HOST=unix://{} docker system dial-stdio",
+                self.target.socket
+            ),
+        )
+        .await
+        .map_err(|e| self.lost(e, "docker system dial-stdio"))?;
         Ok(ch)
+    }
+
+    async fn dial_stdio_possible(&self) -> bool {
+        let cmd = format!(
+            "command -v docker >/dev/null && test -S '{}'",
+            self.target.socket.replace('\'', "")
+        );
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        matches!(self.exec(&cmd, &mut out, &mut err).await, Ok(Some(0)))
     }
 
     pub(crate) async fn session(&self) -> Result<Channel<Msg>, Error> {
@@ -419,10 +443,11 @@ async fn authenticate(
     } else {
         Vec::new()
     };
-    let agent_socket = opts
-        .agent_socket
-        .clone()
-        .or_else(|| std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()).map(PathBuf::from));
+    let agent_socket = opts.agent_socket.clone().or_else(|| {
+        std::env::var_os("SSH_AUTH_SOCK")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    });
     let mut agent = match agent_socket.filter(|_| opts.use_agent) {
         Some(sock) => match AgentClient::connect_uds(&sock).await {
             Ok(a) => Some(a),
@@ -593,4 +618,20 @@ fn public_of(path: &Path) -> Option<PublicKey> {
     russh::keys::ssh_key::PrivateKey::from_openssh(text)
         .ok()
         .map(|k| k.public_key().clone())
+}
+
+const PROHIBITED: &str = "forwarding is disabled on the server (sshd_config: AllowStreamLocalForwarding / AllowTcpForwarding)";
+
+fn refusal_reason(r: &russh::ChannelOpenFailure) -> &'static str {
+    match r {
+        russh::ChannelOpenFailure::AdministrativelyProhibited => PROHIBITED,
+        russh::ChannelOpenFailure::ConnectFailed => {
+            "the server could not open it (is something listening there? is forwarding allowed by sshd_config \
+             AllowTcpForwarding / AllowStreamLocalForwarding?)"
+        }
+        russh::ChannelOpenFailure::ResourceShortage => {
+            "the server is short of resources (MaxSessions?)"
+        }
+        _ => "the server does not support this kind of channel",
+    }
 }

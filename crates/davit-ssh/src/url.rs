@@ -38,7 +38,7 @@ impl HostUrl {
     /// Parses a host URL. Errors say what is wrong and show the accepted forms.
     pub fn parse(s: &str) -> Result<HostUrl, Error> {
         let bad = |reason: &str| Error::InvalidUrl {
-            url: s.to_string(),
+            url: redact(s),
             reason: reason.to_string(),
         };
         let t = s.trim();
@@ -153,5 +153,19 @@ impl fmt::Display for HostUrl {
                 Ok(())
             }
         }
+    }
+}
+
+/// The URL with any password replaced, for messages.
+fn redact(s: &str) -> String {
+    match (s.find("://"), s.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &s[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &s[..scheme_end + 3], &s[at..]),
+                None => s.to_string(),
+            }
+        }
+        _ => s.to_string(),
     }
 }

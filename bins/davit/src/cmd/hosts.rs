@@ -34,8 +34,12 @@ impl SshArgs {
         o.identity = self.identity.clone();
         o.known_hosts = self.known_hosts.clone();
         o.accept_new_host_keys = self.accept_new_host_keys;
-        o.connect_timeout = parse_duration(&self.connect_timeout)
-            .ok_or_else(|| Usage(format!("--connect-timeout {}: not a duration (e.g. 500ms, 10s, 1m)", self.connect_timeout)))?;
+        o.connect_timeout = parse_duration(&self.connect_timeout).ok_or_else(|| {
+            Usage(format!(
+                "--connect-timeout {}: not a duration (e.g. 500ms, 10s, 1m)",
+                self.connect_timeout
+            ))
+        })?;
         Ok(o)
     }
 }
@@ -61,7 +65,10 @@ pub fn parse_hosts(hosts: &[String]) -> anyhow::Result<Vec<HostUrl>> {
     if hosts.is_empty() {
         return Ok(vec![HostUrl::Local]);
     }
-    hosts.iter().map(|h| HostUrl::parse(h).map_err(|e| Usage(e.to_string()).into())).collect()
+    hosts
+        .iter()
+        .map(|h| HostUrl::parse(h).map_err(|e| Usage(e.to_string()).into()))
+        .collect()
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -92,23 +99,29 @@ pub fn run(cmd: HostsCommand) -> anyhow::Result<ExitCode> {
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let urls = parse_hosts(&args.hosts)?;
     let opts = args.ssh.options()?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     let reports = rt.block_on(davit_ssh::check_hosts(&urls, &opts));
     let failed = reports.iter().filter(|r| !r.ok).count();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "hosts": reports }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "hosts": reports }))?
+        );
     } else {
         for r in &reports {
             println!("{}", human(r));
         }
     }
     if failed > 0 {
-        eprintln!("error: {failed} of {} host(s) failed", reports.len());
-        if !args.json {
+        if args.json {
             for r in reports.iter().filter(|r| !r.ok) {
-                eprintln!("  {}", r.error.as_deref().unwrap_or("unknown error"));
+                eprintln!("error: {}", r.error.as_deref().unwrap_or("unknown error"));
             }
         }
+        eprintln!("error: {failed} of {} host(s) failed", reports.len());
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -116,10 +129,18 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 
 fn human(r: &HostReport) -> String {
     if !r.ok {
-        return format!("FAIL  {}  {}", r.url, r.error.as_deref().unwrap_or("unknown error"));
+        let e = r.error.as_deref().unwrap_or("unknown error");
+        return if e.starts_with(&r.url) {
+            format!("FAIL  {e}")
+        } else {
+            format!("FAIL  {}: {e}", r.url)
+        };
     }
     let gib = |b: f64| format!("{:.1} GiB", b / (1u64 << 30) as f64);
-    let mut parts = vec![format!("docker {}", r.engine_version.as_deref().unwrap_or("?"))];
+    let mut parts = vec![format!(
+        "docker {}",
+        r.engine_version.as_deref().unwrap_or("?")
+    )];
     if let Some(os) = &r.os {
         parts.push(os.clone());
     }

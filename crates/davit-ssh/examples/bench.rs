@@ -1,0 +1,179 @@
+//! Benchmark: davit's SSH transport vs OpenSSH on the lab (docs/BENCHMARKS.md).
+//!
+//! ```text
+//! DAVIT_LAB_INSTANCE=3 davit lab up --hosts 8 --registry
+//! DAVIT_LAB_INSTANCE=11 davit lab up --hosts 2
+//! cargo build --release -p davit -p davit-ssh --example bench
+//! target/release/examples/bench --davit target/release/davit --runs 5
+//! ```
+//!
+//! 1. `davit hosts check` on 3 and 10 hosts (a fresh process, connecting from scratch) vs
+//!    `ssh HOST docker version` to every host in parallel.
+//! 2. 100 Docker API calls (`GET /version`) over one davit connection vs 100 `ssh HOST docker version`
+//!    invocations one after another (and, for reference, OpenSSH with a ControlMaster connection).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use davit_lab::{Instance, Lab, LabInfo};
+use davit_ssh::{Host, HostUrl, SshOptions};
+
+struct Target {
+    url: String,
+    address: String,
+    identity: PathBuf,
+    known_hosts: PathBuf,
+}
+
+fn targets() -> Vec<Target> {
+    let root = davit_lab::default_root();
+    let mut out = Vec::new();
+    for inst in [3u8, 11] {
+        let info: LabInfo = Lab::read_info(&root, Instance(inst)).unwrap_or_else(|| {
+            panic!("lab instance {inst} is not up (see the header of this file)")
+        });
+        for h in &info.hosts {
+            out.push(Target {
+                url: h.url.clone(),
+                address: h.address.clone(),
+                identity: info.identity.clone(),
+                known_hosts: info.known_hosts.clone(),
+            });
+        }
+    }
+    out
+}
+
+fn ssh(t: &Target, extra: &[String]) -> Command {
+    let mut c = Command::new("ssh");
+    c.arg("-i")
+        .arg(&t.identity)
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", t.known_hosts.display()))
+        .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+        .args(extra)
+        .arg(format!("root@{}", t.address))
+        .args(["docker", "version", "--format", "{{.Server.Version}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    c
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time(runs: usize, mut f: impl FnMut()) -> Duration {
+    f(); // warm-up
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn davit_check(davit: &Path, ts: &[Target]) {
+    let mut c = Command::new(davit);
+    c.args(["hosts", "check", "--json"]).stdout(Stdio::null());
+    for t in ts {
+        c.args(["--host", &t.url])
+            .env("DAVIT_IDENTITY", &t.identity)
+            .env("DAVIT_KNOWN_HOSTS", &t.known_hosts);
+    }
+    assert!(c.status().unwrap().success(), "davit hosts check failed");
+}
+
+fn ssh_parallel(ts: &[Target]) {
+    let children: Vec<_> = ts.iter().map(|t| ssh(t, &[]).spawn().unwrap()).collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "ssh docker version failed");
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let davit = PathBuf::from(arg("--davit").unwrap_or_else(|| "target/release/davit".into()));
+    let runs: usize = arg("--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
+    let ts = targets();
+    assert!(ts.len() >= 10, "need 10 hosts, have {}", ts.len());
+
+    println!("| work | davit | OpenSSH | OpenSSH / davit |");
+    println!("| --- | --- | --- | --- |");
+    for n in [3usize, 10] {
+        let d = time(runs, || davit_check(&davit, &ts[..n]));
+        let o = time(runs, || ssh_parallel(&ts[..n]));
+        println!(
+            "| `hosts check` on {n} hosts vs {n} parallel `ssh HOST docker version` | {:.0} ms | {:.0} ms | {:.2}x |",
+            d.as_secs_f64() * 1e3,
+            o.as_secs_f64() * 1e3,
+            o.as_secs_f64() / d.as_secs_f64()
+        );
+    }
+
+    // 100 API calls over one connection (connection set-up included).
+    let t = &ts[0];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut opts = SshOptions::default();
+    opts.identity = Some(t.identity.clone());
+    opts.known_hosts = Some(t.known_hosts.clone());
+    opts.use_agent = false;
+    let url = HostUrl::parse(&t.url).unwrap();
+    let d = time(runs.min(3), || {
+        rt.block_on(async {
+            let host = Host::connect(&url, &opts).await.unwrap();
+            let docker = host.docker();
+            for _ in 0..100 {
+                docker.version().await.unwrap();
+            }
+        })
+    });
+    let o = time(1, || {
+        for _ in 0..100 {
+            assert!(ssh(t, &[]).status().unwrap().success());
+        }
+    });
+    println!(
+        "| 100 `GET /version` over one connection vs 100 `ssh HOST docker version` | {:.0} ms | {:.0} ms | {:.2}x |",
+        d.as_secs_f64() * 1e3,
+        o.as_secs_f64() * 1e3,
+        o.as_secs_f64() / d.as_secs_f64()
+    );
+    let cp = std::env::temp_dir().join(format!("davit-bench-cm-{}", std::process::id()));
+    let mux = vec![
+        "-o".to_string(),
+        "ControlMaster=auto".into(),
+        "-o".into(),
+        format!("ControlPath={}", cp.display()),
+        "-o".into(),
+        "ControlPersist=60".into(),
+    ];
+    let o = time(1, || {
+        for _ in 0..100 {
+            assert!(ssh(t, &mux).status().unwrap().success());
+        }
+    });
+    let _ = Command::new("ssh")
+        .args(["-O", "exit", "-o"])
+        .arg(format!("ControlPath={}", cp.display()))
+        .arg(format!("root@{}", t.address))
+        .stderr(Stdio::null())
+        .status();
+    println!(
+        "| same, OpenSSH multiplexed (ControlMaster) | {:.0} ms | {:.0} ms | {:.2}x |",
+        d.as_secs_f64() * 1e3,
+        o.as_secs_f64() * 1e3,
+        o.as_secs_f64() / d.as_secs_f64()
+    );
+}
