@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -31,10 +32,56 @@ struct Args {
     /// Standalone mode: HTTP health path of the targets (a TCP connect check when absent).
     #[arg(long, value_name = "PATH", requires = "listen")]
     health: Option<String>,
+    /// On SIGTERM, how long requests in flight may take to finish before the proxy exits.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    drain_secs: u64,
+    /// Threads serving clients, each with its own listener per route (default: one per CPU).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+/// One single-threaded runtime per worker thread; they run until the process exits.
+fn worker_runtimes(n: usize) -> anyhow::Result<Vec<tokio::runtime::Handle>> {
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("davit-proxy-w{i}"))
+            .spawn(move || {
+                proxy::set_worker_index(i + 1);
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => {
+                        let _ = tx.send(Ok(rt.handle().clone()));
+                        rt.block_on(std::future::pending::<()>());
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            })
+            .context("cannot start a worker thread")?;
+        handles.push(
+            rx.recv()
+                .context("a worker thread died")?
+                .context("cannot start a worker runtime")?,
+        );
+    }
+    Ok(handles)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let threads = args
+        .threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+        .max(1);
+    let workers = worker_runtimes(threads)?;
     let proxy = Proxy::start(ProxyConfig {
+        workers,
         state_file: args.state.clone(),
     })
     .await
@@ -85,6 +132,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         r = async { match admin_task { Some(t) => t.await, None => std::future::pending().await } } => {
             r.context("admin API task")?.context("admin API stopped")?;
         }
+    }
+    // Stop accepting, let the requests in flight finish (bounded), then exit.
+    let left = proxy.shutdown(Duration::from_secs(args.drain_secs)).await;
+    if left > 0 {
+        tracing::warn!(left, "requests still in flight at exit");
     }
     Ok(())
 }

@@ -26,10 +26,19 @@ const MAX_ATTEMPTS: usize = 3;
 const MAX_AWAIT: Duration = Duration::from_secs(10);
 
 /// What the client connection is.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ClientInfo {
-    pub(crate) peer: SocketAddr,
-    pub(crate) tls: bool,
+    /// The client's address as an `X-Forwarded-For` entry, rendered once per connection.
+    ip: HeaderValue,
+    tls: bool,
+}
+
+impl ClientInfo {
+    pub(crate) fn new(peer: SocketAddr, tls: bool) -> Self {
+        let ip = HeaderValue::from_str(&peer.ip().to_canonical().to_string())
+            .expect("an IP is a valid header value");
+        Self { ip, tls }
+    }
 }
 
 /// A request's accounting: in flight from dispatch until its response body ends (or the upgraded
@@ -147,7 +156,7 @@ fn error(status: StatusCode, text: &str) -> Response<ProxyBody> {
     local(status, "text/plain; charset=utf-8", format!("{text}\n"))
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -261,16 +270,19 @@ pub(crate) async fn handle(
                 .insert(HeaderName::from_static("x-forwarded-host"), h.clone());
         }
     }
-    let ip = client.peer.ip().to_canonical().to_string();
     let xff = match parts
         .headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
     {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
+        Some(prev) => HeaderValue::from_str(&format!(
+            "{prev}, {}",
+            client.ip.to_str().unwrap_or_default()
+        ))
+        .ok(),
+        None => Some(client.ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         parts
             .headers
             .insert(HeaderName::from_static("x-forwarded-for"), v);
@@ -286,8 +298,18 @@ pub(crate) async fn handle(
         parts.headers.insert(header::UPGRADE, u);
     }
     parts.version = Version::HTTP_11;
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    parts.uri = path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        // Absolute form (HTTP/2, or a proxy-style request): upstream wants the origin form.
+        let mut origin = http::uri::Parts::default();
+        origin.path_and_query = Some(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        parts.uri = http::Uri::from_parts(origin).unwrap_or_else(|_| http::Uri::from_static("/"));
+    }
     let limit = usize::try_from(spec.max_body_bytes).unwrap_or(usize::MAX);
     let mut req = Request::from_parts(parts, Limited::new(body, limit));
 

@@ -1,8 +1,10 @@
 //! Target health: a minimal threshold policy (consecutive successes make a target healthy, consecutive
 //! failures unhealthy) behind a small interface, and the probe that feeds it.
 //!
-//! The `davit-health` crate was not usable when this was written; `Policy` is the seam where its
-//! policy/verdict state machine would slot in.
+//! Why not `davit-health`'s `Machine`: it reaches one final verdict (the rollout's "did it turn
+//! healthy?"), while the proxy needs a continuous up/down signal for as long as a target serves, and
+//! that crate brings bollard into what must stay a small static binary. `Policy::record` is the seam
+//! where a shared policy type would slot in.
 
 use std::net::SocketAddr;
 use std::time::Duration;

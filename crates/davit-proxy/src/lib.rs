@@ -18,6 +18,7 @@ mod server;
 pub mod tls;
 
 pub use error::Error;
+pub use pool::set_worker_index;
 pub use server::{Proxy, ProxyConfig};
 
 #[cfg(test)]

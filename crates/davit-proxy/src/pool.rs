@@ -16,9 +16,35 @@ pub(crate) type Sender = SendRequest<UpBody>;
 
 const MAX_IDLE: usize = 512;
 
-#[derive(Debug, Default)]
+/// Idle connections are kept per thread (see [`set_worker_index`]): a connection's task runs on the
+/// thread that opened it, so reusing it from the same thread avoids cross-thread wake-ups.
+const SHARDS: usize = 16;
+
+thread_local! {
+    static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the calling thread as worker `index` (its own shard of every pool). Call it first thing on each
+/// worker runtime's thread.
+pub fn set_worker_index(index: usize) {
+    SHARD.with(|s| s.set(index % SHARDS));
+}
+
+#[derive(Debug)]
 pub(crate) struct Pool {
-    idle: Mutex<Vec<Sender>>,
+    shards: Vec<Mutex<Vec<Sender>>>,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
+        }
+    }
+}
+
+fn shard() -> usize {
+    SHARD.with(std::cell::Cell::get)
 }
 
 /// Why no connection could be had: nothing reached the upstream, so the request may go elsewhere.
@@ -33,7 +59,7 @@ impl Pool {
         timeout: Duration,
     ) -> Result<(Sender, bool), ConnectError> {
         loop {
-            let popped = self.idle.lock().expect("pool lock").pop();
+            let popped = self.shards[shard()].lock().expect("pool lock").pop();
             let Some(mut sender) = popped else { break };
             if sender.is_closed() {
                 continue;
@@ -72,7 +98,7 @@ impl Pool {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().expect("pool lock");
+        let mut idle = self.shards[shard()].lock().expect("pool lock");
         if idle.len() < MAX_IDLE {
             idle.push(sender);
         }
@@ -80,6 +106,8 @@ impl Pool {
 
     /// Closes every idle connection (a drained target).
     pub(crate) fn clear(&self) {
-        self.idle.lock().expect("pool lock").clear();
+        for s in &self.shards {
+            s.lock().expect("pool lock").clear();
+        }
     }
 }

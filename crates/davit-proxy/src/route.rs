@@ -309,6 +309,9 @@ impl Route {
         cookie: Option<&str>,
         exclude: &[&Arc<Target>],
     ) -> Option<(Arc<Target>, bool)> {
+        if exclude.is_empty() && snap.picks.len() == 1 {
+            return Some((snap.picks[0].0.clone(), false));
+        }
         let excluded = |t: &Arc<Target>| exclude.iter().any(|e| Arc::ptr_eq(e, t));
         let sticky = snap.picks.len() > 1;
         if let Some(id) = cookie
@@ -381,6 +384,15 @@ impl Route {
                 t.clone(),
             ));
         }
+    }
+
+    /// Requests in flight on every target of the route.
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.state()
+            .targets
+            .iter()
+            .map(|t| t.stats.in_flight.load(Relaxed))
+            .sum()
     }
 
     /// Stops the controller and every health checker (the route was deleted).

@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -31,6 +32,10 @@ use crate::tls::{self, FileCertResolver};
 pub struct ProxyConfig {
     /// Routes are saved here after every change and restored from here at start.
     pub state_file: Option<PathBuf>,
+    /// Runtimes that serve clients, one per thread, which get each route's new connections in turn (a
+    /// connection and the upstream connections it uses stay on one thread). Empty: clients are
+    /// served on the runtime that calls [`Proxy::start`].
+    pub workers: Vec<Handle>,
 }
 
 /// The proxy: a set of named routes, each with its own listener.
@@ -42,6 +47,7 @@ pub struct Proxy {
 struct Inner {
     routes: tokio::sync::Mutex<BTreeMap<String, Entry>>,
     state_file: Option<PathBuf>,
+    workers: Vec<Handle>,
 }
 
 struct Entry {
@@ -49,14 +55,12 @@ struct Entry {
     listen: SocketAddr,
     tls_spec: Option<TlsSpec>,
     tls: Arc<RwLock<Option<TlsAcceptor>>>,
-    accept: Option<AbortHandle>,
+    accept: Vec<AbortHandle>,
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        if let Some(a) = self.accept.take() {
-            a.abort();
-        }
+        self.accept.drain(..).for_each(|a| a.abort());
         self.route.shutdown();
     }
 }
@@ -123,12 +127,20 @@ fn load_tls(name: &str, spec: Option<&TlsSpec>) -> Result<Option<TlsAcceptor>, E
     tls::acceptor(Arc::new(resolver)).map(Some).map_err(tls_err)
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+/// Opens a route's listener and starts accepting: connections go to the worker runtimes in turn (each
+/// client connection, and the upstream connections it uses, then stay on one thread), or are served on
+/// the current runtime when there are no workers.
+async fn listen(
+    addr: SocketAddr,
+    route: &Arc<Route>,
+    tls: &Arc<RwLock<Option<TlsAcceptor>>>,
+    workers: &[Handle],
+) -> Result<Vec<AbortHandle>, Error> {
     // A listener of this address that was just closed may take a moment to go.
     let mut tries = 0;
     loop {
-        match TcpListener::bind(addr).await {
-            Ok(l) => return Ok(l),
+        match listen_once(addr, route, tls, workers).await {
+            Ok(h) => return Ok(h),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 20 => {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -138,12 +150,23 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
     }
 }
 
-fn spawn_accept(
-    listener: TcpListener,
-    route: Arc<Route>,
-    tls: Arc<RwLock<Option<TlsAcceptor>>>,
-) -> AbortHandle {
-    tokio::spawn(async move {
+async fn listen_once(
+    addr: SocketAddr,
+    route: &Arc<Route>,
+    tls: &Arc<RwLock<Option<TlsAcceptor>>>,
+    workers: &[Handle],
+) -> std::io::Result<Vec<AbortHandle>> {
+    if workers.is_empty() {
+        let listener = TcpListener::bind(addr).await?;
+        let task = tokio::spawn(accept_loop(listener, route.clone(), tls.clone()));
+        return Ok(vec![task.abort_handle()]);
+    }
+    // One accepting task hands connections to the workers in turn, so each worker gets an equal share
+    // (a shared socket lets the first thread awake take a whole burst of new connections).
+    let listener = TcpListener::bind(addr).await?;
+    let (route, tls, workers) = (route.clone(), tls.clone(), workers.to_vec());
+    let task = workers[0].clone().spawn(async move {
+        let mut next = 0usize;
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(a) => a,
@@ -154,10 +177,44 @@ fn spawn_accept(
                 }
             };
             let acceptor = tls.read().expect("tls lock").clone();
-            tokio::spawn(serve_client(route.clone(), acceptor, stream, peer));
+            let worker = &workers[next % workers.len()];
+            next = next.wrapping_add(1);
+            match stream.into_std() {
+                Ok(std) => {
+                    let route = route.clone();
+                    worker.spawn(async move {
+                        match TcpStream::from_std(std) {
+                            Ok(stream) => serve_client(route, acceptor, stream, peer).await,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot hand a connection to a worker")
+                            }
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot hand a connection to a worker"),
+            }
         }
-    })
-    .abort_handle()
+    });
+    Ok(vec![task.abort_handle()])
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    route: Arc<Route>,
+    tls: Arc<RwLock<Option<TlsAcceptor>>>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(route = %route.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = tls.read().expect("tls lock").clone();
+        tokio::spawn(serve_client(route.clone(), acceptor, stream, peer));
+    }
 }
 
 async fn serve_client(
@@ -179,11 +236,8 @@ async fn serve_client(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(idle))
         .keep_alive_timeout(idle);
-    let info = ClientInfo {
-        peer,
-        tls: tls.is_some(),
-    };
-    let svc = service_fn(move |req| forward::handle(route.clone(), info, req));
+    let info = ClientInfo::new(peer, tls.is_some());
+    let svc = service_fn(move |req| forward::handle(route.clone(), info.clone(), req));
     let result = match tls {
         None => {
             builder
@@ -215,13 +269,14 @@ impl Proxy {
             inner: Arc::new(Inner {
                 routes: tokio::sync::Mutex::new(BTreeMap::new()),
                 state_file: config.state_file,
+                workers: config.workers,
             }),
         };
         if let Some(path) = &proxy.inner.state_file {
             let saved = read_state(path)?;
             let mut routes = proxy.inner.routes.lock().await;
             for (name, spec) in saved.routes {
-                match Self::apply(&mut routes, &name, spec.clone()).await {
+                match Self::apply(&mut routes, &name, spec.clone(), &proxy.inner.workers).await {
                     Ok(()) => tracing::info!(route = %name, "route restored"),
                     Err(e) => {
                         tracing::error!(route = %name, error = %e, "route restored without its listener");
@@ -232,7 +287,7 @@ impl Proxy {
                             listen: spec.listen,
                             tls_spec: None,
                             tls: Arc::new(RwLock::new(None)),
-                            accept: None,
+                            accept: Vec::new(),
                         };
                         routes.insert(name, entry);
                     }
@@ -246,6 +301,7 @@ impl Proxy {
         routes: &mut BTreeMap<String, Entry>,
         name: &str,
         spec: RouteSpec,
+        workers: &[Handle],
     ) -> Result<(), Error> {
         validate(name, &spec)?;
         if let Some((other, _)) = routes
@@ -262,16 +318,10 @@ impl Proxy {
         }
         let tls = load_tls(name, spec.tls.as_ref())?;
         if let Some(entry) = routes.get_mut(name) {
-            if entry.listen != spec.listen || entry.accept.is_none() {
-                let listener = bind(spec.listen).await?;
-                if let Some(a) = entry.accept.take() {
-                    a.abort();
-                }
-                entry.accept = Some(spawn_accept(
-                    listener,
-                    entry.route.clone(),
-                    entry.tls.clone(),
-                ));
+            if entry.listen != spec.listen || entry.accept.is_empty() {
+                let accept = listen(spec.listen, &entry.route, &entry.tls, workers).await?;
+                entry.accept.drain(..).for_each(|a| a.abort());
+                entry.accept = accept;
                 entry.listen = spec.listen;
             }
             if entry.tls_spec != spec.tls {
@@ -281,10 +331,9 @@ impl Proxy {
             entry.route.apply(spec);
             return Ok(());
         }
-        let listener = bind(spec.listen).await?;
         let route = Route::new(name, spec.clone());
         let tls = Arc::new(RwLock::new(tls));
-        let accept = Some(spawn_accept(listener, route.clone(), tls.clone()));
+        let accept = listen(spec.listen, &route, &tls, workers).await?;
         let entry = Entry {
             route: route.clone(),
             listen: spec.listen,
@@ -328,7 +377,7 @@ impl Proxy {
     /// Makes `spec` the whole desired state of route `name` (created if new) and saves the state.
     pub async fn put_route(&self, name: &str, spec: RouteSpec) -> Result<RouteStatus, Error> {
         let mut routes = self.inner.routes.lock().await;
-        Self::apply(&mut routes, name, spec).await?;
+        Self::apply(&mut routes, name, spec, &self.inner.workers).await?;
         self.save(&routes)?;
         Ok(routes[name].route.status())
     }
@@ -356,7 +405,7 @@ impl Proxy {
             .ok_or_else(|| Error::NoSuchRoute(name.to_owned()))?;
         let mut spec = (*entry.route.spec()).clone();
         spec.maintenance = enabled.then_some(Maintenance { page });
-        Self::apply(&mut routes, name, spec).await?;
+        Self::apply(&mut routes, name, spec, &self.inner.workers).await?;
         self.save(&routes)?;
         Ok(routes[name].route.status())
     }
@@ -394,6 +443,26 @@ impl Proxy {
             e.route.series(&mut all);
         }
         crate::metrics::render(&route::series_of(&all))
+    }
+
+    /// Stops accepting clients on every route, then waits (up to `timeout`) until no request is in
+    /// flight: what the binary does on SIGTERM. Returns the requests still in flight at the end.
+    pub async fn shutdown(&self, timeout: Duration) -> u64 {
+        let routes: Vec<Arc<Route>> = {
+            let mut routes = self.inner.routes.lock().await;
+            for e in routes.values_mut() {
+                e.accept.drain(..).for_each(|a| a.abort());
+            }
+            routes.values().map(|e| e.route.clone()).collect()
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let in_flight: u64 = routes.iter().map(|r| r.in_flight()).sum();
+            if in_flight == 0 || tokio::time::Instant::now() >= deadline {
+                return in_flight;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Serves the admin API on `listener` until the task is dropped.

@@ -43,3 +43,55 @@ fn settled_means_desired_active_and_others_drained() {
     done.targets[0].state = crate::api::TargetState::Drained;
     assert!(done.settled());
 }
+
+#[test]
+fn health_policy_needs_consecutive_results() {
+    use crate::health::{Policy, Verdict};
+    let spec = crate::api::HealthSpec {
+        success_threshold: 2,
+        failure_threshold: 2,
+        ..Default::default()
+    };
+    let mut p = Policy::new(&spec);
+    let seen: Vec<Verdict> = [
+        true, false, true, true, false, true, false, false, true, true,
+    ]
+    .into_iter()
+    .map(|ok| p.record(ok))
+    .collect();
+    use Verdict::{Healthy as H, Pending as P, Unhealthy as U};
+    // Failures before the first pass keep it pending; one failure between passes changes nothing.
+    assert_eq!(seen, [P, P, P, H, H, H, H, U, U, H]);
+}
+
+#[test]
+fn metrics_render_in_prometheus_text_format() {
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::Duration;
+    let stats = crate::metrics::TargetStats::default();
+    stats.requests.fetch_add(3, Relaxed);
+    stats.responses_5xx.fetch_add(1, Relaxed);
+    for ms in [1, 20, 3000] {
+        stats.observe(Duration::from_millis(ms));
+    }
+    let series = [crate::metrics::Series {
+        route: "web",
+        target: "app-\"1\"",
+        state: "active",
+        stats: &stats,
+    }];
+    insta::assert_snapshot!(crate::metrics::render(&series));
+}
+
+#[test]
+fn cookies_are_found_among_others() {
+    let mut h = http::HeaderMap::new();
+    h.append("cookie", "a=1; davit_target=web-2".parse().unwrap());
+    h.append("cookie", "b=2".parse().unwrap());
+    assert_eq!(
+        crate::forward::cookie_value(&h, "davit_target"),
+        Some("web-2")
+    );
+    assert_eq!(crate::forward::cookie_value(&h, "b"), Some("2"));
+    assert_eq!(crate::forward::cookie_value(&h, "c"), None);
+}

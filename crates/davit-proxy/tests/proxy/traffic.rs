@@ -571,3 +571,48 @@ async fn admin_client_works_over_any_stream_and_refuses_bad_routes() {
     assert_eq!(dials.load(std::sync::atomic::Ordering::Relaxed), 8);
     let _ = Duration::ZERO;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_and_idle_timeouts() {
+    let v1 = Demo::start("v1").await;
+    let p = TestProxy::start().await;
+    let listen = free_addr();
+    let mut spec = route(listen, vec![v1.target()]);
+    spec.timeouts.request_ms = 300;
+    spec.timeouts.idle_ms = 300;
+    p.admin.put_route("web", &spec).await.unwrap();
+    p.wait_state("web", "v1", TargetState::Active).await;
+
+    let (status, _, body) = get(&client(), &format!("http://{listen}/slow?ms=5000"), &[])
+        .await
+        .unwrap();
+    assert_eq!((status, body.as_str()), (504, "upstream timed out\n"));
+    let metrics = p.admin.metrics().await.unwrap();
+    assert!(
+        metrics.contains("davit_proxy_responses_5xx_total{route=\"web\",target=\"v1\"} 1\n"),
+        "{metrics}"
+    );
+
+    // A keep-alive connection with no request is closed by the proxy.
+    let mut s = tokio::net::TcpStream::connect(listen).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: app\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(BOUND, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the idle connection was never closed");
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("davit-demo v1\n"),
+        "{text}"
+    );
+}
