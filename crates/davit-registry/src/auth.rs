@@ -72,6 +72,8 @@ pub struct Settings {
     pub docker_config: Option<PathBuf>,
     /// Blobs sent at a time.
     pub concurrency: usize,
+    /// Where `docker-credential-*` helpers are looked up (default: `PATH`).
+    pub helper_dir: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -81,6 +83,7 @@ impl Default for Settings {
             insecure: Vec::new(),
             docker_config: None,
             concurrency: 4,
+            helper_dir: None,
         }
     }
 }
@@ -162,16 +165,16 @@ impl Settings {
                 });
             }
         };
-        from_docker_config(&text, &path, registry)
+        from_docker_config(&text, &path, registry, self.helper_dir.as_deref())
     }
 }
 
 /// `host`, `port` of `host[:port]` (IPv6 in brackets kept whole).
 pub(crate) fn split_host_port(registry: &str) -> (&str, Option<&str>) {
-    if let Some(rest) = registry.strip_prefix('[') {
-        if let Some((h, p)) = rest.split_once(']') {
-            return (h, p.strip_prefix(':'));
-        }
+    if let Some(rest) = registry.strip_prefix('[')
+        && let Some((h, p)) = rest.split_once(']')
+    {
+        return (h, p.strip_prefix(':'));
     }
     match registry.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') => (h, Some(p)),
@@ -226,7 +229,13 @@ fn normalize_key(key: &str) -> &str {
 }
 
 /// Credentials for `registry` from the text of a Docker `config.json`.
-pub fn from_docker_config(text: &str, path: &Path, registry: &str) -> Result<Credentials, Error> {
+/// Helpers are run from `helper_dir` when given, else found on `PATH`.
+pub fn from_docker_config(
+    text: &str,
+    path: &Path,
+    registry: &str,
+    helper_dir: Option<&Path>,
+) -> Result<Credentials, Error> {
     let cfg: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::Credentials {
         registry: registry.into(),
         what: format!("{} is not valid JSON", path.display()),
@@ -237,21 +246,20 @@ pub fn from_docker_config(text: &str, path: &Path, registry: &str) -> Result<Cre
         keys.iter()
             .any(|w| w == k || normalize_key(w) == normalize_key(k))
     };
-    if let Some(helpers) = cfg.get("credHelpers").and_then(|h| h.as_object()) {
-        if let Some(helper) = helpers
+    if let Some(helpers) = cfg.get("credHelpers").and_then(|h| h.as_object())
+        && let Some(helper) = helpers
             .iter()
             .find(|(k, _)| wanted(k))
             .and_then(|(_, v)| v.as_str())
-        {
-            return from_helper(helper, &keys[0], registry);
-        }
+    {
+        return from_helper(helper, &keys[0], registry, helper_dir);
     }
     if let Some(store) = cfg
         .get("credsStore")
         .and_then(|s| s.as_str())
         .filter(|s| !s.is_empty())
     {
-        let found = from_helper(store, &keys[0], registry)?;
+        let found = from_helper(store, &keys[0], registry, helper_dir)?;
         if found != Credentials::Anonymous {
             return Ok(found);
         }
@@ -304,14 +312,20 @@ pub fn from_docker_config(text: &str, path: &Path, registry: &str) -> Result<Cre
 }
 
 /// Asks `docker-credential-NAME get` (found on `PATH`) for the credentials of `server`.
-fn from_helper(name: &str, server: &str, registry: &str) -> Result<Credentials, Error> {
+fn from_helper(
+    name: &str,
+    server: &str,
+    registry: &str,
+    helper_dir: Option<&Path>,
+) -> Result<Credentials, Error> {
     let program = format!("docker-credential-{name}");
+    let exe = helper_dir.map_or_else(|| PathBuf::from(&program), |d| d.join(&program));
     let fail = |what: String, source: Option<crate::error::Cause>| Error::Credentials {
         registry: registry.into(),
         what,
         source,
     };
-    let mut child = Command::new(&program)
+    let mut child = Command::new(&exe)
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -175,6 +175,9 @@ impl Registry {
                 ClientProtocol::Https
             },
             use_monolithic_push: true,
+            // As Docker does for insecure registries: no certificate checks (and no loading of the
+            // system's roots, which costs more than a whole unchanged re-push).
+            accept_invalid_certificates: insecure,
             max_concurrent_upload: concurrency,
             max_concurrent_download: concurrency,
             connect_timeout: Some(std::time::Duration::from_secs(10)),
@@ -183,6 +186,7 @@ impl Registry {
             ..ClientConfig::default()
         };
         let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(insecure)
             .connect_timeout(std::time::Duration::from_secs(10))
             .timeout(std::time::Duration::from_secs(60))
             .user_agent(concat!("davit/", env!("CARGO_PKG_VERSION")))

@@ -350,13 +350,12 @@ fn mount_sources(
         .flatten()
         .chain(inspect.repo_digests.iter().flatten());
     for name in names {
-        if let Ok(r) = ImageRef::parse(name) {
-            if r.registry == registry.host()
-                && r.repository != target
-                && !out.contains(&r.repository)
-            {
-                out.push(r.repository);
-            }
+        if let Ok(r) = ImageRef::parse(name)
+            && r.registry == registry.host()
+            && r.repository != target
+            && !out.contains(&r.repository)
+        {
+            out.push(r.repository);
         }
     }
     for e in extra {
@@ -430,13 +429,13 @@ async fn upload_from_export(
         .await
         .map_err(export_err)?;
         let digest = format!("sha256:{}", hex_of(&hasher.finalize()));
-        if let Some(h) = &named {
-            if format!("sha256:{h}") != digest {
-                return Err(Error::Export {
-                    image: image.into(),
-                    what: format!("{} does not match its digest", entry.path),
-                });
-            }
+        if let Some(h) = &named
+            && format!("sha256:{h}") != digest
+        {
+            return Err(Error::Export {
+                image: image.into(),
+                what: format!("{} does not match its digest", entry.path),
+            });
         }
         if !wanted.remove(&digest) {
             continue;

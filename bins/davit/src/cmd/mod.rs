@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+pub mod build;
 pub mod config;
 pub mod deploy;
 pub mod hosts;
@@ -24,6 +25,8 @@ pub enum Command {
     /// Check that hosts' Docker engines answer, locally or over SSH.
     #[command(subcommand)]
     Hosts(hosts::HostsCommand),
+    /// Build every service with a `build:` section (several at a time), tagged per the CI strategies.
+    Build(build::BuildArgs),
     /// Push an image from the local engine to a registry under each tag (only missing blobs are sent).
     Push(push::PushArgs),
     /// List the tags of a repository.
@@ -47,6 +50,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Config(a) => config::run(a),
         Command::Lab(c) => lab::run(c),
         Command::Hosts(c) => hosts::run(c),
+        Command::Build(a) => build::run(a),
         Command::Push(a) => push::run(a),
         Command::Tags(a) => tags::run(a),
         Command::Prune(a) => prune::run(a),

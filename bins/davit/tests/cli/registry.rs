@@ -199,7 +199,7 @@ fn registry_commands_refuse_bad_input_with_exit_2() {
             &["prune", "127.0.0.1:5999/app", "--keep", "-1"],
             "--keep -1",
         ),
-        (&["tags", "127.0.0.1:5999/App"], "repository"),
+        (&["tags", "127.0.0.1:5999/App"], "invalid image reference"),
     ];
     for (args, needle) in cases {
         let (code, _, err) = run(args);
@@ -222,4 +222,74 @@ fn an_unreachable_registry_exits_1_and_says_so() {
         err.contains(&format!("127.0.0.1:{port}")) && err.contains("unreachable"),
         "{err}"
     );
+}
+
+#[test]
+fn build_builds_every_service_with_a_build_section_and_pushes_them() {
+    let reg = registry();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir_all(p.join("web")).unwrap();
+    std::fs::create_dir_all(p.join("worker")).unwrap();
+    std::fs::copy("/bin/busybox", p.join("web/busybox")).unwrap();
+    std::fs::write(p.join("web/Dockerfile"), "FROM scratch AS base\nARG MODE\nCOPY busybox /bin/busybox\nLABEL mode=$MODE\nFROM base AS prod\nLABEL stage=prod\n").unwrap();
+    std::fs::write(p.join("worker/data"), unique("worker")).unwrap();
+    std::fs::write(
+        p.join("worker/Worker.Dockerfile"),
+        "FROM scratch\nCOPY data /data\n",
+    )
+    .unwrap();
+    let web_repo = unique("cli-build-web");
+    let project = unique("proj");
+    std::fs::write(
+        p.join("compose.yaml"),
+        format!(
+            "name: {project}\nservices:\n  web:\n    image: {reg}/{web_repo}:dev\n    build:\n      context: ./web\n      target: prod\n      args:\n        MODE: fast\n\
+             \x20 worker:\n    build:\n      context: ./worker\n      dockerfile: Worker.Dockerfile\n\
+             \x20 db:\n    image: {reg}/not-built:1\n"
+        ),
+    )
+    .unwrap();
+    let file = p.join("compose.yaml");
+    let file = file.to_str().unwrap();
+    let (code, out, err) = run(&[
+        "build",
+        "-f",
+        file,
+        "--tag",
+        "1.0.0",
+        "latest",
+        "--push",
+        "--insecure-registry",
+        &reg,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(&format!(
+            "web: {reg}/{web_repo}:1.0.0, {reg}/{web_repo}:latest (sha256:"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "worker: {project}-worker:1.0.0, {project}-worker:latest"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("db:"), "{out}");
+    // web's image names a registry: pushed under both tags. worker has no image: it stays local.
+    assert!(
+        out.contains(&format!("web: pushed {reg}/{web_repo}@sha256:")),
+        "{out}"
+    );
+    assert!(err.contains("worker: not pushed"), "{err}");
+    let (code, out, err) = run(&[
+        "tags",
+        &format!("{reg}/{web_repo}"),
+        "--json",
+        "--insecure-registry",
+        &reg,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("1.0.0") && out.contains("latest"), "{out}");
 }
