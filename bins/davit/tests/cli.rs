@@ -35,3 +35,6 @@ mod registry;
 
 #[path = "cli/hosts.rs"]
 mod hosts;
+
+#[path = "cli/probe.rs"]
+mod probe;

@@ -12,6 +12,7 @@ pub enum Error {
     #[error("probing {target} needs a Docker engine, and none was given")]
     NoDocker { target: String },
     /// TLS could not be set up (bad root certificate).
+    #[cfg(feature = "probes")]
     #[error("setting up TLS for {target}")]
     Tls {
         target: String,

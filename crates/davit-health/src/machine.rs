@@ -56,7 +56,7 @@ impl Default for Policy {
 impl Policy {
     /// Thresholds below 1 are treated as 1 and a zero interval as 1 ms, so that a policy built
     /// from user input can neither pass without a probe nor spin.
-    fn normalized(mut self) -> Self {
+    pub(crate) fn normalized(mut self) -> Self {
         self.success_threshold = self.success_threshold.max(1);
         self.failure_threshold = self.failure_threshold.max(1);
         self.interval = self.interval.max(Duration::from_millis(1));
@@ -228,7 +228,9 @@ impl Machine {
         self.policy.deadline.map(|d| self.start + d)
     }
 
-    fn healthy_at(&self) -> Option<Instant> {
+    /// When the verdict will be healthy if no probe fails before then (the success threshold is
+    /// met and `min_healthy_time` is running); `None` while the target is not passing.
+    pub fn healthy_at(&self) -> Option<Instant> {
         self.passing_since.map(|p| p + self.policy.min_healthy_time)
     }
 

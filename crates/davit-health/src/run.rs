@@ -176,6 +176,13 @@ async fn exec(docker: &Docker, container: &str, command: &[String]) -> Outcome {
     }
 }
 
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
@@ -193,20 +200,27 @@ pub async fn wait_healthy(
     let start = machine.start();
     let target = probe.probe.to_string();
     loop {
-        match machine.poll(now()) {
+        // The same instant for the machine and the attempt's event, so events show exactly the
+        // spacing the machine chose.
+        let polled = now();
+        match machine.poll(polled) {
             Action::Probe { attempt, timeout } => {
-                let started = now();
+                let started = polled;
                 on_event(Event::Attempt {
                     attempt,
                     at_ms: crate::event::ms(started - start),
                     target: target.clone(),
                 });
-                let outcome = match tokio::time::timeout(timeout, prober.check(probe)).await {
-                    Ok(o) => o,
-                    Err(_) => Outcome::Failure(format!(
-                        "timed out after {}",
-                        crate::format_duration(timeout)
-                    )),
+                // The probe races the moment the target becomes healthy (min healthy time running
+                // out while this probe is in flight): the verdict does not wait for the probe.
+                let healthy_at = machine.healthy_at().map(tokio::time::Instant::from_std);
+                let checked = tokio::time::timeout(timeout, prober.check(probe));
+                let outcome = tokio::select! {
+                    result = checked => match result {
+                        Ok(o) => o,
+                        Err(_) => Outcome::Failure(format!("timed out after {}", crate::format_duration(timeout))),
+                    },
+                    () = sleep_until_some(healthy_at) => continue,
                 };
                 let finished = now();
                 on_event(Event::result(

@@ -699,3 +699,176 @@ fn error_display_names_the_target_and_what_to_do() {
         r#"bad probe target "tcp://127.0.0.1": missing port: write tcp://host:port"#
     );
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn arb_policy() -> impl Strategy<Value = Policy> {
+        (
+            (0u64..3000, 0u64..5000, 10u64..2000, 1u64..3000),
+            (1u32..5, 1u32..5, 0u64..3000, 1u64..20_000),
+        )
+            .prop_map(
+                |((delay, start, interval, timeout), (succ, fail, min_healthy, deadline))| Policy {
+                    initial_delay: ms(delay),
+                    start_period: ms(start),
+                    interval: ms(interval),
+                    timeout: ms(timeout),
+                    success_threshold: succ,
+                    failure_threshold: fail,
+                    min_healthy_time: ms(min_healthy),
+                    deadline: Some(ms(deadline)),
+                },
+            )
+    }
+
+    fn arb_answer() -> impl Strategy<Value = (u64, u8)> {
+        (0u64..4000, 0u8..3)
+    }
+
+    fn answer((latency, kind): (u64, u8)) -> Answer {
+        let outcome = match kind {
+            0 => Outcome::Success("ok".into()),
+            1 => Outcome::Failure("bad".into()),
+            _ => Outcome::Pending("starting".into()),
+        };
+        (ms(latency), outcome)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Whatever the endpoint does: the verdict comes by the deadline, probes start no sooner
+        /// than the initial delay and an interval apart, and the verdict matches its reason.
+        #[test]
+        fn verdicts_respect_the_policy(policy in arb_policy(), script in proptest::collection::vec(arb_answer(), 1..40)) {
+            let run = drive(policy.clone(), |_, n| answer(script[(n as usize - 1) % script.len()]));
+            prop_assert!(run.verdict_at <= policy.deadline.unwrap(), "{}", run.trace);
+            prop_assert!(run.probes.first().is_none_or(|p| *p >= policy.initial_delay));
+            prop_assert!(run.probes.windows(2).all(|w| w[1] - w[0] >= policy.interval), "{}", run.trace);
+            let successes = script.iter().any(|(latency, kind)| *kind == 0 && ms(*latency) <= policy.timeout);
+            match &run.verdict {
+                Verdict::Healthy => prop_assert!(successes, "{}", run.trace),
+                Verdict::Unhealthy { reason: Reason::Failures { count, .. } } => {
+                    prop_assert_eq!(*count, policy.failure_threshold)
+                }
+                Verdict::Unhealthy { reason: Reason::Deadline { .. } } => {
+                    prop_assert_eq!(run.verdict_at, policy.deadline.unwrap())
+                }
+            }
+        }
+
+        /// Health arriving at any time is seen within one interval (plus the answer's latency).
+        #[test]
+        fn health_is_seen_within_one_interval(
+            interval in 2u64..5000,
+            periods in 0u64..50,
+            phase_pct in 0u64..100,
+            latency_pct in 0u64..100,
+        ) {
+            // Arrives at any phase of any of the first 50 intervals.
+            let arrives = interval * periods + interval * phase_pct / 100;
+            let latency = interval * latency_pct / 100;
+            let policy = Policy {
+                interval: ms(interval),
+                timeout: ms(interval),
+                failure_threshold: u32::MAX,
+                ..Policy::default()
+            };
+            let run = drive(policy, |at, _| {
+                let outcome = if at >= ms(arrives) { Outcome::Success("ok".into()) } else { Outcome::Failure("no".into()) };
+                (ms(latency), outcome)
+            });
+            prop_assert!(run.verdict.is_healthy());
+            prop_assert!(run.verdict_at <= ms(arrives + interval + latency), "{}", run.trace);
+        }
+    }
+}
+
+mod monitor {
+    use super::*;
+
+    /// Drives a monitor for `until` on a fake clock; the trace shows each result and status change.
+    fn watch(
+        policy: Policy,
+        until: Duration,
+        mut endpoint: impl FnMut(Duration, u32) -> Answer,
+    ) -> (String, Monitor) {
+        let t0 = Instant::now();
+        let mut m = Monitor::new(policy, t0);
+        let mut now = t0;
+        let mut trace = String::new();
+        while now - t0 < until {
+            let before = m.status();
+            match m.poll(now) {
+                Step::Probe { attempt, timeout } => {
+                    let (latency, outcome) = endpoint(now - t0, attempt);
+                    if latency >= timeout {
+                        continue;
+                    }
+                    now += latency;
+                    let changed = m.record(attempt, now, outcome.clone());
+                    let change = changed.map(|s| format!(" -> {s:?}")).unwrap_or_default();
+                    writeln!(
+                        trace,
+                        "{:>7} #{attempt} {outcome:?}{change}",
+                        format_duration(now - t0)
+                    )
+                    .unwrap();
+                }
+                Step::Wait { until } => {
+                    if m.status() != before {
+                        let last = m.last().unwrap_or_default();
+                        writeln!(
+                            trace,
+                            "{:>7} {last} -> {:?}",
+                            format_duration(now - t0),
+                            m.status()
+                        )
+                        .unwrap();
+                    }
+                    assert!(until > now);
+                    now = until;
+                }
+            }
+        }
+        (trace, m)
+    }
+
+    #[test]
+    fn flips_on_consecutive_thresholds_and_never_settles() {
+        // Up for 3 s, down for 4 s, up again.
+        let (trace, m) = watch(policy(1000, 500, 2, 3), secs(12), |at, _| {
+            if at < secs(3) || at >= secs(7) {
+                ok(5)
+            } else {
+                refused()
+            }
+        });
+        insta::assert_snapshot!(trace);
+        assert_eq!(m.status(), Status::Healthy);
+    }
+
+    #[test]
+    fn timeouts_count_as_failures_and_start_period_forgives() {
+        let p = Policy {
+            start_period: secs(2),
+            ..policy(1000, 300, 1, 2)
+        };
+        let (trace, m) = watch(p, secs(6), |_, _| {
+            (secs(10), Outcome::Success("late".into()))
+        });
+        insta::assert_snapshot!(trace);
+        assert_eq!(m.status(), Status::Unhealthy);
+        assert_eq!(m.last(), Some("timed out after 300ms"));
+    }
+
+    #[test]
+    fn pending_keeps_the_status_unknown() {
+        let pending = || (ms(1), Outcome::Pending("starting".into()));
+        let (_, m) = watch(policy(1000, 500, 1, 1), secs(5), |_, _| pending());
+        assert_eq!(m.status(), Status::Unknown);
+    }
+}

@@ -14,6 +14,7 @@ pub mod releases;
 pub mod rollback;
 pub mod status;
 pub mod tags;
+pub mod probe;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -43,6 +44,8 @@ pub enum Command {
     Status(status::Args),
     /// Container logs of a service, from every host, prefixed by host.
     Logs(logs::Args),
+    /// Wait until a target is healthy: http(s)://…, tcp://host:port, container://NAME[@HOST-URL].
+    Probe(Box<probe::Args>),
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -59,5 +62,6 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Releases(a) => releases::run(a),
         Command::Status(a) => status::run(a),
         Command::Logs(a) => logs::run(a),
+        Command::Probe(a) => probe::run(*a),
     }
 }

@@ -1,13 +1,11 @@
 //! Probes of lab containers (instance 4, one host): over SSH from the server's side with no port
 //! published, and through the host's Docker engine (healthcheck status, exec).
 //!
-//! The SSH dialer here runs `ssh -W host:port` (OpenSSH) as its transport: the davit-ssh crate had
-//! no usable API when this was written; the engine implements [`Dial`] with its `direct-tcpip`.
+//! The SSH dialer here is the davit-ssh `Host` (a `direct-tcpip` channel per dial), as the engine
+//! uses it: the probe reaches the container's address on the host's bridge, which only the host sees.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -20,94 +18,29 @@ use davit_health::{
     wait_healthy,
 };
 use futures_util::StreamExt;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::local::results;
 
 const INSTANCE: u8 = 4;
 
-/// Dials `host:port` from the lab host's side: `ssh -W` through its sshd, host key verified.
-struct SshW {
-    identity: std::path::PathBuf,
-    known_hosts: std::path::PathBuf,
-    address: String,
-}
-
-/// The `ssh -W` process's stdout and stdin as one stream; the process dies with it.
-struct Piped {
-    io: tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>,
-    _child: tokio::process::Child,
-}
-
-impl AsyncRead for Piped {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Piped {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
+/// Dials from the server's side over SSH.
+struct SshDial(davit_ssh::Host);
 
 #[async_trait::async_trait]
-impl Dial for SshW {
+impl Dial for SshDial {
     async fn dial(&self, host: &str, port: u16) -> io::Result<Box<dyn AsyncReadWrite>> {
-        let mut child = tokio::process::Command::new("ssh")
-            .arg("-i")
-            .arg(&self.identity)
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
-            .args([
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-            ])
-            .args([
-                "-o",
-                "ConnectTimeout=10",
-                "-W",
-                &format!("{host}:{port}"),
-                &format!("root@{}", self.address),
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| io::Error::other("no stdout"))?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| io::Error::other("no stdin"))?;
-        Ok(Box::new(Piped {
-            io: tokio::io::join(stdout, stdin),
-            _child: child,
-        }))
+        Ok(Box::new(self.0.dial_tcp(host, port).await?))
     }
+}
+
+/// The lab host over SSH, host key verified against the lab's known_hosts.
+async fn ssh_host(info: &davit_lab::LabInfo, i: usize) -> davit_ssh::Host {
+    let mut opts = davit_ssh::SshOptions::default();
+    opts.identity = Some(info.identity.clone());
+    opts.known_hosts = Some(info.known_hosts.clone());
+    opts.use_agent = false;
+    let url = davit_ssh::HostUrl::parse(&info.hosts[i].url).unwrap();
+    davit_ssh::Host::connect(&url, &opts).await.unwrap()
 }
 
 /// The lab host's engine, reached directly (test setup only).
@@ -118,6 +51,17 @@ fn engine(docker_host: &str) -> Docker {
 /// Runs `{registry}/davit-demo:{tag}` as `name`, publishing nothing; returns its address on the
 /// host's bridge network.
 async fn run_demo(docker: &Docker, registry: &str, tag: &str, name: &str) -> String {
+    run_demo_with(docker, registry, tag, name, None).await
+}
+
+/// The same, with the image's healthcheck replaced by `healthcheck` when given.
+async fn run_demo_with(
+    docker: &Docker,
+    registry: &str,
+    tag: &str,
+    name: &str,
+    healthcheck: Option<bollard::models::HealthConfig>,
+) -> String {
     let image = format!("{registry}/davit-demo");
     let mut pull = docker.create_image(
         Some(CreateImageOptions {
@@ -142,6 +86,7 @@ async fn run_demo(docker: &Docker, registry: &str, tag: &str, name: &str) -> Str
         .await;
     let body = ContainerCreateBody {
         image: Some(format!("{image}:{tag}")),
+        healthcheck,
         ..Default::default()
     };
     docker
@@ -185,12 +130,7 @@ async fn http_probe_from_the_servers_side_over_ssh() {
     let docker = engine(&host.docker_host);
     let ip = run_demo(&docker, registry, "v1", "health-ssh-v1").await;
 
-    let dialer = SshW {
-        identity: info.identity.clone(),
-        known_hosts: info.known_hosts.clone(),
-        address: host.address.clone(),
-    };
-    let prober = Prober::new(Arc::new(dialer));
+    let prober = Prober::new(Arc::new(SshDial(ssh_host(&info, 0).await)));
     let mut probe = match parse_target(&format!("http://{ip}:8080/")).unwrap().probe {
         Probe::Http(h) => h,
         p => panic!("{p:?}"),
@@ -232,6 +172,26 @@ async fn http_probe_from_the_servers_side_over_ssh() {
         if last.contains("does not contain \"davit-demo v2\"")),
         "{verdict}"
     );
+    // TCP over the channel: the app's port is open, another is refused on the server's side.
+    let tcp = prober
+        .prepare(&Probe::Tcp {
+            host: ip.clone(),
+            port: 8080,
+        })
+        .unwrap();
+    assert_eq!(
+        wait_healthy(&prober, &tcp, &policy(), |_| {}).await,
+        Verdict::Healthy
+    );
+    let closed = prober
+        .prepare(&Probe::Tcp {
+            host: ip.clone(),
+            port: 8081,
+        })
+        .unwrap();
+    let mut events = Vec::new();
+    let verdict = wait_healthy(&prober, &closed, &policy(), |e| events.push(e)).await;
+    assert!(!verdict.is_healthy(), "{events:#?}");
     docker
         .remove_container(
             "health-ssh-v1",
@@ -252,7 +212,8 @@ async fn docker_healthcheck_status_healthy_and_failing() {
     let docker = engine(&host.docker_host);
     run_demo(&docker, registry, "v1", "health-status-v1").await;
     run_demo(&docker, registry, "broken", "health-status-broken").await;
-    let prober = Prober::default().with_docker(docker.clone());
+    // The engine is reached the way the engine crate reaches it: over SSH.
+    let prober = Prober::default().with_docker(ssh_host(&info, 0).await.docker());
 
     let mut events = Vec::new();
     let good = prober
@@ -339,7 +300,58 @@ async fn docker_healthcheck_status_healthy_and_failing() {
         }
         v => panic!("{v}"),
     }
-    for name in ["health-status-v1", "health-status-broken"] {
+    // An exec of a command the image does not have fails, with the runtime's reason.
+    let nothing = Probe::Exec {
+        container: "health-status-v1".into(),
+        command: vec!["/no-such-binary".into()],
+    };
+    match wait_healthy(&prober, &prober.prepare(&nothing).unwrap(), &once, |_| {}).await {
+        Verdict::Unhealthy {
+            reason: Reason::Failures { last, .. },
+        } => {
+            // Docker reports it as the exec's exit status 126, with the runtime's message.
+            assert!(
+                last.starts_with("exit 126: ") && last.contains("/no-such-binary"),
+                "{last}"
+            )
+        }
+        v => panic!("{v}"),
+    }
+
+    // A container whose healthcheck is disabled counts as healthy while it runs.
+    let none = bollard::models::HealthConfig {
+        test: Some(vec!["NONE".into()]),
+        ..Default::default()
+    };
+    run_demo_with(
+        &docker,
+        registry,
+        "broken",
+        "health-status-none",
+        Some(none),
+    )
+    .await;
+    let unchecked = prober
+        .prepare(&Probe::Container {
+            container: "health-status-none".into(),
+        })
+        .unwrap();
+    let mut events = Vec::new();
+    let verdict = wait_healthy(&prober, &unchecked, &once, |e| events.push(e)).await;
+    assert_eq!(verdict, Verdict::Healthy);
+    assert_eq!(
+        super::local::results(&events),
+        vec![(
+            "success",
+            "running (the container has no healthcheck)".into()
+        )]
+    );
+
+    for name in [
+        "health-status-v1",
+        "health-status-broken",
+        "health-status-none",
+    ] {
         docker
             .remove_container(
                 name,

@@ -423,3 +423,63 @@ async fn container_probes_need_an_engine() {
         Outcome::Failure(_)
     ));
 }
+
+#[tokio::test]
+async fn min_healthy_time_ends_without_waiting_for_a_hung_probe() {
+    // Answers the first request, then hangs every later one.
+    let port = serve(|_, t| {
+        if t < Duration::from_millis(200) {
+            (200, "ok".into(), Duration::ZERO)
+        } else {
+            (200, "late".into(), Duration::from_secs(60))
+        }
+    });
+    let probe = Probe::Http(http(&format!("http://127.0.0.1:{port}/")));
+    let policy = Policy {
+        interval: Duration::from_millis(300),
+        timeout: Duration::from_secs(30),
+        min_healthy_time: Duration::from_millis(800),
+        deadline: Some(Duration::from_secs(60)),
+        ..Policy::default()
+    };
+    // Healthy once the first success has held for 800 ms: the second probe, hung for its 30 s
+    // timeout, does not hold the verdict back (a generous bound well under that timeout).
+    let (verdict, events) = tokio::time::timeout(Duration::from_secs(15), run(probe, policy))
+        .await
+        .expect("verdict before the hung probe's timeout");
+    assert_eq!(verdict, Verdict::Healthy);
+    let Some(Event::Result {
+        at_ms: first_ok, ..
+    }) = events.iter().find(|e| matches!(e, Event::Result { .. }))
+    else {
+        panic!("{events:?}")
+    };
+    assert!(
+        matches!(events.last(), Some(Event::Verdict { at_ms, healthy: true, .. }) if *at_ms == first_ok + 800),
+        "{events:?}"
+    );
+    assert_eq!(
+        results(&events).len(),
+        1,
+        "the hung probe has no result: {events:?}"
+    );
+}
+
+#[tokio::test]
+async fn runs_can_be_spawned() {
+    // The engine runs many probes at once: wait_healthy must be a Send future.
+    let port = serve(|_, _| (200, "ok".into(), Duration::ZERO));
+    let prober = Prober::default();
+    let probe = prober
+        .prepare(&Probe::Http(http(&format!("http://127.0.0.1:{port}/"))))
+        .unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (prober, probe) = (prober.clone(), probe.clone());
+            tokio::spawn(async move { wait_healthy(&prober, &probe, &quick(1), |_| {}).await })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.await.unwrap(), Verdict::Healthy);
+    }
+}
