@@ -792,3 +792,36 @@ fn sshd_stopped_mid_deploy_fails_no_request_and_a_rerun_converges() {
     assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
     assert_serves(&addrs, port, "v2");
 }
+
+#[test]
+fn a_stopped_engine_fails_the_deploy_before_any_host_changes() {
+    let _g = serial();
+    let env = env();
+    let all = env.hosts(3);
+    let hosts = vec![all[0].clone(), all[2].clone()];
+    let (name, port) = ("engdown", 8108);
+    clean(&env, &hosts, name);
+    env.lab.stop_engine(3);
+    let r = env.deploy(
+        &env.project(name, port, "v1", rolling()),
+        &hosts,
+        &opts(),
+        None,
+    );
+    env.lab.start_engine(3).expect("engine back");
+    let e = r.expect_err("a deploy to a host without engine must fail");
+    assert!(
+        matches!(e, Error::Host { ref host, .. } if host == hosts[1].name()),
+        "{e}"
+    );
+    // The other host was only read: nothing of the project runs there.
+    let left = env
+        .rt
+        .block_on(davit_engine::hostops::list_containers(
+            &hosts[0].docker(),
+            name,
+            None,
+        ))
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
