@@ -35,9 +35,22 @@ struct Env {
     image: ProxyImage,
 }
 
+/// The static proxy: `$DAVIT_PROXY_BIN`, else a static release build of the `davit-proxy-bin` package.
+fn proxy_binary() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("DAVIT_PROXY_BIN") {
+        return p.into();
+    }
+    let root = davit_lab::workspace_root().expect("the workspace");
+    davit_lab::build_static(&root, &["davit-proxy-bin"]).expect("static build of davit-proxy");
+    davit_lab::static_target_dir(&root)
+        .join(davit_lab::STATIC_TARGET)
+        .join("release")
+        .join("davit-proxy")
+}
+
 fn env() -> Env {
     let (lab, info) = davit_lab::for_tests(INSTANCE, HOSTS);
-    let bin = davit_lab::static_binary("davit-proxy").expect("a static davit-proxy binary");
+    let bin = proxy_binary();
     let image = ProxyImage::from_binary(&bin).expect("proxy image");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
