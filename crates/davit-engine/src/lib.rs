@@ -1,8 +1,29 @@
-//! `davit-engine`: see the crate description and docs/ARCHITECTURE.md.
+//! `davit-engine`: plans and executes deploys. The only crate that owns a runtime, timers and spawning.
+//!
+//! - [`model`]: what is deployed ([`ProjectSpec`], [`ServiceSpec`]), in the engine's own terms;
+//! - [`deploy`]: plan (pin images, read hosts, diff) then execute (proxy, lock, rollouts, release);
+//! - [`driver`]: runs a `davit-rollout` state machine against an [`driver::Executor`];
+//! - [`exec`]: the real executor (Docker engine + the host's davit-proxy);
+//! - [`release`]: releases and the deploy lock, kept on the hosts;
+//! - [`proxyhost`]: the proxy image built in memory and its container on each host;
+//! - [`status`]: what each host runs, and logs.
 
+pub mod adapters;
+pub mod deploy;
+pub mod driver;
 mod error;
+pub mod exec;
+pub mod hostops;
+pub mod model;
+pub mod proxyhost;
+pub mod release;
+pub mod remote;
+pub mod status;
 
+pub use deploy::{Options, Plan, Report, Resolver, deploy, plan, prepare};
 pub use error::Error;
+pub use model::{ProjectSpec, ProxySpec, ServiceSpec};
+pub use remote::{Remote, RemoteRef};
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,179 @@
-use crate::Error;
+//! Unit tests: the driver against a fake executor on tokio's paused clock, and the pure helpers.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, watch};
+
+use davit_rollout::{
+    Config, Event, Gates, HostSpec, Metrics, Outcome, Rollout, Step, Strategy, Version,
+};
+
+use crate::driver::{DriverNote, Executor, Observer, drive};
+use crate::model::{ProjectSpec, ServiceSpec};
+use crate::{proxyhost, release};
+
+/// A fake world: every step takes 100 ms; new containers turn healthy 1 s after being watched,
+/// except on `bad_host`, where they turn unhealthy.
+struct Fake {
+    bad_host: Option<String>,
+    log: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Executor for Fake {
+    async fn step(&self, host: &str, step: Step) -> Result<Option<Metrics>, String> {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.log.lock().unwrap().push(format!("{host}: {step}"));
+        Ok(None)
+    }
+    async fn watch(&self, host: &str, version: Version, events: mpsc::Sender<Event>) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let ev = if version == Version::New && self.bad_host.as_deref() == Some(host) {
+            Event::Unhealthy {
+                host: host.into(),
+                version,
+                reason: "500".into(),
+            }
+        } else {
+            Event::Healthy {
+                host: host.into(),
+                version,
+            }
+        };
+        let _ = events.send(ev).await;
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn run_fake(bad_host: Option<&str>, cancel_after: Option<Duration>) -> (Outcome, String) {
+    let rollout = Rollout::new(
+        Config {
+            strategy: Strategy::Rolling { max_parallel: 1 },
+            gates: Gates {
+                min_healthy_time: Duration::from_secs(1),
+                ..Gates::default()
+            },
+        },
+        vec![HostSpec::new("h1", true), HostSpec::new("h2", true)],
+    )
+    .unwrap();
+    let fake = Arc::new(Fake {
+        bad_host: bad_host.map(str::to_string),
+        log: Mutex::new(Vec::new()),
+    });
+    let trace = Arc::new(Mutex::new(String::new()));
+    let t = trace.clone();
+    let observer: Observer = Arc::new(move |n: &DriverNote| {
+        let line = match n {
+            DriverNote::Action { at_ms, action } => format!("{at_ms:>6}ms <- {action}\n"),
+            DriverNote::Event { at_ms, event } => format!("{at_ms:>6}ms -> {event}\n"),
+        };
+        t.lock().unwrap().push_str(&line);
+    });
+    let (tx, rx) = watch::channel(false);
+    if let Some(after) = cancel_after {
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = tx.send(true);
+        });
+    } else {
+        std::mem::forget(tx);
+    }
+    let outcome = drive(rollout, fake, rx, Some(observer)).await;
+    let trace = trace.lock().unwrap().clone();
+    (outcome, trace)
+}
+
+#[tokio::test(start_paused = true)]
+async fn driver_runs_a_rolling_deploy_on_the_paused_clock() {
+    let (outcome, trace) = run_fake(None, None).await;
+    assert!(outcome.is_success(), "{outcome}");
+    insta::assert_snapshot!("driver_rolling", trace);
+}
+
+#[tokio::test(start_paused = true)]
+async fn driver_reverts_the_first_host_when_the_second_fails() {
+    let (outcome, trace) = run_fake(Some("h2"), None).await;
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome}");
+    insta::assert_snapshot!("driver_second_host_fails", trace);
+}
+
+#[tokio::test(start_paused = true)]
+async fn driver_cancel_reverts() {
+    let (outcome, trace) = run_fake(None, Some(Duration::from_millis(3300))).await;
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome}");
+    insta::assert_snapshot!("driver_cancelled", trace);
+}
 
 #[test]
-fn error_display_names_what_is_unsupported() {
-    let e = Error::Unsupported("thing".into());
-    assert_eq!(e.to_string(), "not yet supported: thing");
+fn rfc3339_and_release_ids() {
+    assert_eq!(release::rfc3339(0), "1970-01-01T00:00:00Z");
+    assert_eq!(release::rfc3339(1_795_476_930), "2026-11-23T23:35:30Z");
+    assert_eq!(release::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    let id = release::new_release_id(1_795_476_930);
+    assert!(id.starts_with("20261123-233530-"), "{id}");
+    assert_eq!(id.len(), "20261123-233530-abcd".len());
+}
+
+#[test]
+fn config_hash_follows_image_and_env_but_not_strategy() {
+    let mut a = ServiceSpec::new("web", "r/app:v1");
+    a.pinned = Some("r/app@sha256:1".into());
+    let base = a.config_hash();
+    let mut b = a.clone();
+    b.strategy = Strategy::Rolling { max_parallel: 3 };
+    assert_eq!(b.config_hash(), base);
+    b.environment.insert("SECRET".into(), "hunter2".into());
+    assert_ne!(b.config_hash(), base);
+    let red = b.redacted();
+    assert_eq!(red.environment["SECRET"], "***");
+    let project = ProjectSpec {
+        name: "p".into(),
+        working_dir: String::new(),
+        services: vec![b.clone()],
+    };
+    let json = serde_json::to_string(&project.redacted()).unwrap();
+    assert!(!json.contains("hunter2"), "{json}");
+    let mut c = a.clone();
+    c.pinned = Some("r/app@sha256:2".into());
+    assert_ne!(c.config_hash(), base);
+}
+
+#[test]
+fn save_archive_is_a_tar_with_manifest_config_and_layer() {
+    let tar = proxyhost::save_archive("bin", b"\x7fELF....", &[], "davit-proxy:test");
+    assert_eq!(tar.len() % 512, 0);
+    // Walk the headers.
+    let mut names = Vec::new();
+    let mut off = 0;
+    while off + 512 <= tar.len() && tar[off] != 0 {
+        let name = String::from_utf8_lossy(&tar[off..off + 100])
+            .trim_end_matches('\0')
+            .to_string();
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&tar[off + 124..off + 135]).trim(),
+            8,
+        )
+        .unwrap();
+        if name == "manifest.json" {
+            let m: serde_json::Value =
+                serde_json::from_slice(&tar[off + 512..off + 512 + size]).unwrap();
+            assert_eq!(m[0]["RepoTags"][0], "davit-proxy:test");
+        }
+        names.push(name);
+        off += 512 + size.div_ceil(512) * 512;
+    }
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names[0].ends_with(".json") && names[1].ends_with("/layer.tar"));
+    assert_eq!(names[2], "manifest.json");
+}
+
+#[test]
+fn static_elf_detection() {
+    let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    // Test binaries are dynamically linked here.
+    assert!(!proxyhost::is_static_elf(&me));
+    assert!(!proxyhost::is_static_elf(b"#!/bin/sh\n"));
 }

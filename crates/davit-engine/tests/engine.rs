@@ -1,7 +1,840 @@
-//! Integration tests of `davit-engine`: one binary per crate.
+//! Integration tests of `davit-engine` on lab instance 7 (3 hosts, real registry, real sshd, the real
+//! davit-proxy): deploys under constant HTTP load, failures, rollback, the lock, faults.
+//!
+//! Tests share the lab's hosts, so they run one at a time (a process-wide mutex); each uses its own
+//! project name and published port.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use davit_engine::adapters::{RegistryResolver, SshRemote};
+use davit_engine::deploy::{Note, Notes, Options, Report, releases, rollback_target};
+use davit_engine::driver::DriverNote;
+use davit_engine::proxyhost::ProxyImage;
+use davit_engine::release::ReleaseOutcome;
+use davit_engine::{Error, ProjectSpec, ProxySpec, RemoteRef, ServiceSpec};
+use davit_lab::{Lab, LabInfo};
+use davit_rollout::{Action, Gates, Step, Strategy};
+
+const INSTANCE: u8 = 7;
+const HOSTS: u16 = 3;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Env {
+    lab: Lab,
+    info: LabInfo,
+    rt: tokio::runtime::Runtime,
+    image: ProxyImage,
+}
+
+/// The static proxy: `$DAVIT_PROXY_BIN`, else a static release build of the `davit-proxy-bin` package.
+fn proxy_binary() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("DAVIT_PROXY_BIN") {
+        return p.into();
+    }
+    let root = davit_lab::workspace_root().expect("the workspace");
+    davit_lab::build_static(&root, &["davit-proxy-bin"]).expect("static build of davit-proxy");
+    davit_lab::static_target_dir(&root)
+        .join(davit_lab::STATIC_TARGET)
+        .join("release")
+        .join("davit-proxy")
+}
+
+fn env() -> Env {
+    let (lab, info) = davit_lab::for_tests(INSTANCE, HOSTS);
+    let bin = proxy_binary();
+    let image = ProxyImage::from_binary(&bin).expect("proxy image");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    Env {
+        lab,
+        info,
+        rt,
+        image,
+    }
+}
+
+impl Env {
+    fn hosts(&self, n: usize) -> Vec<RemoteRef> {
+        let mut opts = davit_ssh::SshOptions::default();
+        opts.identity = Some(self.info.identity.clone());
+        opts.known_hosts = Some(self.info.known_hosts.clone());
+        self.rt.block_on(async {
+            let mut out: Vec<RemoteRef> = Vec::new();
+            for h in &self.info.hosts[..n] {
+                let url = davit_ssh::HostUrl::parse(&h.url).unwrap();
+                out.push(Arc::new(
+                    SshRemote::connect(&url, &opts).await.expect("connect"),
+                ));
+            }
+            out
+        })
+    }
+
+    fn addresses(&self, n: usize) -> Vec<String> {
+        self.info.hosts[..n]
+            .iter()
+            .map(|h| h.address.clone())
+            .collect()
+    }
+
+    fn project(&self, name: &str, publish: u16, tag: &str, strategy: Strategy) -> ProjectSpec {
+        let mut web = ServiceSpec::new(
+            "web",
+            format!(
+                "{}/davit-demo:{tag}",
+                self.info
+                    .registry
+                    .as_deref()
+                    .expect("the lab has a registry")
+            ),
+        );
+        web.proxy = Some(ProxySpec {
+            port: 8080,
+            health: "/health".into(),
+            publish,
+        });
+        web.strategy = strategy;
+        web.environment.insert("GREETING".into(), "hello".into());
+        ProjectSpec {
+            name: name.into(),
+            working_dir: "/tmp".into(),
+            services: vec![web],
+        }
+    }
+
+    fn resolver(&self) -> RegistryResolver {
+        RegistryResolver {
+            settings: davit_registry::Settings {
+                insecure: vec!["10.77.0.0/16".into()],
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Prepares and deploys; returns the report (or the error).
+    fn deploy(
+        &self,
+        project: &ProjectSpec,
+        hosts: &[RemoteRef],
+        opts: &Options,
+        notes: Option<Notes>,
+    ) -> Result<Report, Error> {
+        self.rt.block_on(async {
+            let p = davit_engine::prepare(project, opts, &self.resolver()).await?;
+            let (_tx, rx) = tokio::sync::watch::channel(false);
+            let notes = notes.unwrap_or_else(|| Arc::new(|_: &Note| {}));
+            let (_, report) =
+                davit_engine::deploy(p, hosts.to_vec(), opts, Some(self.image.clone()), rx, notes)
+                    .await?;
+            Ok(report.expect("not a dry run"))
+        })
+    }
+}
+
+fn opts() -> Options {
+    Options {
+        gates: Gates {
+            min_healthy_time: Duration::from_secs(1),
+            healthy_deadline: Duration::from_secs(40),
+            progress_deadline: Duration::from_secs(120),
+        },
+        lock_ttl: Duration::from_secs(6),
+        who: "engine-tests".into(),
+        ..Options::default()
+    }
+}
+
+/// `GET /` on `addr`, one connection per request; the body, or why it failed.
+fn get(addr: &str) -> Result<String, String> {
+    let sa: SocketAddr = addr.parse().map_err(|e| format!("{e}"))?;
+    let mut s =
+        TcpStream::connect_timeout(&sa, Duration::from_secs(3)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: demo\r\nconnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    if !text.starts_with("HTTP/1.1 200") {
+        return Err(text.lines().next().unwrap_or("empty answer").to_string());
+    }
+    Ok(text)
+}
+
+/// A client hammering `http://ADDR:PORT/` on every host, the whole time.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    errors: Arc<Mutex<Vec<String>>>,
+    versions: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addresses: &[String], port: u16) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let versions = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+        let mut threads = Vec::new();
+        for a in addresses {
+            let target = format!("{a}:{port}");
+            let (stop, ok, failed, errors, versions) = (
+                stop.clone(),
+                ok.clone(),
+                failed.clone(),
+                errors.clone(),
+                versions.clone(),
+            );
+            threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match get(&target) {
+                        Ok(body) => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            let v = ["v1", "v2"]
+                                .iter()
+                                .find(|v| body.contains(&format!("davit-demo {v}")))
+                                .map_or("other", |v| v);
+                            *versions.lock().unwrap().entry(v.to_string()).or_default() += 1;
+                        }
+                        Err(e) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            errors.lock().unwrap().push(format!("{target}: {e}"));
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }));
+        }
+        Load {
+            stop,
+            ok,
+            failed,
+            errors,
+            versions,
+            threads,
+        }
+    }
+
+    /// Stops; returns (served, failed, first errors, versions seen).
+    fn stop(
+        self,
+    ) -> (
+        u64,
+        u64,
+        Vec<String>,
+        std::collections::BTreeMap<String, u64>,
+    ) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let errors: Vec<String> = self
+            .errors
+            .lock()
+            .unwrap()
+            .iter()
+            .take(5)
+            .cloned()
+            .collect();
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            errors,
+            self.versions.lock().unwrap().clone(),
+        )
+    }
+}
+
+fn assert_serves(addresses: &[String], port: u16, version: &str) {
+    for a in addresses {
+        let body = get(&format!("{a}:{port}")).unwrap_or_else(|e| panic!("{a}:{port}: {e}"));
+        assert!(
+            body.contains(&format!("davit-demo {version}")),
+            "{a}:{port} serves {body:?}, expected {version}"
+        );
+    }
+}
+
+fn rolling() -> Strategy {
+    Strategy::Rolling { max_parallel: 1 }
+}
+
+/// Removes what earlier runs of a test left (its project's containers, releases, lock, route).
+fn clean(env: &Env, hosts: &[RemoteRef], project: &str) {
+    env.rt.block_on(async {
+        for h in hosts {
+            let docker = h.docker();
+            let mut filters = std::collections::HashMap::new();
+            filters.insert("name".to_string(), vec![project.to_string()]);
+            let list = docker
+                .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                    all: true,
+                    filters: Some(filters),
+                    ..Default::default()
+                }))
+                .await
+                .unwrap_or_default();
+            for c in list {
+                let name = davit_engine::hostops::name_of(&c);
+                if name.starts_with(&format!("{project}-"))
+                    || name.starts_with(&format!("davit-release-{project}-"))
+                    || name == format!("davit-lock-{project}")
+                {
+                    let _ = davit_engine::hostops::remove(&docker, &name).await;
+                }
+            }
+            let _ = davit_engine::exec::admin(h.clone())
+                .delete_route(&davit_engine::exec::route_name(project, "web"))
+                .await;
+        }
+    });
+}
 
 #[test]
-fn error_is_std_error() {
-    fn is_error<E: std::error::Error + Send + Sync + 'static>() {}
-    is_error::<davit_engine::Error>();
+fn rolling_v1_to_v2_under_load_then_broken_then_rollback() {
+    let _g = serial();
+    let env = env();
+    let hosts = env.hosts(2);
+    let addrs = env.addresses(2);
+    let (name, port) = ("rollt", 8101);
+    clean(&env, &hosts, name);
+
+    // First deploy: v1 everywhere.
+    let r = env
+        .deploy(
+            &env.project(name, port, "v1", rolling()),
+            &hosts,
+            &opts(),
+            None,
+        )
+        .expect("deploy v1");
+    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    assert_serves(&addrs, port, "v1");
+
+    // v1 → v2 under constant load: not one failed request.
+    let load = Load::start(&addrs, port);
+    std::thread::sleep(Duration::from_millis(500));
+    let r = env
+        .deploy(
+            &env.project(name, port, "v2", rolling()),
+            &hosts,
+            &opts(),
+            None,
+        )
+        .expect("deploy v2");
+    std::thread::sleep(Duration::from_millis(500));
+    let (served, failed, errors, versions) = load.stop();
+    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    assert_eq!(failed, 0, "failed requests during the rollout: {errors:?}");
+    assert!(served > 50, "only {served} requests served");
+    assert!(
+        versions.contains_key("v1") && versions.contains_key("v2"),
+        "{versions:?}"
+    );
+    eprintln!("rolling v1→v2: {served} served, {failed} failed, {versions:?}");
+    assert_serves(&addrs, port, "v2");
+
+    // A version that never turns healthy: rolled back, v2 keeps serving, no failed request.
+    let load = Load::start(&addrs, port);
+    let r = env
+        .deploy(
+            &env.project(name, port, "broken", rolling()),
+            &hosts,
+            &opts(),
+            None,
+        )
+        .expect("deploy broken");
+    let (served, failed, errors, _) = load.stop();
+    assert_eq!(r.outcome, ReleaseOutcome::RolledBack, "{:?}", r.message);
+    assert_eq!(
+        failed, 0,
+        "failed requests during the failed rollout: {errors:?}"
+    );
+    assert!(served > 10);
+    assert_serves(&addrs, port, "v2");
+
+    // Releases: v1, v2 succeeded, broken rolled back; newest first.
+    let list = env.rt.block_on(releases(name, &hosts)).unwrap();
+    let outcomes: Vec<_> = list.iter().map(|r| r.outcome.clone()).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ReleaseOutcome::RolledBack,
+            ReleaseOutcome::Succeeded,
+            ReleaseOutcome::Succeeded
+        ]
+    );
+    assert!(list[1].services[0].pinned.contains("@sha256:"));
+    let json = serde_json::to_string(&list).unwrap();
+    assert!(
+        !json.contains("hello"),
+        "a release leaked an environment value"
+    );
+
+    // Rollback: back to v1, under load, from the snapshot on the hosts.
+    let (target, spec) = env
+        .rt
+        .block_on(rollback_target(name, &hosts, None))
+        .unwrap();
+    assert_eq!(target.id, list[2].id);
+    assert_eq!(spec.services[0].environment["GREETING"], "hello");
+    let load = Load::start(&addrs, port);
+    let r = env
+        .deploy(
+            &spec,
+            &hosts,
+            &Options {
+                rollback_of: Some(target.id.clone()),
+                ..opts()
+            },
+            None,
+        )
+        .expect("rollback");
+    let (_, failed, errors, _) = load.stop();
+    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    assert_eq!(failed, 0, "{errors:?}");
+    assert_serves(&addrs, port, "v1");
+}
+
+#[test]
+fn failure_on_the_second_host_reverts_the_first() {
+    let _g = serial();
+    let env = env();
+    let hosts = env.hosts(2);
+    let addrs = env.addresses(2);
+    let (name, port) = ("revert", 8102);
+    clean(&env, &hosts, name);
+    let r = env
+        .deploy(
+            &env.project(name, port, "v1", rolling()),
+            &hosts,
+            &opts(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+
+    // When the second host has started its new containers, kill them behind davit's back: the
+    // first host, already switched, must go back.
+    let second = hosts[1].name().to_string();
+    let first = hosts[0].name().to_string();
+    let sabotage = hosts[1].clone();
+    let handle = env.rt.handle().clone();
+    let switched_first = Arc::new(AtomicBool::new(false));
+    let sf = switched_first.clone();
+    let release = Arc::new(Mutex::new(String::new()));
+    let notes: Notes = Arc::new(move |n: &Note| match n {
+        Note::Plan { plan } => *release.lock().unwrap() = plan.release.clone(),
+        Note::Service {
+            note: DriverNote::Event { event, .. },
+            ..
+        } => match event {
+            davit_rollout::Event::Completed {
+                host,
+                step: Step::Route { weight: 100 },
+            } if *host == first => sf.store(true, Ordering::SeqCst),
+            davit_rollout::Event::Completed {
+                host,
+                step: Step::StartNew,
+            } if *host == second => {
+                let s = sabotage.clone();
+                let rel = release.lock().unwrap().clone();
+                handle.spawn(async move {
+                    let docker = s.docker();
+                    let list =
+                        davit_engine::hostops::list_containers(&docker, "revert", Some("web"))
+                            .await
+                            .unwrap_or_default();
+                    for c in list {
+                        if davit_engine::hostops::label(&c, "dev.davit.release").as_deref()
+                            == Some(rel.as_str())
+                        {
+                            let n = davit_engine::hostops::name_of(&c);
+                            let _ = docker
+                                .kill_container(
+                                    &n,
+                                    None::<bollard::query_parameters::KillContainerOptions>,
+                                )
+                                .await;
+                        }
+                    }
+                });
+            }
+            _ => {}
+        },
+        _ => {}
+    });
+    let load = Load::start(&addrs, port);
+    let r = env
+        .deploy(
+            &env.project(name, port, "v2", rolling()),
+            &hosts,
+            &opts(),
+            Some(notes),
+        )
+        .unwrap();
+    let (_, failed, errors, _) = load.stop();
+    assert!(
+        switched_first.load(Ordering::SeqCst),
+        "the first host never switched"
+    );
+    assert_eq!(r.outcome, ReleaseOutcome::RolledBack, "{:?}", r.message);
+    assert!(
+        r.message.as_deref().unwrap_or("").contains(hosts[1].name()),
+        "{:?}",
+        r.message
+    );
+    assert_eq!(failed, 0, "{errors:?}");
+    // Both hosts are back on v1.
+    assert_serves(&addrs, port, "v1");
+}
+
+#[test]
+fn concurrent_deploys_one_is_refused_and_an_abandoned_lock_expires() {
+    let _g = serial();
+    let env = env();
+    let hosts = env.hosts(1);
+    let (name, port) = ("locks", 8103);
+    clean(&env, &hosts, name);
+    // A deploy that died holding the lock (SIGKILL leaves its lease behind).
+    env.rt.block_on(async {
+        davit_engine::proxyhost::load_image(&hosts[0], &env.image)
+            .await
+            .unwrap();
+        davit_engine::release::acquire(
+            &hosts[0],
+            &env.image.tag,
+            name,
+            "dead-deploy",
+            "someone@else",
+            Duration::from_secs(6),
+            false,
+        )
+        .await
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+    });
+    let project = env.project(name, port, "v1", rolling());
+    let e = env.deploy(&project, &hosts, &opts(), None).unwrap_err();
+    assert!(
+        matches!(e, Error::Locked { ref who, .. } if who == "someone@else"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("--force-unlock"), "{e}");
+    // Its heartbeat stops: after the TTL the lease is expired and a re-run converges.
+    std::thread::sleep(Duration::from_secs(8));
+    let r = env.deploy(&project, &hosts, &opts(), None).unwrap();
+    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    assert_serves(&env.addresses(1), port, "v1");
+
+    // Two deploys at once: one holds the lock, the other is refused.
+    let e1 = std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            env.deploy(
+                &env.project(name, port, "v2", rolling()),
+                &hosts,
+                &opts(),
+                None,
+            )
+        });
+        let b = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(1500));
+            env.deploy(
+                &env.project(name, port, "v2", rolling()),
+                &hosts,
+                &opts(),
+                None,
+            )
+        });
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let results = [e1.0, e1.1];
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::Locked { .. })))
+        .count();
+    let ok = results
+        .iter()
+        .filter(|r| matches!(r, Ok(rep) if rep.outcome == ReleaseOutcome::Succeeded))
+        .count();
+    assert_eq!((ok, refused), (1, 1), "{results:?}");
+}
+
+#[test]
+fn registry_down_fails_before_touching_any_host() {
+    let _g = serial();
+    let env = env();
+    let hosts = env.hosts(1);
+    let (name, port) = ("regdown", 8104);
+    clean(&env, &hosts, name);
+    env.lab.stop_registry();
+    let project = env.project(name, port, "v1", rolling());
+    let r = env
+        .rt
+        .block_on(davit_engine::prepare(&project, &opts(), &env.resolver()));
+    env.lab.start_registry().expect("registry back");
+    let e = r.unwrap_err();
+    assert!(matches!(e, Error::Resolve { .. }), "{e}");
+    assert!(!e.is_input());
+    let left = env
+        .rt
+        .block_on(davit_engine::hostops::list_containers(
+            &hosts[0].docker(),
+            name,
+            None,
+        ))
+        .unwrap();
+    assert!(left.is_empty(), "a host was touched: {left:?}");
+}
+
+#[test]
+fn blue_green_and_canary_under_load() {
+    let _g = serial();
+    let env = env();
+    let hosts = env.hosts(2);
+    let addrs = env.addresses(2);
+    let (name, port) = ("bgcan", 8105);
+    clean(&env, &hosts, name);
+    let r = env
+        .deploy(
+            &env.project(name, port, "v1", rolling()),
+            &hosts,
+            &opts(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+
+    let bg = Strategy::BlueGreen {
+        promote_after: Some(Duration::from_secs(2)),
+    };
+    let load = Load::start(&addrs, port);
+    let r = env
+        .deploy(&env.project(name, port, "v2", bg), &hosts, &opts(), None)
+        .unwrap();
+    let (served, failed, errors, _) = load.stop();
+    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    assert_eq!(failed, 0, "blue-green: {errors:?}");
+    eprintln!("blue-green v1→v2: {served} served, {failed} failed");
+    assert_serves(&addrs, port, "v2");
+
+    let canary = Strategy::Canary(davit_rollout::Canary {
+        steps: vec![25, 100],
+        hold: Duration::from_secs(2),
+        max_error_rate: 0.01,
+        max_p99: Duration::from_secs(1),
+    });
+    let saw_weights = Arc::new(Mutex::new(Vec::new()));
+    let sw = saw_weights.clone();
+    let notes: Notes = Arc::new(move |n: &Note| {
+        if let Note::Service {
+            note:
+                DriverNote::Action {
+                    action:
+                        Action::Do {
+                            step: Step::Route { weight },
+                            ..
+                        },
+                    ..
+                },
+            ..
+        } = n
+        {
+            sw.lock().unwrap().push(*weight);
+        }
+    });
+    let load = Load::start(&addrs, port);
+    let r = env
+        .deploy(
+            &env.project(name, port, "v1", canary),
+            &hosts,
+            &opts(),
+            Some(notes),
+        )
+        .unwrap();
+    let (served, failed, errors, versions) = load.stop();
+    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    assert_eq!(failed, 0, "canary: {errors:?}");
+    assert_eq!(*saw_weights.lock().unwrap(), vec![25, 25, 100, 100]);
+    eprintln!("canary v2→v1: {served} served, {failed} failed, {versions:?}");
+    assert_serves(&addrs, port, "v1");
+}
+
+#[test]
+fn dry_run_plans_and_touches_nothing() {
+    let _g = serial();
+    let env = env();
+    let hosts = env.hosts(2);
+    let (name, port) = ("dryrun", 8106);
+    clean(&env, &hosts, name);
+    let project = env.project(name, port, "v1", rolling());
+    let plan = env.rt.block_on(async {
+        let p = davit_engine::prepare(&project, &opts(), &env.resolver())
+            .await
+            .unwrap();
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let (plan, report) = davit_engine::deploy(
+            p,
+            hosts.clone(),
+            &Options {
+                dry_run: true,
+                ..opts()
+            },
+            Some(env.image.clone()),
+            rx,
+            Arc::new(|_: &Note| {}),
+        )
+        .await
+        .unwrap();
+        assert!(report.is_none());
+        plan
+    });
+    assert!(plan.has_changes());
+    let text = plan.render();
+    assert!(
+        text.contains("service web (rolling, behind the proxy)"),
+        "{text}"
+    );
+    assert!(text.contains(": create"), "{text}");
+    assert!(text.contains("@sha256:"), "{text}");
+    let left = env
+        .rt
+        .block_on(davit_engine::hostops::list_containers(
+            &hosts[0].docker(),
+            name,
+            None,
+        ))
+        .unwrap();
+    assert!(left.is_empty());
+}
+
+#[test]
+fn sshd_stopped_mid_deploy_fails_no_request_and_a_rerun_converges() {
+    let _g = serial();
+    let env = env();
+    let all = env.hosts(3);
+    let hosts = vec![all[2].clone()];
+    let addrs = vec![env.info.hosts[2].address.clone()];
+    let (name, port) = ("sshcut", 8107);
+    clean(&env, &hosts, name);
+    let r = env
+        .deploy(
+            &env.project(name, port, "v1", rolling()),
+            &hosts,
+            &opts(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+
+    // Cut SSH as soon as the new containers are started.
+    let cut = Arc::new(AtomicBool::new(false));
+    let c = cut.clone();
+    let notes: Notes = Arc::new(move |n: &Note| {
+        if let Note::Service {
+            note:
+                DriverNote::Event {
+                    event:
+                        davit_rollout::Event::Completed {
+                            step: Step::StartNew,
+                            ..
+                        },
+                    ..
+                },
+            ..
+        } = n
+            && !c.swap(true, Ordering::SeqCst)
+        {
+            let (lab, _) = davit_lab::for_tests(INSTANCE, HOSTS);
+            lab.stop_sshd(3);
+        }
+    });
+    let load = Load::start(&addrs, port);
+    let quick = Options {
+        gates: Gates {
+            healthy_deadline: Duration::from_secs(10),
+            ..opts().gates
+        },
+        ..opts()
+    };
+    let r = env.deploy(
+        &env.project(name, port, "v2", rolling()),
+        &hosts,
+        &quick,
+        Some(notes),
+    );
+    let (served, failed, errors, _) = load.stop();
+    env.lab.start_sshd(3).expect("sshd back");
+    assert!(cut.load(Ordering::SeqCst), "SSH was never cut");
+    // Stopping sshd refuses new connections; davit's established connection may carry on. Either
+    // the deploy finished, or it failed and the old version still serves: never a failed request.
+    let finished = matches!(&r, Ok(rep) if rep.outcome == ReleaseOutcome::Succeeded);
+    eprintln!(
+        "deploy with sshd stopped: {:?}",
+        r.as_ref().map(|rep| (&rep.outcome, &rep.message))
+    );
+    assert_eq!(failed, 0, "requests failed: {errors:?}");
+    assert!(served > 10);
+    assert_serves(&addrs, port, if finished { "v2" } else { "v1" });
+
+    // The dead deploy's lock (if it could not remove it) expires; a re-run converges on v2.
+    std::thread::sleep(Duration::from_secs(8));
+    let hosts = vec![env.hosts(3)[2].clone()];
+    let r = env
+        .deploy(
+            &env.project(name, port, "v2", rolling()),
+            &hosts,
+            &opts(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    assert_serves(&addrs, port, "v2");
+}
+
+#[test]
+fn a_stopped_engine_fails_the_deploy_before_any_host_changes() {
+    let _g = serial();
+    let env = env();
+    let all = env.hosts(3);
+    let hosts = vec![all[0].clone(), all[2].clone()];
+    let (name, port) = ("engdown", 8108);
+    clean(&env, &hosts, name);
+    env.lab.stop_engine(3);
+    let r = env.deploy(
+        &env.project(name, port, "v1", rolling()),
+        &hosts,
+        &opts(),
+        None,
+    );
+    env.lab.start_engine(3).expect("engine back");
+    let e = r.expect_err("a deploy to a host without engine must fail");
+    assert!(
+        matches!(e, Error::Host { ref host, .. } if host == hosts[1].name()),
+        "{e}"
+    );
+    // The other host was only read: nothing of the project runs there.
+    let left = env
+        .rt
+        .block_on(davit_engine::hostops::list_containers(
+            &hosts[0].docker(),
+            name,
+            None,
+        ))
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
 }

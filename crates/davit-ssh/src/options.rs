@@ -15,7 +15,7 @@ pub struct SshOptions {
     pub known_hosts: Option<PathBuf>,
     /// Record unknown host keys instead of refusing them. A changed key is refused regardless.
     pub accept_new_host_keys: bool,
-    /// Use ssh-agent when `SSH_AUTH_SOCK` is set.
+    /// Use ssh-agent when `SSH_AUTH_SOCK` is set (or `agent_socket` is given).
     pub use_agent: bool,
     /// Use ssh-agent when `SSH_AUTH_SOCK` is set (or `agent_socket` is given).
     /// The agent's socket; `None` is `SSH_AUTH_SOCK`.

@@ -274,13 +274,15 @@ impl SshConn {
             }
         }
         let ch = self.session().await?;
-        let cmd = format!(
-            "DOCKER_HOST=unix://{} docker system dial-stdio",
-            self.target.socket
-        );
-        ch.exec(true, cmd)
-            .await
-            .map_err(|e| self.lost(e, "docker system dial-stdio"))?;
+        ch.exec(
+            true,
+            format!(
+                "DOCKER_HOST=unix://{} docker system dial-stdio",
+                self.target.socket
+            ),
+        )
+        .await
+        .map_err(|e| self.lost(e, "docker system dial-stdio"))?;
         Ok(ch)
     }
 
@@ -295,6 +297,9 @@ impl SshConn {
             self.target.socket.replace('\'', "")
         let (mut out, mut err) = (Vec::new(), Vec::new());
         matches!(self.exec(&cmd, &mut out, &mut err).await, Ok(Some(0)))
+        let cmd = format!(
+        );
+    }
 
     pub(crate) async fn session(&self) -> Result<Channel<Msg>, Error> {
         self.open("a session channel", |h| async move {
@@ -457,11 +462,16 @@ async fn authenticate(
     } else {
         Vec::new()
     };
-    let mut agent = if opts.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
-        match AgentClient::connect_env().await {
+    let agent_socket = opts.agent_socket.clone().or_else(|| {
+        std::env::var_os("SSH_AUTH_SOCK")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    });
+    let mut agent = match agent_socket.filter(|_| opts.use_agent) {
+        Some(sock) => match AgentClient::connect_uds(&sock).await {
             Ok(a) => Some(a),
             Err(e) => {
-                tracing::warn!("ssh-agent (SSH_AUTH_SOCK) cannot be reached: {e}");
+                tracing::warn!("ssh-agent at {} cannot be reached: {e}", sock.display());
                 None
             }
         }

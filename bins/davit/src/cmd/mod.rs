@@ -10,9 +10,15 @@ pub mod notify;
 pub mod preflight;
 pub mod probe;
 pub mod secrets;
+pub mod deploy;
+pub mod logs;
 pub mod prune;
 pub mod push;
+pub mod releases;
+pub mod rollback;
+pub mod status;
 pub mod tags;
+pub mod probe;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -41,6 +47,18 @@ pub enum Command {
     Tags(tags::TagsArgs),
     /// Delete all but the newest N tags of a repository.
     Prune(prune::PruneArgs),
+    /// Deploy the compose project to every host: zero-downtime behind the proxy, rolled back if unhealthy.
+    Deploy(deploy::Args),
+    /// Return every host to the previous (or the named) release.
+    Rollback(rollback::Args),
+    /// The release history: id, time, images by digest, outcome.
+    Releases(releases::Args),
+    /// Per host and service: release, image digest, containers and their health.
+    Status(status::Args),
+    /// Container logs of a service, from every host, prefixed by host.
+    Logs(logs::Args),
+    /// Wait until a target is healthy: http(s)://…, tcp://host:port, container://NAME[@HOST-URL].
+    Probe(Box<probe::Args>),
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -56,5 +74,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Push(a) => push::run(a),
         Command::Tags(a) => tags::run(a),
         Command::Prune(a) => prune::run(a),
+        Command::Deploy(a) => deploy::run(a),
+        Command::Rollback(a) => rollback::run(a),
+        Command::Releases(a) => releases::run(a),
+        Command::Status(a) => status::run(a),
+        Command::Logs(a) => logs::run(a),
+        Command::Probe(a) => probe::run(*a),
     }
 }

@@ -1,0 +1,452 @@
+//! The real [`Executor`]: a rollout's steps done on hosts' engines, with traffic moved by the host's
+//! davit-proxy through its admin API (reached from the host's own loopback over SSH).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use tokio::sync::mpsc;
+
+use davit_proxy::api::{HealthSpec, RouteSpec, RouteStatus, TargetSpec, TargetState};
+use davit_proxy::client::{AdminClient, Connect};
+use davit_rollout::{Event, Metrics, Step, Version};
+
+use crate::driver::Executor;
+use crate::hostops;
+use crate::model::{ProjectSpec, ServiceSpec};
+use crate::remote::{RemoteRef, Stream};
+
+/// The proxy's admin port on every host's loopback.
+pub const ADMIN_PORT: u16 = 19900;
+
+/// Opens admin API streams through a host (its own loopback).
+#[derive(Clone)]
+pub struct ViaHost(pub RemoteRef);
+
+impl Connect for ViaHost {
+    type Stream = Box<dyn Stream>;
+    fn connect(
+        &self,
+    ) -> impl std::future::Future<Output = std::io::Result<Box<dyn Stream>>> + Send {
+        let r = self.0.clone();
+        async move { r.dial_tcp("127.0.0.1", ADMIN_PORT).await }
+    }
+}
+
+/// The admin client of the proxy on `remote`.
+pub fn admin(remote: RemoteRef) -> AdminClient<ViaHost> {
+    AdminClient::new(ViaHost(remote))
+}
+
+/// The proxy route of a service.
+pub fn route_name(project: &str, service: &str) -> String {
+    format!("{project}-{service}")
+}
+
+/// One host's part in a service rollout.
+pub struct HostPart {
+    pub remote: RemoteRef,
+    /// The containers serving now (the old version).
+    pub old: Vec<String>,
+    /// Other leftovers of this service (stopped containers of older releases), removed at the end.
+    pub leftovers: Vec<String>,
+    new: Mutex<Vec<String>>,
+    baseline: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+impl HostPart {
+    pub fn new(remote: RemoteRef, old: Vec<String>, leftovers: Vec<String>) -> HostPart {
+        HostPart {
+            remote,
+            old,
+            leftovers,
+            new: Mutex::new(Vec::new()),
+            baseline: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Executes the steps of one service's rollout.
+pub struct ServiceExec {
+    pub project: Arc<ProjectSpec>,
+    pub svc: ServiceSpec,
+    pub release: String,
+    pub hosts: HashMap<String, HostPart>,
+    /// How long a route change may take to become active (new targets healthy at the proxy).
+    pub route_timeout: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ServiceExec {
+    fn part(&self, host: &str) -> Result<&HostPart, String> {
+        self.hosts
+            .get(host)
+            .ok_or_else(|| format!("unknown host {host}"))
+    }
+
+    async fn targets(
+        &self,
+        part: &HostPart,
+        names: &[String],
+        weight: u32,
+    ) -> Result<Vec<TargetSpec>, String> {
+        let proxy = self
+            .svc
+            .proxy
+            .as_ref()
+            .ok_or("service is not behind the proxy")?;
+        let docker = part.remote.docker();
+        let mut out = Vec::new();
+        for n in names {
+            let seen = hostops::inspect(&docker, n).await?;
+            let ip = seen
+                .ip
+                .ok_or_else(|| format!("{n} has no network address"))?;
+            let addr: SocketAddr = format!("{ip}:{}", proxy.port)
+                .parse()
+                .map_err(|e| format!("{n}: bad address {ip}: {e}"))?;
+            out.push(TargetSpec::new(n.clone(), addr).with_weight(weight));
+        }
+        Ok(out)
+    }
+
+    async fn route(&self, host: &str, weight: u8) -> Result<(), String> {
+        let part = self.part(host)?;
+        let proxy = self
+            .svc
+            .proxy
+            .as_ref()
+            .ok_or("service is not behind the proxy")?;
+        let new = lock(&part.new).clone();
+        let w = u32::from(weight);
+        let mut targets = Vec::new();
+        if weight < 100 {
+            targets.extend(self.targets(part, &part.old, 100 - w).await?);
+        }
+        if weight > 0 {
+            targets.extend(self.targets(part, &new, w).await?);
+        }
+        let listen: SocketAddr = format!("0.0.0.0:{}", proxy.publish)
+            .parse()
+            .map_err(|e| format!("bad publish port: {e}"))?;
+        let spec = RouteSpec::new(listen, targets.clone())
+            .with_health(HealthSpec {
+                interval_ms: 500,
+                ..HealthSpec::http(proxy.health.clone())
+            })
+            .with_drain_timeout_ms(30_000);
+        let name = route_name(&self.project.name, &self.svc.name);
+        let admin = admin(part.remote.clone());
+        admin
+            .put_route(&name, &spec)
+            .await
+            .map_err(|e| format!("proxy: {e}"))?;
+        // Wait until every target that should get traffic is active at the proxy.
+        let deadline = tokio::time::Instant::now() + self.route_timeout;
+        loop {
+            let status = admin
+                .route(&name)
+                .await
+                .map_err(|e| format!("proxy: {e}"))?
+                .ok_or_else(|| format!("proxy lost route {name}"))?;
+            let pending: Vec<&TargetSpec> = targets
+                .iter()
+                .filter(|t| t.weight > 0)
+                .filter(|t| {
+                    status
+                        .target(&t.effective_id())
+                        .is_none_or(|s| s.state != TargetState::Active)
+                })
+                .collect();
+            if pending.is_empty() {
+                let mut b = lock(&part.baseline);
+                b.clear();
+                for t in &status.targets {
+                    b.insert(t.id.clone(), (t.requests, t.responses_5xx));
+                }
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let why: Vec<String> = pending
+                    .iter()
+                    .map(|t| {
+                        let last = status
+                            .target(&t.effective_id())
+                            .and_then(|s| s.last_check.clone())
+                            .unwrap_or_else(|| "no check yet".into());
+                        format!("{} ({last})", t.effective_id())
+                    })
+                    .collect();
+                return Err(format!(
+                    "proxy did not activate {} within {:?}",
+                    why.join(", "),
+                    self.route_timeout
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn drain_old(&self, host: &str) -> Result<(), String> {
+        let part = self.part(host)?;
+        if self.svc.proxy.is_none() {
+            return Ok(());
+        }
+        let name = route_name(&self.project.name, &self.svc.name);
+        let admin = admin(part.remote.clone());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+        loop {
+            let status: Option<RouteStatus> = admin
+                .route(&name)
+                .await
+                .map_err(|e| format!("proxy: {e}"))?;
+            let busy: Vec<String> = status
+                .map(|s| {
+                    s.targets
+                        .iter()
+                        .filter(|t| part.old.contains(&t.id) && t.state != TargetState::Drained)
+                        .map(|t| format!("{} ({} in flight)", t.id, t.in_flight))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if busy.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("not drained: {}", busy.join(", ")));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn sample(&self, host: &str) -> Result<Metrics, String> {
+        let part = self.part(host)?;
+        let name = route_name(&self.project.name, &self.svc.name);
+        let status = admin(part.remote.clone())
+            .route(&name)
+            .await
+            .map_err(|e| format!("proxy: {e}"))?
+            .ok_or_else(|| format!("proxy has no route {name}"))?;
+        let new = lock(&part.new).clone();
+        let base = lock(&part.baseline).clone();
+        let mut m = Metrics::default();
+        for t in status.targets.iter().filter(|t| new.contains(&t.id)) {
+            let (r0, e0) = base.get(&t.id).copied().unwrap_or_default();
+            m.requests += t.requests.saturating_sub(r0);
+            m.errors += t.responses_5xx.saturating_sub(e0);
+        }
+        Ok(m)
+    }
+
+    async fn start_new(&self, host: &str) -> Result<(), String> {
+        let part = self.part(host)?;
+        let docker = part.remote.docker();
+        hostops::pull(&docker, self.svc.image_ref()).await?;
+        for net in self.svc.network_names() {
+            hostops::ensure_network(&docker, &self.project.name, &net).await?;
+        }
+        for m in &self.svc.volumes {
+            if let (true, Some(src)) = (m.kind == "volume", &m.source) {
+                hostops::ensure_volume(&docker, &self.project.name, src).await?;
+            }
+        }
+        for n in 1..=self.svc.replicas.max(1) {
+            let name =
+                hostops::create_container(&docker, &self.project, &self.svc, &self.release, n)
+                    .await;
+            match name {
+                Ok(name) => lock(&part.new).push(name),
+                Err(e) => {
+                    // Record the would-be name so StopNew removes a half-made container.
+                    lock(&part.new).push(format!(
+                        "{}-{}-{}-{n}",
+                        self.project.name,
+                        self.svc.name,
+                        hostops::short(&self.release)
+                    ));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop_new(&self, host: &str) -> Result<(), String> {
+        let part = self.part(host)?;
+        let docker = part.remote.docker();
+        if self.svc.proxy.is_some() && part.old.is_empty() {
+            let name = route_name(&self.project.name, &self.svc.name);
+            admin(part.remote.clone())
+                .delete_route(&name)
+                .await
+                .map_err(|e| format!("proxy: {e}"))?;
+        }
+        let new = lock(&part.new).clone();
+        for n in &new {
+            hostops::remove(&docker, n).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Executor for ServiceExec {
+    async fn step(&self, host: &str, step: Step) -> Result<Option<Metrics>, String> {
+        let part = self.part(host)?;
+        let docker = part.remote.docker();
+        let grace = self.svc.stop_grace_period;
+        match step {
+            Step::StartNew => self.start_new(host).await?,
+            Step::Route { weight } => self.route(host, weight).await?,
+            Step::DrainOld => self.drain_old(host).await?,
+            Step::StopOld => {
+                for n in &part.old {
+                    hostops::stop(&docker, n, grace).await?;
+                }
+            }
+            Step::StartOld => {
+                for n in &part.old {
+                    hostops::start(&docker, n).await?;
+                }
+            }
+            Step::StopNew => self.stop_new(host).await?,
+            Step::RemoveOld => {
+                for n in part.old.iter().chain(&part.leftovers) {
+                    hostops::remove(&docker, n).await?;
+                }
+            }
+            Step::Sample => return Ok(Some(self.sample(host).await?)),
+        }
+        Ok(None)
+    }
+
+    async fn watch(&self, host: &str, version: Version, events: mpsc::Sender<Event>) {
+        let Ok(part) = self.part(host) else { return };
+        let names = match version {
+            Version::Old => part.old.clone(),
+            Version::New => lock(&part.new).clone(),
+        };
+        let docker = part.remote.docker();
+        let mut healthy = false;
+        let mut streak = 0u32;
+        loop {
+            let verdict = check(
+                &docker,
+                &part.remote,
+                &names,
+                self.svc.proxy.as_ref().map(|p| (p.port, p.health.as_str())),
+            )
+            .await;
+            let ev = match verdict {
+                Check::Ready => {
+                    streak = 0;
+                    (!healthy).then(|| {
+                        healthy = true;
+                        Event::Healthy {
+                            host: host.to_string(),
+                            version,
+                        }
+                    })
+                }
+                Check::NotYet(why) => {
+                    streak += 1;
+                    // Before it was ever healthy, a failing probe means "not yet" (the healthy
+                    // deadline decides); after, three in a row mean unhealthy.
+                    (healthy && streak >= 3).then(|| {
+                        healthy = false;
+                        Event::Unhealthy {
+                            host: host.to_string(),
+                            version,
+                            reason: why,
+                        }
+                    })
+                }
+                Check::Dead(why) => Some(Event::Unhealthy {
+                    host: host.to_string(),
+                    version,
+                    reason: why,
+                }),
+            };
+            if let Some(ev) = ev {
+                let dead = matches!(ev, Event::Unhealthy { .. });
+                if events.send(ev).await.is_err() || dead {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+enum Check {
+    Ready,
+    NotYet(String),
+    Dead(String),
+}
+
+async fn check(
+    docker: &bollard::Docker,
+    remote: &RemoteRef,
+    names: &[String],
+    http: Option<(u16, &str)>,
+) -> Check {
+    if names.is_empty() {
+        return Check::NotYet("no containers".into());
+    }
+    for n in names {
+        let seen = match hostops::inspect(docker, n).await {
+            Ok(s) => s,
+            Err(e) => return Check::NotYet(e),
+        };
+        if !seen.running {
+            return Check::Dead(format!(
+                "{n} {}",
+                seen.exit.unwrap_or_else(|| "is not running".into())
+            ));
+        }
+        match seen.health.as_deref() {
+            Some("unhealthy") => return Check::Dead(format!("{n}: its Docker healthcheck fails")),
+            Some("starting") => return Check::NotYet(format!("{n}: health starting")),
+            _ => {}
+        }
+        if let (Some((port, path)), Some(ip)) = (http, &seen.ip) {
+            match http_status(remote, ip, port, path).await {
+                Ok(s) if (200..400).contains(&s) => {}
+                Ok(s) => return Check::NotYet(format!("{n}: GET {path} answered {s}")),
+                Err(e) => return Check::NotYet(format!("{n}: GET {path}: {e}")),
+            }
+        }
+    }
+    Check::Ready
+}
+
+/// `GET path` on `ip:port`, dialled from the host.
+async fn http_status(remote: &RemoteRef, ip: &str, port: u16, path: &str) -> Result<u16, String> {
+    let t = Duration::from_secs(2);
+    let stream = tokio::time::timeout(t, remote.dial_tcp(ip, port))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header("host", format!("{ip}:{port}"))
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let r = tokio::time::timeout(t, send.send_request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    conn.abort();
+    Ok(r.status().as_u16())
+}

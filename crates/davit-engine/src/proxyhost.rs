@@ -1,0 +1,216 @@
+//! The proxy on each host: a `FROM scratch` image of the static `davit-proxy` binary, built in memory
+//! (a `docker save` archive loaded through the engine API, so no registry is involved), run as the
+//! container `davit-proxy` with the host's network, its admin API on the host's loopback.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{CreateContainerOptions, ImportImageOptions};
+use futures_util::StreamExt as _;
+
+use crate::exec::{ADMIN_PORT, admin};
+use crate::hostops;
+use crate::model::sha256_hex;
+use crate::remote::RemoteRef;
+
+/// The proxy container's name on every host.
+pub const PROXY_CONTAINER: &str = "davit-proxy";
+
+/// The static proxy binary: `$DAVIT_PROXY_BIN`, else `davit-proxy` beside the running executable.
+pub fn find_proxy_binary() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("DAVIT_PROXY_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("current executable: {e}"))?;
+    let beside = exe.with_file_name("davit-proxy");
+    if beside.exists() {
+        return Ok(beside);
+    }
+    Err(format!(
+        "no davit-proxy binary: set DAVIT_PROXY_BIN to a static build of it (looked at {})",
+        beside.display()
+    ))
+}
+
+/// True when `data` is an ELF executable without a program interpreter (runs in an empty image).
+pub fn is_static_elf(data: &[u8]) -> bool {
+    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
+        return false;
+    }
+    let u16at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(data[32..40].try_into().unwrap_or_default()) as usize;
+    let (phentsize, phnum) = (u16at(54), u16at(56));
+    (0..phnum).all(|i| {
+        let o = phoff + i * phentsize;
+        o + 4 > data.len() || u32::from_le_bytes(data[o..o + 4].try_into().unwrap_or_default()) != 3
+    })
+}
+
+/// One regular file entry of a ustar archive (header and padded data).
+fn tar_entry(out: &mut Vec<u8>, path: &str, data: &[u8], mode: u32) {
+    let mut h = [0u8; 512];
+    h[..path.len()].copy_from_slice(path.as_bytes());
+    let oct = |field: &mut [u8], v: u64| {
+        let s = format!("{:0width$o}\0", v, width = field.len() - 1);
+        field.copy_from_slice(s.as_bytes());
+    };
+    oct(&mut h[100..108], u64::from(mode));
+    oct(&mut h[108..116], 0);
+    oct(&mut h[116..124], 0);
+    oct(&mut h[124..136], data.len() as u64);
+    oct(&mut h[136..148], 0);
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    let s = format!("{sum:06o}\0 ");
+    h[148..156].copy_from_slice(s.as_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+}
+
+/// A `docker save` archive of an image holding `binary` at `/name` as its entrypoint, tagged `tag`.
+pub fn save_archive(name: &str, binary: &[u8], cmd: &[String], tag: &str) -> Vec<u8> {
+    let mut layer = Vec::new();
+    tar_entry(&mut layer, name, binary, 0o755);
+    layer.extend_from_slice(&[0u8; 1024]);
+    let diff_id = format!("sha256:{}", sha256_hex(&layer));
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Entrypoint": [format!("/{name}")], "Cmd": cmd, "Env": ["PATH=/"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created_by": format!("davit: COPY {name} /")}],
+    }))
+    .unwrap_or_default();
+    let config_hex = sha256_hex(&config);
+    let layer_dir = sha256_hex(&layer);
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": format!("{config_hex}.json"),
+        "RepoTags": [tag],
+        "Layers": [format!("{layer_dir}/layer.tar")],
+    }]))
+    .unwrap_or_default();
+    let mut out = Vec::new();
+    tar_entry(&mut out, &format!("{config_hex}.json"), &config, 0o644);
+    tar_entry(&mut out, &format!("{layer_dir}/layer.tar"), &layer, 0o644);
+    tar_entry(&mut out, "manifest.json", &manifest, 0o644);
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+/// The proxy image, ready to load on hosts.
+#[derive(Clone)]
+pub struct ProxyImage {
+    pub tag: String,
+    pub archive: bytes::Bytes,
+}
+
+impl ProxyImage {
+    /// Reads the static binary at `path`.
+    pub fn from_binary(path: &Path) -> Result<ProxyImage, String> {
+        let data = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        if !is_static_elf(&data) {
+            return Err(format!(
+                "{} is not a static executable: build it with RUSTFLAGS=\"-C target-feature=+crt-static\" --target x86_64-unknown-linux-gnu",
+                path.display()
+            ));
+        }
+        let tag = format!("davit-proxy:{}", &sha256_hex(&data)[..12]);
+        let archive = save_archive("davit-proxy", &data, &[], &tag);
+        Ok(ProxyImage {
+            tag,
+            archive: archive.into(),
+        })
+    }
+}
+
+/// Loads the proxy image on `remote` unless it has it.
+pub async fn load_image(remote: &RemoteRef, image: &ProxyImage) -> Result<(), String> {
+    let docker = remote.docker();
+    if docker.inspect_image(&image.tag).await.is_ok() {
+        return Ok(());
+    }
+    let mut s = docker.import_image(
+        ImportImageOptions::default(),
+        bollard::body_full(image.archive.clone()),
+        None,
+    );
+    while let Some(r) = s.next().await {
+        r.map_err(|e| hostops::derr("loading the proxy image", e))?;
+    }
+    Ok(())
+}
+
+/// Makes sure the proxy runs on `remote` and answers on its admin API.
+pub async fn ensure_proxy(remote: &RemoteRef, image: &ProxyImage) -> Result<(), String> {
+    let docker = remote.docker();
+    let existing = docker
+        .inspect_container(
+            PROXY_CONTAINER,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .ok();
+    match existing {
+        Some(c) if c.state.as_ref().and_then(|s| s.running) == Some(true) => {}
+        Some(_) => hostops::start(&docker, PROXY_CONTAINER).await?,
+        None => {
+            load_image(remote, image).await?;
+            let body = ContainerCreateBody {
+                image: Some(image.tag.clone()),
+                cmd: Some(vec![
+                    "--admin".into(),
+                    format!("127.0.0.1:{ADMIN_PORT}"),
+                    "--state".into(),
+                    "/var/lib/davit-proxy/routes.json".into(),
+                ]),
+                labels: Some(std::collections::HashMap::from([(
+                    "dev.davit.role".to_string(),
+                    "proxy".to_string(),
+                )])),
+                host_config: Some(HostConfig {
+                    network_mode: Some("host".into()),
+                    // Routes survive a restart of the proxy (or of the host).
+                    mounts: Some(vec![bollard::models::Mount {
+                        target: Some("/var/lib/davit-proxy".into()),
+                        source: Some("davit-proxy-state".into()),
+                        typ: Some(bollard::models::MountType::VOLUME),
+                        ..Default::default()
+                    }]),
+                    restart_policy: Some(RestartPolicy {
+                        name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                        maximum_retry_count: None,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            docker
+                .create_container(
+                    Some(CreateContainerOptions {
+                        name: Some(PROXY_CONTAINER.into()),
+                        ..Default::default()
+                    }),
+                    body,
+                )
+                .await
+                .map_err(|e| hostops::derr("creating the proxy container", e))?;
+            hostops::start(&docker, PROXY_CONTAINER).await?;
+        }
+    }
+    let admin = admin(remote.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match admin.healthz().await {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!("the proxy does not answer on its admin API: {e}"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
