@@ -40,17 +40,12 @@ fn lab_up_refuses_a_non_number() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("three"));
 }
-#[path = "cli/registry.rs"]
-mod registry;
 
 #[path = "cli/hosts.rs"]
 mod hosts;
-
 #[path = "cli/ops.rs"]
 mod ops;
 #[path = "cli/probe.rs"]
 mod probe;
-#[path = "cli/hosts.rs"]
-mod hosts;
 #[path = "cli/registry.rs"]
 mod registry;

@@ -56,10 +56,10 @@ pub fn parse_dotenv(
             }
         }
         let line = line_of(rest);
-        if let Some(after) = rest.strip_prefix("export") {
-            if after.starts_with(|c: char| c.is_whitespace()) {
-                rest = after.trim_start_matches(is_space);
-            }
+        if let Some(after) = rest.strip_prefix("export")
+            && after.starts_with(|c: char| c.is_whitespace())
+        {
+            rest = after.trim_start_matches(is_space);
         }
         // Key.
         let mut end = None;

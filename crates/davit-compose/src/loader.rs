@@ -291,19 +291,18 @@ fn load_inner(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Dia
     if !env.contains_key("COMPOSE_PROJECT_NAME") || opts.project_name.is_some() {
         let mut name_node: Option<Node> = None;
         for f in &files {
-            if let Ok(src) = fs.read(f) {
-                if let Ok(Some(doc)) = yaml::parse(&src, u32::MAX) {
-                    if let Some(n) = doc.get("name") {
-                        let mut n = n.clone();
-                        if let Some(x) = n.as_str() {
-                            let lookup = |k: &str| env.get(k).cloned();
-                            if let Ok(v) = crate::interp::interpolate(x, &lookup) {
-                                n.value = Value::Str(v);
-                            }
-                        }
-                        name_node = Some(n);
+            if let Ok(src) = fs.read(f)
+                && let Ok(Some(doc)) = yaml::parse(&src, u32::MAX)
+                && let Some(n) = doc.get("name")
+            {
+                let mut n = n.clone();
+                if let Some(x) = n.as_str() {
+                    let lookup = |k: &str| env.get(k).cloned();
+                    if let Ok(v) = crate::interp::interpolate(x, &lookup) {
+                        n.value = Value::Str(v);
                     }
                 }
+                name_node = Some(n);
             }
         }
         let mut probe = Node::new(Value::Map(yaml::Map::new()));
@@ -488,12 +487,12 @@ fn process_document(
     stack.push(path.to_path_buf());
     let includes = node.as_map_mut().and_then(|m| m.shift_remove("include"));
     let mut included: Vec<Node> = Vec::new();
-    if let Some((_, inc)) = includes {
-        if let Value::Seq(items) = inc.value {
-            for it in items {
-                if let Some(n) = load_include(ctx, &it, project_dir, env, stack) {
-                    included.push(n);
-                }
+    if let Some((_, inc)) = includes
+        && let Value::Seq(items) = inc.value
+    {
+        for it in items {
+            if let Some(n) = load_include(ctx, &it, project_dir, env, stack) {
+                included.push(n);
             }
         }
     }

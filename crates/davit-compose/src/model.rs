@@ -607,36 +607,34 @@ pub(crate) fn build(
         }
     }
     let mut environments = BTreeMap::new();
-    if let Some(x) = json.get("x-davit") {
-        if let Some(J::Object(envs)) = x.get("environments") {
-            for (k, v) in envs {
-                let hosts = strs(v.get("hosts"));
-                let Some(hosts) = hosts.filter(|h| !h.is_empty()) else {
-                    davit_err(
-                        &mut errs,
-                        format!(
-                            "x-davit.environments.{k}.hosts must be a non-empty list of host URLs"
-                        ),
-                        "e.g. `hosts: [ssh://root@10.0.0.1]`",
-                    );
-                    continue;
-                };
-                let variables = v
-                    .get("variables")
-                    .and_then(J::as_object)
-                    .map(|m| {
-                        m.iter()
-                            .map(|(a, b)| {
-                                (
-                                    a.clone(),
-                                    b.as_str().map_or_else(|| b.to_string(), String::from),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                environments.insert(k.clone(), DavitEnvironment { hosts, variables });
-            }
+    if let Some(x) = json.get("x-davit")
+        && let Some(J::Object(envs)) = x.get("environments")
+    {
+        for (k, v) in envs {
+            let hosts = strs(v.get("hosts"));
+            let Some(hosts) = hosts.filter(|h| !h.is_empty()) else {
+                davit_err(
+                    &mut errs,
+                    format!("x-davit.environments.{k}.hosts must be a non-empty list of host URLs"),
+                    "e.g. `hosts: [ssh://root@10.0.0.1]`",
+                );
+                continue;
+            };
+            let variables = v
+                .get("variables")
+                .and_then(J::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(a, b)| {
+                            (
+                                a.clone(),
+                                b.as_str().map_or_else(|| b.to_string(), String::from),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            environments.insert(k.clone(), DavitEnvironment { hosts, variables });
         }
     }
     if errs.has_errors() {

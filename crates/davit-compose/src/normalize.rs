@@ -184,10 +184,10 @@ pub(crate) fn shell_split(line: &str) -> Option<Vec<String>> {
             }
             '\\' => {
                 in_word = true;
-                if let Some(n) = it.next() {
-                    if n != '\n' {
-                        cur.push(n);
-                    }
+                if let Some(n) = it.next()
+                    && n != '\n'
+                {
+                    cur.push(n);
                 }
             }
             '\'' => {
@@ -338,12 +338,11 @@ fn resolve_path(ctx: &Ctx<'_>, base: &Path, p: &str) -> String {
     if is_windows_abs(p) || p.starts_with("\\\\") {
         return p.to_owned();
     }
-    if let Some(rest) = p.strip_prefix('~') {
-        if rest.is_empty() || rest.starts_with('/') {
-            if let Some(h) = &ctx.home {
-                return format!("{h}{rest}");
-            }
-        }
+    if let Some(rest) = p.strip_prefix('~')
+        && (rest.is_empty() || rest.starts_with('/'))
+        && let Some(h) = &ctx.home
+    {
+        return format!("{h}{rest}");
     }
     absolutize(base, Path::new(p))
         .to_string_lossy()
@@ -355,26 +354,23 @@ fn resolve_path(ctx: &Ctx<'_>, base: &Path, p: &str) -> String {
 /// Expands short syntax into long syntax and resolves relative paths against `dir`.
 pub(crate) fn canonical_file(node: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) {
     let Some(m) = node.as_map_mut() else { return };
-    if let Some((_, services)) = m.get_mut("services") {
-        if let Some(sm) = services.as_map_mut() {
-            for (name, (_, svc)) in sm.iter_mut() {
-                canonical_service(name, svc, dir, ctx);
-                if let Some(fields) = svc.as_map_mut() {
-                    for (k, (_, v)) in fields.iter_mut() {
-                        // Compose enforces unicity within a file, except for extra_hosts (only merged).
-                        if let (Value::Seq(items), false) = (&mut v.value, k == "extra_hosts") {
-                            crate::merge::dedupe(&["services", name, k], items);
-                        }
-                        if k == "build" {
-                            if let Some(bm) = v.as_map_mut() {
-                                for (bk, (_, bv)) in bm.iter_mut() {
-                                    if let Value::Seq(items) = &mut bv.value {
-                                        crate::merge::dedupe(
-                                            &["services", name, "build", bk],
-                                            items,
-                                        );
-                                    }
-                                }
+    if let Some((_, services)) = m.get_mut("services")
+        && let Some(sm) = services.as_map_mut()
+    {
+        for (name, (_, svc)) in sm.iter_mut() {
+            canonical_service(name, svc, dir, ctx);
+            if let Some(fields) = svc.as_map_mut() {
+                for (k, (_, v)) in fields.iter_mut() {
+                    // Compose enforces unicity within a file, except for extra_hosts (only merged).
+                    if let (Value::Seq(items), false) = (&mut v.value, k == "extra_hosts") {
+                        crate::merge::dedupe(&["services", name, k], items);
+                    }
+                    if k == "build"
+                        && let Some(bm) = v.as_map_mut()
+                    {
+                        for (bk, (_, bv)) in bm.iter_mut() {
+                            if let Value::Seq(items) = &mut bv.value {
+                                crate::merge::dedupe(&["services", name, "build", bk], items);
                             }
                         }
                     }
@@ -383,72 +379,69 @@ pub(crate) fn canonical_file(node: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) {
         }
     }
     for section in ["networks", "volumes", "secrets", "configs"] {
-        if let Some((_, sec)) = m.get_mut(section) {
-            if let Some(sm) = sec.as_map_mut() {
-                for (_, (_, def)) in sm.iter_mut() {
-                    if matches!(def.value, Value::Null) {
-                        def.value = Value::Map(Map::new());
+        if let Some((_, sec)) = m.get_mut(section)
+            && let Some(sm) = sec.as_map_mut()
+        {
+            for (_, (_, def)) in sm.iter_mut() {
+                if matches!(def.value, Value::Null) {
+                    def.value = Value::Map(Map::new());
+                }
+                if let Some(dm) = def.as_map_mut() {
+                    if matches!(section, "secrets" | "configs")
+                        && let Some((_, f)) = dm.get_mut("file")
+                        && let Some(p) = f.as_str()
+                    {
+                        let r = resolve_path(ctx, dir, p);
+                        f.value = Value::Str(r);
                     }
-                    if let Some(dm) = def.as_map_mut() {
-                        if matches!(section, "secrets" | "configs") {
-                            if let Some((_, f)) = dm.get_mut("file") {
-                                if let Some(p) = f.as_str() {
-                                    let r = resolve_path(ctx, dir, p);
-                                    f.value = Value::Str(r);
-                                }
-                            }
+                    for key in ["labels", "driver_opts"] {
+                        if let Some((_, l)) = dm.get_mut(key) {
+                            to_string_map(l, key == "labels");
                         }
-                        for key in ["labels", "driver_opts"] {
-                            if let Some((_, l)) = dm.get_mut(key) {
-                                to_string_map(l, key == "labels");
-                            }
+                    }
+                    if section == "volumes" {
+                        let bind = dm
+                            .get("driver_opts")
+                            .and_then(|(_, o)| o.get("o"))
+                            .and_then(Node::as_str)
+                            .is_some_and(|o| o.split(',').any(|x| x == "bind"));
+                        if bind
+                            && let Some((_, dev)) = dm
+                                .get_mut("driver_opts")
+                                .and_then(|(_, o)| o.as_map_mut())
+                                .and_then(|o| o.get_mut("device"))
+                            && let Some(d) = dev.as_str()
+                        {
+                            let r = resolve_path(ctx, dir, d);
+                            dev.value = Value::Str(r);
                         }
-                        if section == "volumes" {
-                            let bind = dm
-                                .get("driver_opts")
-                                .and_then(|(_, o)| o.get("o"))
-                                .and_then(Node::as_str)
-                                .is_some_and(|o| o.split(',').any(|x| x == "bind"));
-                            if bind {
-                                if let Some((_, dev)) = dm
-                                    .get_mut("driver_opts")
-                                    .and_then(|(_, o)| o.as_map_mut())
-                                    .and_then(|o| o.get_mut("device"))
-                                {
-                                    if let Some(d) = dev.as_str() {
-                                        let r = resolve_path(ctx, dir, d);
-                                        dev.value = Value::Str(r);
-                                    }
-                                }
-                            }
-                        }
-                        if let Some((_, ext)) = dm.get_mut("external") {
-                            if let Value::Map(em) = &ext.value {
-                                // legacy `external: {name: x}`
-                                let name = em.get("name").map(|(_, n)| n.clone());
-                                ext.value = Value::Bool(true);
-                                if let Some(n) = name {
-                                    put(dm, "name", n);
-                                }
-                            }
+                    }
+                    if let Some((_, ext)) = dm.get_mut("external")
+                        && let Value::Map(em) = &ext.value
+                    {
+                        // legacy `external: {name: x}`
+                        let name = em.get("name").map(|(_, n)| n.clone());
+                        ext.value = Value::Bool(true);
+                        if let Some(n) = name {
+                            put(dm, "name", n);
                         }
                     }
                 }
             }
         }
     }
-    if let Some((_, inc)) = m.get_mut("include") {
-        if let Value::Seq(items) = &mut inc.value {
-            for it in items.iter_mut() {
-                if let Value::Str(p) = &it.value {
-                    let mut im = Map::new();
-                    put(
-                        &mut im,
-                        "path",
-                        Node::at(Value::Seq(vec![str_node(p.clone(), it.pos)]), it.pos),
-                    );
-                    it.value = Value::Map(im);
-                }
+    if let Some((_, inc)) = m.get_mut("include")
+        && let Value::Seq(items) = &mut inc.value
+    {
+        for it in items.iter_mut() {
+            if let Value::Str(p) = &it.value {
+                let mut im = Map::new();
+                put(
+                    &mut im,
+                    "path",
+                    Node::at(Value::Seq(vec![str_node(p.clone(), it.pos)]), it.pos),
+                );
+                it.value = Value::Map(im);
             }
         }
     }
@@ -567,11 +560,12 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
                 to_string_map(a, false);
                 if let Some(am) = a.as_map_mut() {
                     for (_, (_, v)) in am.iter_mut() {
-                        if let Some(x) = v.as_str() {
-                            if !x.contains("://") && !x.starts_with("service:") {
-                                let r = resolve_path(ctx, dir, x);
-                                v.value = Value::Str(r);
-                            }
+                        if let Some(x) = v.as_str()
+                            && !x.contains("://")
+                            && !x.starts_with("service:")
+                        {
+                            let r = resolve_path(ctx, dir, x);
+                            v.value = Value::Str(r);
                         }
                     }
                 }
@@ -584,19 +578,19 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
                     string_list(a);
                 }
             }
-            if let Some((_, ssh)) = bm.get_mut("ssh") {
-                if let Value::Seq(items) = &ssh.value {
-                    let mut out = Map::new();
-                    for it in items {
-                        if let Some(sv) = scalar_string(it) {
-                            let (k, v) = sv
-                                .split_once('=')
-                                .map_or((sv.clone(), String::new()), |(a, b)| (a.into(), b.into()));
-                            out.insert(k, (it.pos, str_node(v, it.pos)));
-                        }
+            if let Some((_, ssh)) = bm.get_mut("ssh")
+                && let Value::Seq(items) = &ssh.value
+            {
+                let mut out = Map::new();
+                for it in items {
+                    if let Some(sv) = scalar_string(it) {
+                        let (k, v) = sv
+                            .split_once('=')
+                            .map_or((sv.clone(), String::new()), |(a, b)| (a.into(), b.into()));
+                        out.insert(k, (it.pos, str_node(v, it.pos)));
                     }
-                    ssh.value = Value::Map(out);
                 }
+                ssh.value = Value::Map(out);
             }
         }
     }
@@ -674,111 +668,108 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
         }
         ef.value = Value::Seq(out);
     }
-    if let Some((_, ports)) = m.get_mut("ports") {
-        if let Value::Seq(items) = &ports.value {
-            let mut out = Vec::new();
-            for it in items {
-                match &it.value {
-                    Value::Map(pm) => {
-                        let mut o = Map::new();
-                        if let Some((_, n)) = pm.get("name") {
-                            put(&mut o, "name", n.clone());
-                        }
-                        put(
-                            &mut o,
-                            "mode",
-                            pm.get("mode")
-                                .map_or_else(|| str_node("ingress", it.pos), |(_, n)| n.clone()),
-                        );
-                        if let Some((_, n)) = pm.get("host_ip") {
-                            put(&mut o, "host_ip", n.clone());
-                        }
-                        if let Some((_, n)) = pm.get("target") {
-                            let v = match &n.value {
-                                Value::Str(x) => {
-                                    x.parse::<i64>().map_or(n.value.clone(), Value::Int)
-                                }
-                                v => v.clone(),
-                            };
-                            put(&mut o, "target", Node::at(v, n.pos));
-                        }
-                        if let Some((_, n)) = pm.get("published") {
-                            if let Some(x) = scalar_string(n).filter(|x| !x.is_empty()) {
-                                put(&mut o, "published", str_node(x, n.pos));
-                            }
-                        }
-                        put(
-                            &mut o,
-                            "protocol",
-                            pm.get("protocol")
-                                .map_or_else(|| str_node("tcp", it.pos), |(_, n)| n.clone()),
-                        );
-                        if let Some((_, n)) = pm.get("app_protocol") {
-                            put(&mut o, "app_protocol", n.clone());
-                        }
-                        for (k, v) in pm {
-                            if k.starts_with("x-") {
-                                o.insert(k.clone(), v.clone());
-                            }
-                        }
-                        out.push(map_node(o, it.pos));
+    if let Some((_, ports)) = m.get_mut("ports")
+        && let Value::Seq(items) = &ports.value
+    {
+        let mut out = Vec::new();
+        for it in items {
+            match &it.value {
+                Value::Map(pm) => {
+                    let mut o = Map::new();
+                    if let Some((_, n)) = pm.get("name") {
+                        put(&mut o, "name", n.clone());
                     }
-                    _ => {
-                        let Some(sv) = scalar_string(it) else {
-                            continue;
+                    put(
+                        &mut o,
+                        "mode",
+                        pm.get("mode")
+                            .map_or_else(|| str_node("ingress", it.pos), |(_, n)| n.clone()),
+                    );
+                    if let Some((_, n)) = pm.get("host_ip") {
+                        put(&mut o, "host_ip", n.clone());
+                    }
+                    if let Some((_, n)) = pm.get("target") {
+                        let v = match &n.value {
+                            Value::Str(x) => x.parse::<i64>().map_or(n.value.clone(), Value::Int),
+                            v => v.clone(),
                         };
-                        match parse_port(&sv) {
-                            Ok(list) => {
-                                for p in list {
-                                    out.push(Node::from_json(&p, it.pos));
-                                }
-                            }
-                            Err(e) => ctx.error(
-                                it.pos,
-                                e,
-                                Some("use [HOST:]CONTAINER[/PROTOCOL], e.g. \"8080:80\""),
-                            ),
+                        put(&mut o, "target", Node::at(v, n.pos));
+                    }
+                    if let Some((_, n)) = pm.get("published")
+                        && let Some(x) = scalar_string(n).filter(|x| !x.is_empty())
+                    {
+                        put(&mut o, "published", str_node(x, n.pos));
+                    }
+                    put(
+                        &mut o,
+                        "protocol",
+                        pm.get("protocol")
+                            .map_or_else(|| str_node("tcp", it.pos), |(_, n)| n.clone()),
+                    );
+                    if let Some((_, n)) = pm.get("app_protocol") {
+                        put(&mut o, "app_protocol", n.clone());
+                    }
+                    for (k, v) in pm {
+                        if k.starts_with("x-") {
+                            o.insert(k.clone(), v.clone());
                         }
+                    }
+                    out.push(map_node(o, it.pos));
+                }
+                _ => {
+                    let Some(sv) = scalar_string(it) else {
+                        continue;
+                    };
+                    match parse_port(&sv) {
+                        Ok(list) => {
+                            for p in list {
+                                out.push(Node::from_json(&p, it.pos));
+                            }
+                        }
+                        Err(e) => ctx.error(
+                            it.pos,
+                            e,
+                            Some("use [HOST:]CONTAINER[/PROTOCOL], e.g. \"8080:80\""),
+                        ),
                     }
                 }
             }
-            ports.value = Value::Seq(out);
         }
+        ports.value = Value::Seq(out);
     }
-    if let Some((_, vols)) = m.get_mut("volumes") {
-        if let Value::Seq(items) = &vols.value {
-            let mut out = Vec::new();
-            for it in items {
-                match &it.value {
-                    Value::Str(sv) => match parse_volume(sv, dir, ctx) {
-                        Ok(v) => out.push(Node::from_json(&v, it.pos)),
-                        Err(e) => ctx.error(it.pos, e, Some("use SOURCE:TARGET[:MODE]")),
-                    },
-                    Value::Map(vm) => {
-                        let mut o = vm.clone();
-                        let ty = vm
-                            .get("type")
-                            .and_then(|(_, n)| n.as_str())
-                            .unwrap_or("volume")
-                            .to_owned();
-                        if ty == "bind" {
-                            if let Some((_, src)) = o.get_mut("source") {
-                                if let Some(p) = src.as_str() {
-                                    let r = resolve_path(ctx, dir, p);
-                                    src.value = Value::Str(r);
-                                }
-                            }
-                        }
-                        if ty == "volume" && !o.contains_key("volume") {
-                            // Compose adds an empty `volume` section... only for short syntax.
-                        }
-                        out.push(map_node(o, it.pos));
+    if let Some((_, vols)) = m.get_mut("volumes")
+        && let Value::Seq(items) = &vols.value
+    {
+        let mut out = Vec::new();
+        for it in items {
+            match &it.value {
+                Value::Str(sv) => match parse_volume(sv, dir, ctx) {
+                    Ok(v) => out.push(Node::from_json(&v, it.pos)),
+                    Err(e) => ctx.error(it.pos, e, Some("use SOURCE:TARGET[:MODE]")),
+                },
+                Value::Map(vm) => {
+                    let mut o = vm.clone();
+                    let ty = vm
+                        .get("type")
+                        .and_then(|(_, n)| n.as_str())
+                        .unwrap_or("volume")
+                        .to_owned();
+                    if ty == "bind"
+                        && let Some((_, src)) = o.get_mut("source")
+                        && let Some(p) = src.as_str()
+                    {
+                        let r = resolve_path(ctx, dir, p);
+                        src.value = Value::Str(r);
                     }
-                    _ => out.push(it.clone()),
+                    if ty == "volume" && !o.contains_key("volume") {
+                        // Compose adds an empty `volume` section... only for short syntax.
+                    }
+                    out.push(map_node(o, it.pos));
                 }
+                _ => out.push(it.clone()),
             }
-            vols.value = Value::Seq(out);
         }
+        vols.value = Value::Seq(out);
     }
     if let Some((_, deps)) = m.get_mut("depends_on") {
         let mut out = Map::new();
@@ -823,36 +814,34 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
         deps.value = Value::Map(out);
     }
     for key in ["networks", "models"] {
-        if let Some((_, nets)) = m.get_mut(key) {
-            if let Value::Seq(items) = &nets.value {
-                let mut out = Map::new();
-                for it in items {
-                    if let Some(n) = it.as_str() {
-                        out.insert(n.to_owned(), (it.pos, Node::at(Value::Null, it.pos)));
-                    }
+        if let Some((_, nets)) = m.get_mut(key)
+            && let Value::Seq(items) = &nets.value
+        {
+            let mut out = Map::new();
+            for it in items {
+                if let Some(n) = it.as_str() {
+                    out.insert(n.to_owned(), (it.pos, Node::at(Value::Null, it.pos)));
                 }
-                nets.value = Value::Map(out);
             }
+            nets.value = Value::Map(out);
         }
     }
     if let Some((_, secs)) = m.get_mut("secrets") {
         mounts(secs);
         if let Value::Seq(items) = &mut secs.value {
             for it in items.iter_mut() {
-                if let Some(sm) = it.as_map_mut() {
-                    if !sm.contains_key("target") {
-                        if let Some(src) = sm
-                            .get("source")
-                            .and_then(|(_, n)| n.as_str())
-                            .map(String::from)
-                        {
-                            let p = sm.get("source").map(|(p, _)| *p).unwrap_or_default();
-                            sm.insert(
-                                "target".into(),
-                                (p, str_node(format!("/run/secrets/{src}"), p)),
-                            );
-                        }
-                    }
+                if let Some(sm) = it.as_map_mut()
+                    && !sm.contains_key("target")
+                    && let Some(src) = sm
+                        .get("source")
+                        .and_then(|(_, n)| n.as_str())
+                        .map(String::from)
+                {
+                    let p = sm.get("source").map(|(p, _)| *p).unwrap_or_default();
+                    sm.insert(
+                        "target".into(),
+                        (p, str_node(format!("/run/secrets/{src}"), p)),
+                    );
                 }
             }
         }
@@ -860,26 +849,26 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
     if let Some((_, cfgs)) = m.get_mut("configs") {
         mounts(cfgs);
     }
-    if let Some((_, hc)) = m.get_mut("healthcheck") {
-        if let Some(hm) = hc.as_map_mut() {
-            if let Some((_, t)) = hm.get_mut("test") {
-                if let Some(x) = t.as_str() {
-                    t.value = Value::Seq(vec![str_node("CMD-SHELL", t.pos), str_node(x, t.pos)]);
-                }
-            }
-            for k in ["interval", "timeout", "start_period", "start_interval"] {
-                if let Some((_, d)) = hm.get_mut(k) {
-                    if let Some(ns) = scalar_string(d).and_then(|x| parse_duration(&x)) {
-                        d.value = Value::Str(go_duration(ns));
-                    }
-                }
+    if let Some((_, hc)) = m.get_mut("healthcheck")
+        && let Some(hm) = hc.as_map_mut()
+    {
+        if let Some((_, t)) = hm.get_mut("test")
+            && let Some(x) = t.as_str()
+        {
+            t.value = Value::Seq(vec![str_node("CMD-SHELL", t.pos), str_node(x, t.pos)]);
+        }
+        for k in ["interval", "timeout", "start_period", "start_interval"] {
+            if let Some((_, d)) = hm.get_mut(k)
+                && let Some(ns) = scalar_string(d).and_then(|x| parse_duration(&x))
+            {
+                d.value = Value::Str(go_duration(ns));
             }
         }
     }
-    if let Some((_, d)) = m.get_mut("stop_grace_period") {
-        if let Some(ns) = scalar_string(d).and_then(|x| parse_duration(&x)) {
-            d.value = Value::Str(go_duration(ns));
-        }
+    if let Some((_, d)) = m.get_mut("stop_grace_period")
+        && let Some(ns) = scalar_string(d).and_then(|x| parse_duration(&x))
+    {
+        d.value = Value::Str(go_duration(ns));
     }
     if let Some((_, eh)) = m.get_mut("extra_hosts") {
         extra_hosts(eh);
@@ -893,65 +882,64 @@ fn canonical_service(name: &str, svc: &mut Node, dir: &Path, ctx: &mut Ctx<'_>) 
     }
     if let Some(bm) = m.get_mut("build").and_then(|(_, b)| b.as_map_mut()) {
         for k in ["provenance", "sbom"] {
-            if let Some((_, v)) = bm.get_mut(k) {
-                if let Some(x) = scalar_string(v) {
-                    v.value = Value::Str(x);
-                }
+            if let Some((_, v)) = bm.get_mut(k)
+                && let Some(x) = scalar_string(v)
+            {
+                v.value = Value::Str(x);
             }
         }
     }
-    if let Some((_, devs)) = m.get_mut("devices") {
-        if let Value::Seq(items) = &mut devs.value {
-            for it in items.iter_mut() {
-                if let Some(x) = it.as_str().map(String::from) {
-                    let parts: Vec<&str> = x.split(':').collect();
-                    let (src, dst, perm) = match parts.as_slice() {
-                        [a] => (*a, *a, "rwm"),
-                        [a, b] => (*a, *b, "rwm"),
-                        [a, b, c, ..] => (*a, *b, *c),
-                        [] => continue,
-                    };
-                    let mut dm = Map::new();
-                    put(&mut dm, "source", str_node(src, it.pos));
-                    put(&mut dm, "target", str_node(dst, it.pos));
-                    put(&mut dm, "permissions", str_node(perm, it.pos));
-                    it.value = Value::Map(dm);
-                }
+    if let Some((_, devs)) = m.get_mut("devices")
+        && let Value::Seq(items) = &mut devs.value
+    {
+        for it in items.iter_mut() {
+            if let Some(x) = it.as_str().map(String::from) {
+                let parts: Vec<&str> = x.split(':').collect();
+                let (src, dst, perm) = match parts.as_slice() {
+                    [a] => (*a, *a, "rwm"),
+                    [a, b] => (*a, *b, "rwm"),
+                    [a, b, c, ..] => (*a, *b, *c),
+                    [] => continue,
+                };
+                let mut dm = Map::new();
+                put(&mut dm, "source", str_node(src, it.pos));
+                put(&mut dm, "target", str_node(dst, it.pos));
+                put(&mut dm, "permissions", str_node(perm, it.pos));
+                it.value = Value::Map(dm);
             }
         }
     }
-    if let Some((_, dev)) = m.get_mut("develop") {
-        if let Some((_, w)) = dev.as_map_mut().and_then(|d| d.get_mut("watch")) {
-            if let Value::Seq(items) = &mut w.value {
-                for it in items.iter_mut() {
-                    if let Some(wm) = it.as_map_mut() {
-                        wm.retain(|k, _| !k.starts_with("x-"));
-                        for k in ["include", "ignore"] {
-                            if let Some((_, l)) = wm.get_mut(k) {
-                                string_list(l);
-                            }
-                        }
-                        let epos = wm.get("exec").map(|(p, _)| *p).unwrap_or_default();
-                        let exec = wm
-                            .entry("exec".into())
-                            .or_insert_with(|| (epos, map_node(Map::new(), epos)));
-                        if matches!(exec.1.value, Value::Null) {
-                            exec.1.value = Value::Map(Map::new());
-                        }
-                        if let Some(em) = exec.1.as_map_mut() {
-                            let cpos = em.get("command").map(|(p, _)| *p).unwrap_or_default();
-                            let c = em
-                                .entry("command".into())
-                                .or_insert_with(|| (cpos, Node::at(Value::Null, cpos)));
-                            command_node(&mut c.1);
-                        }
-                        if let Some((_, p)) = wm.get_mut("path") {
-                            if let Some(x) = p.as_str() {
-                                let r = resolve_path(ctx, dir, x);
-                                p.value = Value::Str(r);
-                            }
-                        }
+    if let Some((_, dev)) = m.get_mut("develop")
+        && let Some((_, w)) = dev.as_map_mut().and_then(|d| d.get_mut("watch"))
+        && let Value::Seq(items) = &mut w.value
+    {
+        for it in items.iter_mut() {
+            if let Some(wm) = it.as_map_mut() {
+                wm.retain(|k, _| !k.starts_with("x-"));
+                for k in ["include", "ignore"] {
+                    if let Some((_, l)) = wm.get_mut(k) {
+                        string_list(l);
                     }
+                }
+                let epos = wm.get("exec").map(|(p, _)| *p).unwrap_or_default();
+                let exec = wm
+                    .entry("exec".into())
+                    .or_insert_with(|| (epos, map_node(Map::new(), epos)));
+                if matches!(exec.1.value, Value::Null) {
+                    exec.1.value = Value::Map(Map::new());
+                }
+                if let Some(em) = exec.1.as_map_mut() {
+                    let cpos = em.get("command").map(|(p, _)| *p).unwrap_or_default();
+                    let c = em
+                        .entry("command".into())
+                        .or_insert_with(|| (cpos, Node::at(Value::Null, cpos)));
+                    command_node(&mut c.1);
+                }
+                if let Some((_, p)) = wm.get_mut("path")
+                    && let Some(x) = p.as_str()
+                {
+                    let r = resolve_path(ctx, dir, x);
+                    p.value = Value::Str(r);
                 }
             }
         }
@@ -1059,10 +1047,10 @@ pub(crate) fn parse_port(spec: &str) -> Result<Vec<J>, String> {
             }
         }
     };
-    if let Some(ip) = ip.as_deref().filter(|ip| !ip.is_empty()) {
-        if ip.parse::<std::net::IpAddr>().is_err() {
-            return Err(format!("invalid IP address: {ip}"));
-        }
+    if let Some(ip) = ip.as_deref().filter(|ip| !ip.is_empty())
+        && ip.parse::<std::net::IpAddr>().is_err()
+    {
+        return Err(format!("invalid IP address: {ip}"));
     }
     let (published, target) = match rest.rsplit_once(':') {
         Some((p, t)) => (Some(p), t),
@@ -1080,10 +1068,10 @@ pub(crate) fn parse_port(spec: &str) -> Result<Vec<J>, String> {
     for (i, t) in (t0..=t1).enumerate() {
         let mut o = JMap::new();
         o.insert("mode".into(), json!("ingress"));
-        if let Some(ip) = &ip {
-            if !ip.is_empty() {
-                o.insert("host_ip".into(), json!(ip));
-            }
+        if let Some(ip) = &ip
+            && !ip.is_empty()
+        {
+            o.insert("host_ip".into(), json!(ip));
         }
         o.insert("target".into(), json!(t));
         if let Some((raw, (p0, p1))) = &pubr {
@@ -1425,27 +1413,27 @@ pub(crate) fn finalize(
     let mut i = 0;
     while i < enabled.len() {
         let n = enabled[i].clone();
-        if let Some((_, s)) = all.get(&n) {
-            if let Some(Value::Map(deps)) = s.get("depends_on").map(|d| &d.value) {
-                for (d, (dp, dv)) in deps {
-                    if !enabled.contains(d) {
-                        if all.contains_key(d) {
-                            {
-                                // Compose enables a dependency only if it is not profile-gated away.
-                                if active(&all[d].1) {
-                                    enabled.push(d.clone());
-                                } else if !matches!(
-                                    dv.get("required").map(|r| &r.value),
-                                    Some(Value::Bool(false))
-                                ) {
-                                    ctx.error(*dp, format!("service {n:?} depends on undefined service {d:?}: invalid compose project"), Some("enable the profile of that service or remove the dependency"));
-                                }
+        if let Some((_, s)) = all.get(&n)
+            && let Some(Value::Map(deps)) = s.get("depends_on").map(|d| &d.value)
+        {
+            for (d, (dp, dv)) in deps {
+                if !enabled.contains(d) {
+                    if all.contains_key(d) {
+                        {
+                            // Compose enables a dependency only if it is not profile-gated away.
+                            if active(&all[d].1) {
+                                enabled.push(d.clone());
+                            } else if !matches!(
+                                dv.get("required").map(|r| &r.value),
+                                Some(Value::Bool(false))
+                            ) {
+                                ctx.error(*dp, format!("service {n:?} depends on undefined service {d:?}: invalid compose project"), Some("enable the profile of that service or remove the dependency"));
                             }
-                        } else {
-                            // Undefined is an error even for `required: false` (only disabled is fine).
-                            let _ = dv;
-                            ctx.error(*dp, format!("service {n:?} depends on undefined service {d:?}: invalid compose project"), Some("define that service or remove it from depends_on"));
                         }
+                    } else {
+                        // Undefined is an error even for `required: false` (only disabled is fine).
+                        let _ = dv;
+                        ctx.error(*dp, format!("service {n:?} depends on undefined service {d:?}: invalid compose project"), Some("define that service or remove it from depends_on"));
                     }
                 }
             }
@@ -1534,10 +1522,10 @@ pub(crate) fn finalize(
         if let (Some(J::String(pf)), Some(J::Array(bp))) = (
             o.get("platform"),
             o.get("build").and_then(|b| b.get("platforms")),
-        ) {
-            if !bp.is_empty() && !bp.iter().any(|x| x.as_str() == Some(pf)) {
-                ctx.error(svc.get("platform").map_or(*spos, |n| n.pos), format!("service.build.platforms MUST include service.platform {pf:?}: invalid compose project"), Some("add the platform to build.platforms"));
-            }
+        ) && !bp.is_empty()
+            && !bp.iter().any(|x| x.as_str() == Some(pf))
+        {
+            ctx.error(svc.get("platform").map_or(*spos, |n| n.pos), format!("service.build.platforms MUST include service.platform {pf:?}: invalid compose project"), Some("add the platform to build.platforms"));
         }
         if let Some(J::Object(d)) = o.get_mut("deploy") {
             d.entry("resources").or_insert_with(|| json!({}));
@@ -1659,10 +1647,10 @@ pub(crate) fn finalize(
         if !has_mode && !o.contains_key("networks") {
             o.insert("networks".into(), json!({"default": null}));
         }
-        if let Some(J::Object(n)) = o.get("networks") {
-            if n.contains_key("default") {
-                uses_default = true;
-            }
+        if let Some(J::Object(n)) = o.get("networks")
+            && n.contains_key("default")
+        {
+            uses_default = true;
         }
         for k in ["command", "entrypoint"] {
             if !o.contains_key(k) {
@@ -1761,12 +1749,12 @@ pub(crate) fn finalize(
         }
     }
     let mut networks = JMap::new();
-    if let Some((_, n)) = top.get("networks") {
-        if let J::Object(nm) = n.to_json() {
-            for (k, v) in nm {
-                if used.contains(&("networks", k.clone())) {
-                    networks.insert(k.clone(), resource(name, &k, v, true));
-                }
+    if let Some((_, n)) = top.get("networks")
+        && let J::Object(nm) = n.to_json()
+    {
+        for (k, v) in nm {
+            if used.contains(&("networks", k.clone())) {
+                networks.insert(k.clone(), resource(name, &k, v, true));
             }
         }
     }
@@ -1781,17 +1769,17 @@ pub(crate) fn finalize(
     }
     root.insert("services".into(), J::Object(services));
     for section in ["volumes", "secrets", "configs"] {
-        if let Some((_, n)) = top.get(section) {
-            if let J::Object(nm) = n.to_json() {
-                let mut m = JMap::new();
-                for (k, v) in nm {
-                    if used.contains(&(section, k.clone())) {
-                        m.insert(k.clone(), resource(name, &k, v, false));
-                    }
+        if let Some((_, n)) = top.get(section)
+            && let J::Object(nm) = n.to_json()
+        {
+            let mut m = JMap::new();
+            for (k, v) in nm {
+                if used.contains(&(section, k.clone())) {
+                    m.insert(k.clone(), resource(name, &k, v, false));
                 }
-                if !m.is_empty() {
-                    root.insert(section.into(), J::Object(sorted(m)));
-                }
+            }
+            if !m.is_empty() {
+                root.insert(section.into(), J::Object(sorted(m)));
             }
         }
     }
@@ -2117,18 +2105,18 @@ fn consistency(name: &str, o: &JMap<String, J>, svc: &Node, spos: Pos, ctx: &mut
     for (field, limit) in pairs {
         let a = num(o.get(field)).filter(|x| *x != 0.0);
         let b = num(limits.and_then(|l| l.get(limit))).filter(|x| *x != 0.0);
-        if let (Some(a), Some(b)) = (a, b) {
-            if (a - b).abs() > f64::EPSILON {
-                ctx.error(at(field), format!("services.{name}: can't set distinct values on '{field}' and 'deploy.resources.limits.{limit}': invalid compose project"), Some("set only one of the two"));
-            }
+        if let (Some(a), Some(b)) = (a, b)
+            && (a - b).abs() > f64::EPSILON
+        {
+            ctx.error(at(field), format!("services.{name}: can't set distinct values on '{field}' and 'deploy.resources.limits.{limit}': invalid compose project"), Some("set only one of the two"));
         }
     }
     let scale = num(o.get("scale"));
     let replicas = num(o.get("deploy").and_then(|d| d.get("replicas")));
-    if let (Some(a), Some(b)) = (scale, replicas) {
-        if (a - b).abs() > f64::EPSILON {
-            ctx.error(at("scale"), format!("services.{name}: can't set distinct values on 'scale' and 'deploy.replicas': invalid compose project"), Some("set only one of the two"));
-        }
+    if let (Some(a), Some(b)) = (scale, replicas)
+        && (a - b).abs() > f64::EPSILON
+    {
+        ctx.error(at("scale"), format!("services.{name}: can't set distinct values on 'scale' and 'deploy.replicas': invalid compose project"), Some("set only one of the two"));
     }
     if o.get("container_name").is_some_and(|c| !is_empty_json(c))
         && scale.or(replicas).is_some_and(|n| n > 1.0)
@@ -2165,10 +2153,10 @@ fn used_resources(services: &JMap<String, J>) -> std::collections::HashSet<(&'st
         }
         if let Some(J::Array(v)) = s.get("volumes") {
             for m in v {
-                if m.get("type").and_then(J::as_str) == Some("volume") {
-                    if let Some(src) = m.get("source").and_then(J::as_str) {
-                        used.insert(("volumes", src.to_owned()));
-                    }
+                if m.get("type").and_then(J::as_str) == Some("volume")
+                    && let Some(src) = m.get("source").and_then(J::as_str)
+                {
+                    used.insert(("volumes", src.to_owned()));
                 }
             }
         }
@@ -2361,14 +2349,14 @@ pub(crate) fn canonical_raw(node: &mut Node) {
             svc.value = Value::Map(Map::new());
         }
         let Some(m) = svc.as_map_mut() else { continue };
-        if let Some((_, vols)) = m.get_mut("volumes") {
-            if let Value::Seq(items) = &mut vols.value {
-                for it in items.iter_mut() {
-                    if let Some(spec) = it.as_str().map(String::from) {
-                        if let Ok(v) = parse_volume_raw(&spec) {
-                            *it = Node::from_json(&v, it.pos);
-                        }
-                    }
+        if let Some((_, vols)) = m.get_mut("volumes")
+            && let Value::Seq(items) = &mut vols.value
+        {
+            for it in items.iter_mut() {
+                if let Some(spec) = it.as_str().map(String::from)
+                    && let Ok(v) = parse_volume_raw(&spec)
+                {
+                    *it = Node::from_json(&v, it.pos);
                 }
             }
         }
@@ -2397,16 +2385,16 @@ pub(crate) fn canonical_raw(node: &mut Node) {
             }
             deps.value = Value::Map(out);
         }
-        if let Some((_, nets)) = m.get_mut("networks") {
-            if let Value::Seq(items) = &nets.value {
-                let mut out = Map::new();
-                for it in items {
-                    if let Some(n) = it.as_str() {
-                        out.insert(n.to_owned(), (it.pos, Node::at(Value::Null, it.pos)));
-                    }
+        if let Some((_, nets)) = m.get_mut("networks")
+            && let Value::Seq(items) = &nets.value
+        {
+            let mut out = Map::new();
+            for it in items {
+                if let Some(n) = it.as_str() {
+                    out.insert(n.to_owned(), (it.pos, Node::at(Value::Null, it.pos)));
                 }
-                nets.value = Value::Map(out);
             }
+            nets.value = Value::Map(out);
         }
     }
 }

@@ -184,39 +184,39 @@ fn timestamps(ctx: &mut Ctx<'_>, n: &Node, path: &mut Vec<String>) {
 pub(crate) fn validate(doc: &Node, ctx: &mut Ctx<'_>) {
     timestamps(ctx, doc, &mut Vec::new());
     unknown(ctx, doc, TOP, "the top level");
-    if let Some(s) = doc.get("services") {
-        if expect_map_or_null(ctx, s, "services") {
-            for (name, (kp, svc)) in s.as_map().into_iter().flatten() {
-                let what = format!("services.{name}");
-                if !valid_resource_name(name) {
-                    ctx.error(
-                        *kp,
-                        format!("{what}: invalid service name"),
-                        Some("use letters, digits, `.`, `_` and `-`"),
-                    );
-                }
-                match &svc.value {
-                    Value::Map(_) => validate_service(ctx, svc, &what),
-                    _ => ctx.error(
-                        svc.pos,
-                        format!("{what} must be a mapping"),
-                        Some("give the service at least an `image:`"),
-                    ),
-                }
+    if let Some(s) = doc.get("services")
+        && expect_map_or_null(ctx, s, "services")
+    {
+        for (name, (kp, svc)) in s.as_map().into_iter().flatten() {
+            let what = format!("services.{name}");
+            if !valid_resource_name(name) {
+                ctx.error(
+                    *kp,
+                    format!("{what}: invalid service name"),
+                    Some("use letters, digits, `.`, `_` and `-`"),
+                );
+            }
+            match &svc.value {
+                Value::Map(_) => validate_service(ctx, svc, &what),
+                _ => ctx.error(
+                    svc.pos,
+                    format!("{what} must be a mapping"),
+                    Some("give the service at least an `image:`"),
+                ),
             }
         }
     }
     for section in ["networks", "volumes", "secrets", "configs"] {
-        if let Some(s) = doc.get(section) {
-            if expect_map_or_null(ctx, s, section) {
-                for (name, (_, def)) in s.as_map().into_iter().flatten() {
-                    if !matches!(def.value, Value::Map(_) | Value::Null) {
-                        ctx.error(
-                            def.pos,
-                            format!("{section}.{name} must be a mapping"),
-                            Some("use `{}` for the defaults"),
-                        );
-                    }
+        if let Some(s) = doc.get(section)
+            && expect_map_or_null(ctx, s, section)
+        {
+            for (name, (_, def)) in s.as_map().into_iter().flatten() {
+                if !matches!(def.value, Value::Map(_) | Value::Null) {
+                    ctx.error(
+                        def.pos,
+                        format!("{section}.{name} must be a mapping"),
+                        Some("use `{}` for the defaults"),
+                    );
                 }
             }
         }
@@ -419,10 +419,10 @@ fn enum_values(path: &[&str]) -> Option<&'static [&'static str]> {
 
 fn walk(ctx: &mut Ctx<'_>, n: &Node, path: &mut Vec<String>, what: &str) {
     let p: Vec<&str> = path.iter().map(String::as_str).collect();
-    if let Some(keys) = nested_keys(&p) {
-        if matches!(n.value, Value::Map(_)) {
-            unknown(ctx, n, keys, &format!("{what}.{}", path.join(".")));
-        }
+    if let Some(keys) = nested_keys(&p)
+        && matches!(n.value, Value::Map(_))
+    {
+        unknown(ctx, n, keys, &format!("{what}.{}", path.join(".")));
     }
     if must_be_string(&p) && !matches!(n.value, Value::Str(_) | Value::Null) {
         ctx.error(
@@ -431,21 +431,21 @@ fn walk(ctx: &mut Ctx<'_>, n: &Node, path: &mut Vec<String>, what: &str) {
             Some("write a duration like \"30s\""),
         );
     }
-    if let (Some(vals), Value::Str(s)) = (enum_values(&p), &n.value) {
-        if !vals.contains(&s.as_str()) {
-            ctx.error(
-                n.pos,
-                format!(
-                    "{what}.{}: value must be one of {}",
-                    path.join("."),
-                    vals.iter()
-                        .map(|v| format!("'{v}'"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                Some("use one of the listed values"),
-            );
-        }
+    if let (Some(vals), Value::Str(s)) = (enum_values(&p), &n.value)
+        && !vals.contains(&s.as_str())
+    {
+        ctx.error(
+            n.pos,
+            format!(
+                "{what}.{}: value must be one of {}",
+                path.join("."),
+                vals.iter()
+                    .map(|v| format!("'{v}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some("use one of the listed values"),
+        );
     }
     match &n.value {
         Value::Map(m) => {
@@ -556,14 +556,14 @@ fn validate_service(ctx: &mut Ctx<'_>, svc: &Node, what: &str) {
             }
         }
     }
-    if let Some(pp) = svc.get("pull_policy").and_then(Node::as_str) {
-        if !valid_pull_policy(pp) {
-            ctx.error(
+    if let Some(pp) = svc.get("pull_policy").and_then(Node::as_str)
+        && !valid_pull_policy(pp)
+    {
+        ctx.error(
                 svc.get("pull_policy").map_or(svc.pos, |n| n.pos),
                 format!("{what}.pull_policy {pp:?} is not valid"),
                 Some("use always, never, build, if_not_present, missing, refresh, daily, weekly or every_<duration>"),
             );
-        }
     }
     if let Some(Value::Seq(items)) = svc.get("expose").map(|n| &n.value) {
         for (i, it) in items.iter().enumerate() {
@@ -576,16 +576,16 @@ fn validate_service(ctx: &mut Ctx<'_>, svc: &Node, what: &str) {
             }
         }
     }
-    if let Some(p) = svc.get("ports") {
-        if let Value::Seq(items) = &p.value {
-            for it in items {
-                if !matches!(it.value, Value::Str(_) | Value::Int(_) | Value::Map(_)) {
-                    ctx.error(
-                        it.pos,
-                        format!("{what}.ports: invalid port {}", it.type_name()),
-                        Some("write \"HOST:CONTAINER\" or a mapping with `target:`"),
-                    );
-                }
+    if let Some(p) = svc.get("ports")
+        && let Value::Seq(items) = &p.value
+    {
+        for it in items {
+            if !matches!(it.value, Value::Str(_) | Value::Int(_) | Value::Map(_)) {
+                ctx.error(
+                    it.pos,
+                    format!("{what}.ports: invalid port {}", it.type_name()),
+                    Some("write \"HOST:CONTAINER\" or a mapping with `target:`"),
+                );
             }
         }
     }

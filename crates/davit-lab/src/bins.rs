@@ -70,7 +70,7 @@ pub fn static_binary(name: &str) -> Result<PathBuf, Error> {
             "no static `{name}` binary found: set ${var}, or put a static build of it beside davit"
         )));
     };
-    build_static(&root, &[name])?;
+    build_static(&root, &[package_of(name)])?;
     let p = static_target_dir(&root)
         .join(STATIC_TARGET)
         .join("release")
@@ -82,6 +82,15 @@ pub fn static_binary(name: &str) -> Result<PathBuf, Error> {
             "cargo built {} but it is not static",
             p.display()
         )))
+    }
+}
+
+/// The workspace package whose binary is `name` (the proxy's binary lives in `davit-proxy-bin`, since
+/// the library crate holds the name `davit-proxy`).
+pub fn package_of(name: &str) -> &str {
+    match name {
+        "davit-proxy" => "davit-proxy-bin",
+        other => other,
     }
 }
 

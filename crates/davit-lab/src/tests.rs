@@ -108,3 +108,9 @@ fn status_lines_parse() {
     );
     assert_eq!(crate::sys::parse_status(b"garbage"), None);
 }
+
+#[test]
+fn the_proxy_binary_comes_from_its_own_package() {
+    assert_eq!(crate::bins::package_of("davit-proxy"), "davit-proxy-bin");
+    assert_eq!(crate::bins::package_of("davit-demo"), "davit-demo");
+}

@@ -47,7 +47,6 @@ impl HostReport {
             cpus: None,
             memory_bytes: None,
             free_disk_bytes: None,
-            error: Some(e.to_string()),
             error: Some(chain(e)),
         }
     }
@@ -58,7 +57,6 @@ impl HostReport {
 pub async fn check_hosts(urls: &[HostUrl], opts: &SshOptions) -> Vec<HostReport> {
     let futs = urls.iter().map(|u| async move {
         match Host::connect(u, opts).await {
-            Ok(h) => check(&h).await,
             Ok(h) => match tokio::time::timeout(opts.operation_timeout, check(&h)).await {
                 Ok(r) => r,
                 Err(_) => HostReport::failed(

@@ -17,7 +17,6 @@ pub struct SshOptions {
     pub accept_new_host_keys: bool,
     /// Use ssh-agent when `SSH_AUTH_SOCK` is set (or `agent_socket` is given).
     pub use_agent: bool,
-    /// Use ssh-agent when `SSH_AUTH_SOCK` is set (or `agent_socket` is given).
     /// The agent's socket; `None` is `SSH_AUTH_SOCK`.
     pub agent_socket: Option<PathBuf>,
     /// The ssh client config to read (`HostName`, `User`, `Port`, `IdentityFile`); `None` is

@@ -190,7 +190,6 @@ impl SshConn {
                     return Err(Error::ChannelRefused {
                         host: self.target.label.clone(),
                         what: what.to_string(),
-                        reason: format!("{reason:?}"),
                         reason: refusal_reason(&reason).to_string(),
                     });
                 }
@@ -252,7 +251,6 @@ impl SshConn {
         if !self.use_dial_stdio.load(Ordering::Relaxed) {
             match self.dial_unix(&self.target.socket).await {
                 Ok(ch) => return Ok(ch),
-                Err(Error::ChannelRefused { reason, .. }) if reason.contains("Prohibited") => {
                 // OpenSSH answers "connect failed" both when forwarding is disabled and when nothing
                 // listens: fall back only when the server has a docker CLI and the socket exists.
                 Err(Error::ChannelRefused { host, what, reason }) => {
@@ -286,19 +284,13 @@ impl SshConn {
         Ok(ch)
     }
 
-        ch.exec(
-            true,
-            format!(
-            ),
-        )
-
     async fn dial_stdio_possible(&self) -> bool {
+        let cmd = format!(
             "command -v docker >/dev/null && test -S '{}'",
             self.target.socket.replace('\'', "")
+        );
         let (mut out, mut err) = (Vec::new(), Vec::new());
         matches!(self.exec(&cmd, &mut out, &mut err).await, Ok(Some(0)))
-        let cmd = format!(
-        );
     }
 
     pub(crate) async fn session(&self) -> Result<Channel<Msg>, Error> {
@@ -390,7 +382,6 @@ async fn establish(t: &Target, opts: &SshOptions) -> Result<Handle<Client>, Erro
             source: e,
         })?;
     let _ = tcp.set_nodelay(true);
-    let config = Arc::new(client::Config {
     // Ask for a host key type known_hosts can vouch for first, then the usual order.
     let mut key_order = known_hosts::known_algorithms(&opts.known_hosts_path(), &t.name, t.port);
     for a in russh::Preferred::DEFAULT.key.iter() {
@@ -398,6 +389,7 @@ async fn establish(t: &Target, opts: &SshOptions) -> Result<Handle<Client>, Erro
             key_order.push(a.clone());
         }
     }
+    let config = Arc::new(client::Config {
         preferred: russh::Preferred {
             key: key_order.into(),
             ..russh::Preferred::DEFAULT
@@ -474,17 +466,6 @@ async fn authenticate(
                 tracing::warn!("ssh-agent at {} cannot be reached: {e}", sock.display());
                 None
             }
-        }
-    } else {
-        None
-    let agent_socket = opts.agent_socket.clone().or_else(|| {
-        std::env::var_os("SSH_AUTH_SOCK")
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-    });
-    let mut agent = match agent_socket.filter(|_| opts.use_agent) {
-        Some(sock) => match AgentClient::connect_uds(&sock).await {
-                tracing::warn!("ssh-agent at {} cannot be reached: {e}", sock.display());
         },
         None => None,
     };

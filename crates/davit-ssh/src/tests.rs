@@ -37,41 +37,6 @@ fn host_urls() {
 }
 
 #[test]
-use std::fmt::Write as _;
-
-
-/// One line per input: the parsed URL (Debug), its canonical form, or the error.
-fn check_urls(inputs: &[&str]) -> String {
-    let mut out = String::new();
-    for i in inputs {
-        match HostUrl::parse(i) {
-            Ok(u) => writeln!(out, "{i:<45} => {u}  {u:?}").unwrap(),
-            Err(e) => writeln!(out, "{i:<45} !! {e}").unwrap(),
-        }
-    }
-    out
-}
-
-fn host_urls() {
-    insta::assert_snapshot!(check_urls(&[
-        "local",
-        "unix:///var/run/docker.sock",
-        "unix://relative.sock",
-        "ssh://root@10.77.1.2:22",
-        "ssh://deploy@example.com",
-        "ssh://example.com:2222",
-        "ssh://root@[2001:db8::1]:22",
-        "ssh://root@host?socket=/run/user/1000/docker.sock",
-        "ssh://root@host?socket=relative",
-        "ssh://root@host?sock=/x",
-        "ssh://root:hunter2@host",
-        "ssh://root@host/path",
-        "ssh://",
-        "tcp://1.2.3.4:2375",
-        "example.com",
-    ]));
-}
-
 fn error_display_names_the_url() {
     let e = HostUrl::parse("ftp://x").unwrap_err();
     assert!(matches!(e, Error::InvalidUrl { .. }));

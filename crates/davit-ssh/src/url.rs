@@ -38,7 +38,6 @@ impl HostUrl {
     /// Parses a host URL. Errors say what is wrong and show the accepted forms.
     pub fn parse(s: &str) -> Result<HostUrl, Error> {
         let bad = |reason: &str| Error::InvalidUrl {
-            url: s.to_string(),
             url: redact(s),
             reason: reason.to_string(),
         };

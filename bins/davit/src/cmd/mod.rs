@@ -4,21 +4,20 @@ use std::process::ExitCode;
 
 pub mod build;
 pub mod config;
+pub mod deploy;
 pub mod hosts;
 pub mod lab;
+pub mod logs;
 pub mod notify;
 pub mod preflight;
 pub mod probe;
-pub mod secrets;
-pub mod deploy;
-pub mod logs;
 pub mod prune;
 pub mod push;
 pub mod releases;
 pub mod rollback;
+pub mod secrets;
 pub mod status;
 pub mod tags;
-pub mod probe;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -38,6 +37,7 @@ pub enum Command {
     /// value, missing env files, odd image references, --env names. Exit 2 lists every problem.
     Preflight(preflight::Args),
     /// Check that hosts' Docker engines answer, locally or over SSH.
+    #[command(subcommand)]
     Hosts(hosts::HostsCommand),
     /// Build every service with a `build:` section (several at a time), tagged per the CI strategies.
     Build(build::BuildArgs),
@@ -57,8 +57,6 @@ pub enum Command {
     Status(status::Args),
     /// Container logs of a service, from every host, prefixed by host.
     Logs(logs::Args),
-    /// Wait until a target is healthy: http(s)://…, tcp://host:port, container://NAME[@HOST-URL].
-    Probe(Box<probe::Args>),
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -79,6 +77,5 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Releases(a) => releases::run(a),
         Command::Status(a) => status::run(a),
         Command::Logs(a) => logs::run(a),
-        Command::Probe(a) => probe::run(*a),
     }
 }

@@ -18,7 +18,7 @@ impl Loader for Mem {
 }
 
 fn lookup(k: &str) -> Option<String> {
-    (k.len() % 2 == 0).then(|| k.to_lowercase())
+    k.len().is_multiple_of(2).then(|| k.to_lowercase())
 }
 
 proptest! {
