@@ -148,6 +148,9 @@ pub async fn load_image(remote: &RemoteRef, image: &ProxyImage) -> Result<(), St
 /// Makes sure the proxy runs on `remote` and answers on its admin API.
 pub async fn ensure_proxy(remote: &RemoteRef, image: &ProxyImage) -> Result<(), String> {
     let docker = remote.docker();
+    // The image also backs the lock and release containers, so it must be on the host even when a
+    // proxy from an earlier davit build is already running.
+    load_image(remote, image).await?;
     let existing = docker
         .inspect_container(
             PROXY_CONTAINER,
@@ -159,7 +162,6 @@ pub async fn ensure_proxy(remote: &RemoteRef, image: &ProxyImage) -> Result<(), 
         Some(c) if c.state.as_ref().and_then(|s| s.running) == Some(true) => {}
         Some(_) => hostops::start(&docker, PROXY_CONTAINER).await?,
         None => {
-            load_image(remote, image).await?;
             let body = ContainerCreateBody {
                 image: Some(image.tag.clone()),
                 cmd: Some(vec![
