@@ -6,31 +6,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use davit_compose::{FsLoader, LoadOptions, load};
+use davit_compose::{FsLoader, load};
 use davit_registry::build::{BuildSpec, build_all, split_tag};
 use davit_registry::tags::{GitInfo, Strategy, tags_for};
 use davit_registry::{PushOptions, Registry};
 
+use super::compose_args::ComposeArgs;
 use super::push::{RegistryArgs, engine, runtime, usage_or};
 use crate::Usage;
 
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
-    /// Compose file(s), merged in order (default: compose.yaml & co. in the current directory).
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
-    files: Vec<PathBuf>,
-    /// The project directory (default: the directory of the first file).
-    #[arg(long, value_name = "DIR")]
-    project_directory: Option<PathBuf>,
-    /// The project name.
-    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
-    project_name: Option<String>,
-    /// Env file(s) for interpolation.
-    #[arg(long = "env-file", value_name = "FILE")]
-    env_files: Vec<PathBuf>,
-    /// Profile(s) to enable.
-    #[arg(long = "profile", value_name = "NAME")]
-    profiles: Vec<String>,
+    #[command(flatten)]
+    pub compose: ComposeArgs,
     /// Only these services (default: every service with a build section).
     #[arg(long = "service", value_name = "NAME")]
     services: Vec<String>,
@@ -58,12 +46,7 @@ pub struct BuildArgs {
 
 pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir()?;
-    let mut opts = LoadOptions::new(cwd.clone()).with_environment(std::env::vars());
-    opts.files = args.files.clone();
-    opts.project_directory = args.project_directory.clone();
-    opts.project_name = args.project_name.clone();
-    opts.env_files = args.env_files.clone();
-    opts.profiles = args.profiles.clone();
+    let opts = args.compose.load_options(cwd.clone(), std::env::vars());
     let project = load(&opts, &FsLoader).map_err(|diags| {
         let msg: String = diags.iter().map(|d| format!("\n{d}")).collect();
         Usage(format!("invalid compose project:{msg}"))

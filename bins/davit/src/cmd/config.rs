@@ -1,30 +1,17 @@
 //! `davit config`: loads compose files exactly as Docker Compose v2 does and prints the result.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use davit_compose::{FsLoader, LoadOptions, Severity, load};
+use davit_compose::{FsLoader, Severity, load};
 
+use super::compose_args::ComposeArgs;
 use crate::Usage;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Compose file(s), merged in order (default: compose.yaml & co. in the current directory).
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub files: Vec<PathBuf>,
-    /// The project directory (default: the directory of the first file).
-    #[arg(long, value_name = "DIR")]
-    pub project_directory: Option<PathBuf>,
-    /// The project name.
-    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
-    pub project_name: Option<String>,
-    /// Env file(s) for interpolation (default: .env in the project directory).
-    #[arg(long = "env-file", value_name = "FILE")]
-    pub env_files: Vec<PathBuf>,
-    /// Profile(s) to enable.
-    #[arg(long = "profile", value_name = "NAME")]
-    pub profiles: Vec<String>,
+    #[command(flatten)]
+    pub compose: ComposeArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Yaml)]
     pub format: Format,
@@ -47,12 +34,7 @@ pub enum Format {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir()?;
-    let mut opts = LoadOptions::new(cwd).with_environment(std::env::vars());
-    opts.files = args.files;
-    opts.project_directory = args.project_directory;
-    opts.project_name = args.project_name;
-    opts.env_files = args.env_files;
-    opts.profiles = args.profiles;
+    let mut opts = args.compose.load_options(cwd, std::env::vars());
     opts.interpolate = !args.no_interpolate;
     let project = match load(&opts, &FsLoader) {
         Ok(p) => p,

@@ -2,7 +2,6 @@
 //! project, choosing and connecting hosts.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,27 +15,15 @@ use davit_engine::release::ReleaseOutcome;
 use davit_engine::{Error as EngineError, ProjectSpec, RemoteRef};
 use davit_rollout::{Action, Gates, Strategy};
 
+use super::compose_args::ComposeArgs;
 use super::hosts::{SshArgs, parse_duration, parse_hosts};
 use crate::Usage;
 
 /// Which project, and where.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProjectArgs {
-    /// Compose file(s), merged in order (default: compose.yaml & co. in the current directory).
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub files: Vec<PathBuf>,
-    /// The project directory (default: the directory of the first file).
-    #[arg(long, value_name = "DIR")]
-    pub project_directory: Option<PathBuf>,
-    /// The project name.
-    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
-    pub project_name: Option<String>,
-    /// Env file(s) for interpolation (default: .env in the project directory).
-    #[arg(long = "env-file", value_name = "FILE")]
-    pub env_files: Vec<PathBuf>,
-    /// Profile(s) to enable.
-    #[arg(long = "profile", value_name = "NAME")]
-    pub profiles: Vec<String>,
+    #[command(flatten)]
+    pub compose: ComposeArgs,
     /// A named environment of the top-level `x-davit.environments` (its hosts and variables).
     #[arg(long = "env", value_name = "NAME")]
     pub env: Option<String>,
@@ -58,13 +45,7 @@ impl ProjectArgs {
         for (k, v) in extra {
             env.entry(k.clone()).or_insert_with(|| v.clone());
         }
-        let mut opts = LoadOptions::new(cwd).with_environment(env);
-        opts.files = self.files.clone();
-        opts.project_directory = self.project_directory.clone();
-        opts.project_name = self.project_name.clone();
-        opts.env_files = self.env_files.clone();
-        opts.profiles = self.profiles.clone();
-        Ok(opts)
+        Ok(self.compose.load_options(cwd, env))
     }
 
     /// Loads the compose project (with the chosen environment's variables) and picks the hosts.
@@ -110,8 +91,8 @@ impl ProjectArgs {
     pub fn load_for_name(&self) -> anyhow::Result<(String, Vec<davit_ssh::HostUrl>)> {
         match self.load() {
             Ok((spec, hosts)) => Ok((spec.name, hosts)),
-            Err(e) => match &self.project_name {
-                Some(name) if self.files.is_empty() && self.env.is_none() => {
+            Err(e) => match &self.compose.project_name {
+                Some(name) if self.compose.files.is_empty() && self.env.is_none() => {
                     Ok((name.clone(), parse_hosts(&self.hosts)?))
                 }
                 _ => Err(e),

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 pub mod build;
+pub mod compose_args;
 pub mod config;
 pub mod deploy;
 pub mod hosts;

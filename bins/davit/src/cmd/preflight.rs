@@ -8,25 +8,13 @@ use std::process::ExitCode;
 use davit_compose::{FsLoader, LoadOptions, load};
 use davit_ops::preflight::Problems;
 
+use super::compose_args::ComposeArgs;
 use crate::Usage;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Compose file(s), merged in order (default: compose.yaml & co. in the current directory).
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
-    files: Vec<PathBuf>,
-    /// The project directory (default: the directory of the first file).
-    #[arg(long, value_name = "DIR")]
-    project_directory: Option<PathBuf>,
-    /// The project name.
-    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
-    project_name: Option<String>,
-    /// Env file(s) for interpolation (default: .env in the project directory).
-    #[arg(long = "env-file", value_name = "FILE")]
-    env_files: Vec<PathBuf>,
-    /// Profile(s) to enable.
-    #[arg(long = "profile", value_name = "NAME")]
-    profiles: Vec<String>,
+    #[command(flatten)]
+    pub compose: ComposeArgs,
     /// The environment (`x-davit.environments.NAME`): its hosts and variables.
     #[arg(long = "env", value_name = "NAME")]
     env: Option<String>,
@@ -57,13 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // The process environment wins over the environment's variables, which win over .env.
         let mut vars = extra.clone();
         vars.extend(process_env.clone());
-        let mut opts = LoadOptions::new(&cwd).with_environment(vars);
-        opts.files = args.files.clone();
-        opts.project_directory = args.project_directory.clone();
-        opts.project_name = args.project_name.clone();
-        opts.env_files = args.env_files.clone();
-        opts.profiles = args.profiles.clone();
-        opts
+        args.compose.load_options(&cwd, vars)
     };
     let mut project = load_project(&options(&BTreeMap::new()))?;
     let x_davit = project.to_json().get("x-davit").cloned();
@@ -124,10 +106,11 @@ fn load_project(opts: &LoadOptions) -> anyhow::Result<davit_compose::Project> {
 /// The files Compose reads: `-f`, else the default file (and its override) in the project directory.
 /// (Files pulled in by `include:` and `extends:` are not scanned for variables.)
 fn compose_files(args: &Args, cwd: &Path) -> Vec<PathBuf> {
-    if !args.files.is_empty() {
-        return args.files.iter().map(|f| cwd.join(f)).collect();
+    if !args.compose.files.is_empty() {
+        return args.compose.files.iter().map(|f| cwd.join(f)).collect();
     }
     let dir = args
+        .compose
         .project_directory
         .as_ref()
         .map_or_else(|| cwd.to_owned(), |d| cwd.join(d));
@@ -147,10 +130,10 @@ fn interpolation_env(
     variables: &BTreeMap<String, String>,
     process_env: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let files: Vec<PathBuf> = if args.env_files.is_empty() {
+    let files: Vec<PathBuf> = if args.compose.env_files.is_empty() {
         vec![project_dir.join(".env")]
     } else {
-        args.env_files.iter().map(|f| cwd.join(f)).collect()
+        args.compose.env_files.iter().map(|f| cwd.join(f)).collect()
     };
     let mut env = BTreeMap::new();
     for f in files {
