@@ -12,7 +12,7 @@ use davit_rollout::{
 
 use crate::driver::{DriverNote, Executor, Observer, drive};
 use crate::model::{ProjectSpec, ServiceSpec};
-use crate::{proxyhost, release};
+use crate::release;
 
 /// A fake world: every step takes 100 ms; new containers turn healthy 1 s after being watched,
 /// except on `bad_host`, where they turn unhealthy.
@@ -139,41 +139,4 @@ fn config_hash_follows_image_and_env_but_not_strategy() {
     let mut c = a.clone();
     c.pinned = Some("r/app@sha256:2".into());
     assert_ne!(c.config_hash(), base);
-}
-
-#[test]
-fn save_archive_is_a_tar_with_manifest_config_and_layer() {
-    let tar = proxyhost::save_archive("bin", b"\x7fELF....", &[], "davit-proxy:test");
-    assert_eq!(tar.len() % 512, 0);
-    // Walk the headers.
-    let mut names = Vec::new();
-    let mut off = 0;
-    while off + 512 <= tar.len() && tar[off] != 0 {
-        let name = String::from_utf8_lossy(&tar[off..off + 100])
-            .trim_end_matches('\0')
-            .to_string();
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&tar[off + 124..off + 135]).trim(),
-            8,
-        )
-        .unwrap();
-        if name == "manifest.json" {
-            let m: serde_json::Value =
-                serde_json::from_slice(&tar[off + 512..off + 512 + size]).unwrap();
-            assert_eq!(m[0]["RepoTags"][0], "davit-proxy:test");
-        }
-        names.push(name);
-        off += 512 + size.div_ceil(512) * 512;
-    }
-    assert_eq!(names.len(), 3, "{names:?}");
-    assert!(names[0].ends_with(".json") && names[1].ends_with("/layer.tar"));
-    assert_eq!(names[2], "manifest.json");
-}
-
-#[test]
-fn static_elf_detection() {
-    let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-    // Test binaries are dynamically linked here.
-    assert!(!proxyhost::is_static_elf(&me));
-    assert!(!proxyhost::is_static_elf(b"#!/bin/sh\n"));
 }
