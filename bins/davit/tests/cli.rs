@@ -43,6 +43,8 @@ fn lab_up_refuses_a_non_number() {
 
 #[path = "cli/hosts.rs"]
 mod hosts;
+#[path = "cli/jobs.rs"]
+mod jobs;
 #[path = "cli/ops.rs"]
 mod ops;
 #[path = "cli/probe.rs"]

@@ -140,3 +140,88 @@ fn config_hash_follows_image_and_env_but_not_strategy() {
     c.pinned = Some("r/app@sha256:2".into());
     assert_ne!(c.config_hash(), base);
 }
+
+fn from_yaml(yaml: &str) -> Result<ProjectSpec, crate::Error> {
+    let dir = std::env::temp_dir();
+    let mut opts = davit_compose::LoadOptions::new(&dir);
+    opts.files = vec![dir.join("compose.yaml")];
+    opts.project_name = Some("app".into());
+    let files = std::collections::BTreeMap::from([(dir.join("compose.yaml"), yaml.to_string())]);
+    let p = davit_compose::load(&opts, &MapLoader(files)).expect("valid compose");
+    crate::adapters::from_compose(&p)
+}
+
+struct MapLoader(std::collections::BTreeMap<std::path::PathBuf, String>);
+
+impl davit_compose::Loader for MapLoader {
+    fn read(&self, path: &std::path::Path) -> std::io::Result<String> {
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+}
+
+#[test]
+fn completed_successfully_dependencies_are_jobs_and_update_config_is_honoured() {
+    let spec = from_yaml(
+        r#"
+services:
+  migrate:
+    image: r/app:2
+    command: [migrate]
+  web:
+    image: r/app:2
+    depends_on:
+      migrate: {condition: service_completed_successfully}
+    x-davit: {proxy: {port: 8080, health: /health}}
+    deploy:
+      update_config: {parallelism: 3, monitor: 7s}
+  worker:
+    image: r/app:2
+    depends_on: [migrate]
+    deploy:
+      update_config: {parallelism: 0}
+"#,
+    )
+    .unwrap();
+    let names: Vec<&str> = spec.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["migrate", "web", "worker"]);
+    let (migrate, web, worker) = (&spec.services[0], &spec.services[1], &spec.services[2]);
+    assert!(migrate.job && !web.job && !worker.job);
+    assert_eq!(web.strategy, Strategy::Rolling { max_parallel: 3 });
+    assert_eq!(web.min_healthy_time, Some(Duration::from_secs(7)));
+    assert_eq!(
+        worker.strategy,
+        Strategy::Recreate {
+            max_parallel: usize::MAX
+        },
+        "parallelism 0 is every host at once"
+    );
+    // A plain service's config hash does not carry the new fields (hosts keep their containers).
+    let mut plain = worker.clone();
+    plain.job = false;
+    plain.min_healthy_time = None;
+    assert!(!serde_json::to_string(&plain).unwrap().contains("job"));
+}
+
+#[test]
+fn a_job_behind_the_proxy_is_refused() {
+    let e = from_yaml(
+        r#"
+services:
+  migrate:
+    image: r/app:2
+    x-davit: {proxy: {port: 8080, health: /health}}
+  web:
+    image: r/app:2
+    depends_on:
+      migrate: {condition: service_completed_successfully}
+"#,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("service_completed_successfully"),
+        "{e}"
+    );
+}

@@ -51,6 +51,17 @@ impl ProjectArgs {
     /// Loads the compose project (with the chosen environment's variables) and picks the hosts.
     /// Everything wrong here is a usage error: no host has been touched.
     pub fn load(&self) -> anyhow::Result<(ProjectSpec, Vec<davit_ssh::HostUrl>)> {
+        self.load_with_hooks().map(|(spec, hosts, _)| (spec, hosts))
+    }
+
+    /// [`ProjectArgs::load`], with the project's `x-davit.hooks` and directory.
+    pub fn load_with_hooks(
+        &self,
+    ) -> anyhow::Result<(
+        ProjectSpec,
+        Vec<davit_ssh::HostUrl>,
+        super::hooks::LocalHooks,
+    )> {
         let load_with = |extra: &std::collections::BTreeMap<String, String>| -> anyhow::Result<davit_compose::Project> {
             let opts = self.load_options(extra)?;
             load(&opts, &FsLoader).map_err(|diags| {
@@ -78,12 +89,13 @@ impl ProjectArgs {
             env_hosts = env.hosts;
         }
         let spec = from_compose(&project).map_err(|e| Usage(e.to_string()))?;
+        let hooks = super::hooks::LocalHooks::new(project.hooks.clone(), &project.working_dir);
         let hosts = if self.hosts.is_empty() && !env_hosts.is_empty() {
             parse_hosts(&env_hosts)?
         } else {
             parse_hosts(&self.hosts)?
         };
-        Ok((spec, hosts))
+        Ok((spec, hosts, hooks))
     }
 
     /// The project name and hosts, for commands that do not deploy: from the compose files, or
@@ -154,6 +166,9 @@ pub struct Args {
     /// Releases kept per host.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub keep_releases: usize,
+    /// Do not run the `x-davit.hooks` (pre-deploy, post-deploy).
+    #[arg(long)]
+    pub skip_hooks: bool,
 }
 
 fn duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
@@ -181,7 +196,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         healthy_deadline: duration("--healthy-deadline", &args.healthy_deadline)?,
         progress_deadline: duration("--progress-deadline", &args.progress_deadline)?,
     };
-    let (project, urls) = args.project.load()?;
+    let (project, urls, mut hooks) = args.project.load_with_hooks()?;
+    hooks.timeout = gates.progress_deadline;
     let opts = Options {
         services: args.services.clone(),
         strategy,
@@ -189,6 +205,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         dry_run: args.dry_run,
         force_unlock: args.force_unlock,
         keep_releases: args.keep_releases.max(1),
+        hooks: (!args.skip_hooks && hooks.any())
+            .then(|| Arc::new(hooks) as Arc<dyn davit_engine::hooks::Hooks>),
         ..Options::default()
     };
     let rt = runtime()?;
