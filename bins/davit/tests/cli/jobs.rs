@@ -190,6 +190,33 @@ fn a_job_runs_under_the_lock_before_its_dependents_and_hooks_run_around_the_depl
     assert_eq!(migrate.len(), 1, "{cs:?}");
     assert_eq!(migrate[0].1, "exited", "{cs:?}");
     assert_eq!(migrate[0].2, "Exited (0)", "{cs:?}");
+    // Docker Compose itself, on the server, sees the project: same labels, same names.
+    let ps = Command::new(
+        std::env::var("DAVIT_COMPOSE_BIN").expect("DAVIT_COMPOSE_BIN (tests/run.sh sets it)"),
+    )
+    .args(["-p", "jobs", "ps", "-a", "--format", "json"])
+    .env("DOCKER_HOST", &info.hosts[0].docker_host)
+    .output()
+    .unwrap();
+    assert!(ps.status.success(), "{}", text(&ps));
+    let mut seen: Vec<(String, String)> = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| {
+            (
+                v["Service"].as_str().unwrap_or_default().to_string(),
+                v["State"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [("db", "running"), ("migrate", "exited"), ("web", "running")]
+            .map(|(a, b)| (a.to_string(), b.to_string())),
+        "{}",
+        text(&ps)
+    );
     let log = hooks_log(dir);
     assert_eq!(log.len(), 2, "{log:?}");
     let pre: Vec<&str> = log[0].split(' ').collect();
