@@ -9,11 +9,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt as _;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 
 use davit_rollout::{Config, Gates, HostSpec, Outcome, Rollout, Strategy};
 
-use crate::driver::{DriverNote, Observer, drive};
+use crate::driver::{CommitGate, DriverNote, Observer, drive_gated};
 use crate::error::Error;
 use crate::exec::{HostPart, ServiceExec};
 use crate::hooks::{Hook, HookContext, Hooks};
@@ -641,6 +642,17 @@ fn merge_cancel(
     rx
 }
 
+/// A service rolled out and held before its point of no return, waiting for the others.
+struct HeldService {
+    name: String,
+    decision: oneshot::Sender<bool>,
+    task: JoinHandle<Outcome>,
+}
+
+/// Rolls out every changed service in dependency order. Each rollout is held before its point of no
+/// return (old containers kept) until every service is through; then all are committed. When one
+/// fails (or the deploy is interrupted), every service already switched is reverted too, so the
+/// project as a whole goes back to the previous release.
 async fn execute(
     project: &ProjectSpec,
     hosts: &[RemoteRef],
@@ -651,7 +663,11 @@ async fn execute(
     notes: &Notes,
 ) -> (ReleaseOutcome, Vec<(String, Outcome)>, Option<String>) {
     let shared = Arc::new(project.clone());
-    let mut results = Vec::new();
+    let by_name: HashMap<&str, &RemoteRef> = hosts.iter().map(|h| (h.name(), h)).collect();
+    let mut held: Vec<HeldService> = Vec::new();
+    let mut failure: Option<(String, Outcome)> = None;
+    let mut problem: Option<String> = None;
+    let mut jobs_done: Vec<(String, Outcome)> = Vec::new();
     for (svc, sp) in project.services.iter().zip(&the_plan.services) {
         let changed: Vec<&HostPlan> = sp
             .hosts
@@ -672,11 +688,8 @@ async fn execute(
             continue;
         }
         if *cancel.borrow() {
-            return (
-                ReleaseOutcome::RolledBack,
-                results,
-                Some("interrupted".into()),
-            );
+            problem = Some("interrupted".into());
+            break;
         }
         if svc.job {
             let Some(host) = sp
@@ -710,17 +723,18 @@ async fn execute(
                     },
                 },
             };
+            if r.is_err() {
+                failure = Some((svc.name.clone(), outcome));
+                break;
+            }
+            // A job that ran cannot be undone (a migration stays migrated): it is reported now.
             notes(&Note::ServiceDone {
                 service: svc.name.clone(),
                 outcome: outcome.clone(),
             });
-            results.push((svc.name.clone(), outcome));
-            if let Err(cause) = r {
-                return (ReleaseOutcome::RolledBack, results, Some(cause));
-            }
+            jobs_done.push((svc.name.clone(), outcome));
             continue;
         }
-        let by_name: HashMap<&str, &RemoteRef> = hosts.iter().map(|h| (h.name(), h)).collect();
         let mut parts = HashMap::new();
         let mut specs = Vec::new();
         for hp in &changed {
@@ -742,13 +756,10 @@ async fn execute(
             gates,
         };
         let rollout = match Rollout::new(config, specs) {
-            Ok(r) => r,
+            Ok(r) => r.hold_before_cleanup(),
             Err(e) => {
-                return (
-                    ReleaseOutcome::RolledBack,
-                    results,
-                    Some(format!("service {}: {e}", svc.name)),
-                );
+                problem = Some(format!("service {}: {e}", svc.name));
+                break;
             }
         };
         let exec = Arc::new(ServiceExec {
@@ -766,35 +777,145 @@ async fn execute(
                 note: d.clone(),
             })
         });
-        let outcome = drive(rollout, exec, cancel.clone(), Some(observer)).await;
+        let (reached_tx, reached_rx) = oneshot::channel();
+        let (decision_tx, decision_rx) = oneshot::channel();
+        let gate = CommitGate {
+            reached: reached_tx,
+            decision: decision_rx,
+        };
+        let mut task = tokio::spawn(drive_gated(
+            rollout,
+            exec,
+            cancel.clone(),
+            Some(observer),
+            Some(gate),
+        ));
+        // Held (its outcome comes after the decision), or ended early (it failed): the driver
+        // drops its end of `reached` when it returns without being held.
+        if reached_rx.await.is_err() {
+            let outcome = join_outcome(&mut task).await;
+            failure = Some((svc.name.clone(), outcome));
+            break;
+        }
+        held.push(HeldService {
+            name: svc.name.clone(),
+            decision: decision_tx,
+            task,
+        });
+    }
+    let ok = failure.is_none() && problem.is_none();
+    // Every service is through: commit them all. Otherwise revert every held one.
+    let mut results = Vec::new();
+    let mut finals = Vec::new();
+    for h in held {
+        let _ = h.decision.send(ok);
+        finals.push((h.name, h.task));
+    }
+    for (name, mut task) in finals {
+        let outcome = join_outcome(&mut task).await;
         notes(&Note::ServiceDone {
-            service: svc.name.clone(),
+            service: name.clone(),
             outcome: outcome.clone(),
         });
-        results.push((svc.name.clone(), outcome.clone()));
-        match outcome {
-            Outcome::Succeeded { .. } => {}
-            Outcome::RolledBack { cause } => {
-                return (
-                    ReleaseOutcome::RolledBack,
-                    results,
-                    Some(format!("service {}: {cause}", svc.name)),
-                );
+        results.push((name, outcome));
+    }
+    let reverted: Vec<String> = results.iter().map(|(n, _)| n.clone()).collect();
+    let incomplete: Vec<String> = results
+        .iter()
+        .filter_map(|(n, o)| match o {
+            Outcome::RollbackIncomplete { hosts, .. } => {
+                Some(format!("service {n} on {}", hosts.join(", ")))
             }
+            _ => None,
+        })
+        .collect();
+    // Jobs that ran come first (they are not reverted: a migration stays migrated).
+    results.splice(0..0, jobs_done);
+    if let Some((name, outcome)) = failure {
+        notes(&Note::ServiceDone {
+            service: name.clone(),
+            outcome: outcome.clone(),
+        });
+        results.push((name.clone(), outcome.clone()));
+        let also = if reverted.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; service(s) {} reverted to the previous release too",
+                reverted.join(", ")
+            )
+        };
+        return match outcome {
             Outcome::RollbackIncomplete { cause, hosts } => {
-                return (
+                let mut not = vec![format!("service {name} on {}", hosts.join(", "))];
+                not.extend(incomplete);
+                (
                     ReleaseOutcome::RollbackIncomplete,
                     results,
                     Some(format!(
-                        "service {}: {cause}; not restored on {}",
-                        svc.name,
-                        hosts.join(", ")
+                        "service {name}: {cause}{also}; not restored: {}",
+                        not.join("; ")
                     )),
-                );
+                )
             }
-        }
+            Outcome::RolledBack { cause } => outcome_of(
+                incomplete,
+                results,
+                format!("service {name}: {cause}{also}"),
+            ),
+            Outcome::Succeeded { .. } => outcome_of(
+                incomplete,
+                results,
+                format!("service {name}: ended before the others were through{also}"),
+            ),
+        };
+    }
+    if let Some(why) = problem {
+        let also = if reverted.is_empty() {
+            String::new()
+        } else {
+            format!("; service(s) {} reverted", reverted.join(", "))
+        };
+        return outcome_of(incomplete, results, format!("{why}{also}"));
+    }
+    // Committed: a commit can still fail if a service turned unhealthy while others rolled.
+    if let Some((name, o)) = results.iter().find(|(_, o)| !o.is_success()) {
+        let msg = format!("service {name}: {o}");
+        return if matches!(o, Outcome::RollbackIncomplete { .. }) {
+            (ReleaseOutcome::RollbackIncomplete, results, Some(msg))
+        } else {
+            (ReleaseOutcome::RolledBack, results, Some(msg))
+        };
     }
     (ReleaseOutcome::Succeeded, results, None)
+}
+
+fn outcome_of(
+    incomplete: Vec<String>,
+    results: Vec<(String, Outcome)>,
+    message: String,
+) -> (ReleaseOutcome, Vec<(String, Outcome)>, Option<String>) {
+    if incomplete.is_empty() {
+        (ReleaseOutcome::RolledBack, results, Some(message))
+    } else {
+        (
+            ReleaseOutcome::RollbackIncomplete,
+            results,
+            Some(format!(
+                "{message}; not restored: {}",
+                incomplete.join("; ")
+            )),
+        )
+    }
+}
+
+async fn join_outcome(task: &mut JoinHandle<Outcome>) -> Outcome {
+    task.await.unwrap_or_else(|e| Outcome::RollbackIncomplete {
+        cause: davit_rollout::Cause::Aborted {
+            why: format!("the rollout task died: {e}"),
+        },
+        hosts: Vec::new(),
+    })
 }
 
 /// The releases of `project` across hosts (union by id), newest first.

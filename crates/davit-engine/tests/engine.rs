@@ -297,9 +297,11 @@ fn clean(env: &Env, hosts: &[RemoteRef], project: &str) {
                     let _ = davit_engine::hostops::remove(&docker, &name).await;
                 }
             }
-            let _ = davit_engine::exec::admin(h.clone())
-                .delete_route(&davit_engine::exec::route_name(project, "web"))
-                .await;
+            for service in ["web", "api"] {
+                let _ = davit_engine::exec::admin(h.clone())
+                    .delete_route(&davit_engine::exec::route_name(project, service))
+                    .await;
+            }
         }
     });
 }
@@ -837,4 +839,119 @@ fn a_stopped_engine_fails_the_deploy_before_any_host_changes() {
         ))
         .unwrap();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_failed_service_reverts_the_services_already_switched_on_every_host() {
+    let _g = serial();
+    let env = env();
+    let hosts = env.hosts(2);
+    let addrs = env.addresses(2);
+    let (name, web_port, api_port) = ("multi", 8109, 8110);
+    clean(&env, &hosts, name);
+    // Two services behind the proxy: `web`, then `api`.
+    let project = |web: &str, api: &str| {
+        let mut p = env.project(name, web_port, web, rolling());
+        let mut second = env
+            .project(name, api_port, api, rolling())
+            .services
+            .remove(0);
+        second.name = "api".into();
+        p.services.push(second);
+        p
+    };
+    let r = env
+        .deploy(&project("v1", "v1"), &hosts, &opts(), None)
+        .unwrap();
+    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    assert_serves(&addrs, web_port, "v1");
+    assert_serves(&addrs, api_port, "v1");
+
+    // web goes to v2 on both hosts, then api never turns healthy: web must come back to v1 too.
+    let web_switched = Arc::new(Mutex::new(Vec::new()));
+    let ws = web_switched.clone();
+    let notes: Notes = Arc::new(move |n: &Note| {
+        if let Note::Service {
+            service,
+            note:
+                DriverNote::Event {
+                    event:
+                        davit_rollout::Event::Completed {
+                            host,
+                            step: Step::Route { weight: 100 },
+                        },
+                    ..
+                },
+        } = n
+            && service == "web"
+        {
+            ws.lock().unwrap().push(host.clone());
+        }
+    });
+    let quick = Options {
+        gates: Gates {
+            healthy_deadline: Duration::from_secs(20),
+            ..opts().gates
+        },
+        ..opts()
+    };
+    let load = Load::start(&addrs, web_port);
+    let r = env
+        .deploy(&project("v2", "broken"), &hosts, &quick, Some(notes))
+        .unwrap();
+    let (served, failed, errors, versions) = load.stop();
+    assert_eq!(
+        web_switched.lock().unwrap().len(),
+        2,
+        "web switched on every host before api failed"
+    );
+    assert_eq!(r.outcome, ReleaseOutcome::RolledBack, "{:?}", r.message);
+    let message = r.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("service api") && message.contains("web reverted"),
+        "{message}"
+    );
+    let outcomes: Vec<(&str, bool)> = r
+        .services
+        .iter()
+        .map(|(s, o)| {
+            (
+                s.as_str(),
+                matches!(o, davit_rollout::Outcome::RolledBack { .. }),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![("web", true), ("api", true)],
+        "{:?}",
+        r.services
+    );
+    assert_eq!(failed, 0, "{errors:?}");
+    assert!(served > 10);
+    assert!(
+        versions.contains_key("v2"),
+        "web served v2 while held: {versions:?}"
+    );
+    eprintln!("web v2 then api broken: {served} served, {failed} failed, {versions:?}");
+    // The project as a whole is back on the previous release, on every host.
+    assert_serves(&addrs, web_port, "v1");
+    assert_serves(&addrs, api_port, "v1");
+    let v1 = env.rt.block_on(releases(name, &hosts)).unwrap();
+    let first = v1.last().unwrap().id.clone();
+    for h in &hosts {
+        let list = env
+            .rt
+            .block_on(davit_engine::hostops::list_containers(
+                &h.docker(),
+                name,
+                None,
+            ))
+            .unwrap();
+        let releases: Vec<String> = list
+            .iter()
+            .filter_map(|c| davit_engine::hostops::label(c, "dev.davit.release"))
+            .collect();
+        assert_eq!(releases, vec![first.clone(), first.clone()], "{}", h.name());
+    }
 }

@@ -24,9 +24,13 @@ pub struct Args {
     /// Take the deploy lock even if another deploy holds it.
     #[arg(long)]
     pub force_unlock: bool,
+    /// The deploy lock's lease (see `davit deploy --lock-ttl`).
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub lock_ttl: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let lock_ttl = super::deploy::lock_ttl(&args.lock_ttl)?;
     let (name, urls) = args.project.load_for_name()?;
     let rt = runtime()?;
     rt.block_on(async {
@@ -48,6 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let opts = Options {
             dry_run: args.dry_run,
             force_unlock: args.force_unlock,
+            lock_ttl,
             rollback_of: Some(target.id.clone()),
             ..Options::default()
         };
