@@ -1270,7 +1270,7 @@ pub(crate) fn project_name(
 // ---------------------------------------------------------------- finalize
 
 /// Go struct field order of a service, as `docker compose config --format json` prints it.
-const SERVICE_ORDER: &[&str] = &[
+pub(crate) const SERVICE_ORDER: &[&str] = &[
     "profiles",
     "annotations",
     "attach",
