@@ -1267,6 +1267,26 @@ pub(crate) fn project_name(
     normalize_name(&base)
 }
 
+/// A blkio device entry as Compose's Go struct marshals it: `Path`, `Weight`, `Rate` (a byte size
+/// as a number string).
+fn blkio_go_fields(m: &JMap<String, J>) -> JMap<String, J> {
+    let mut out = JMap::new();
+    if let Some(p) = m.get("path") {
+        out.insert("Path".into(), p.clone());
+    }
+    if let Some(w) = m.get("weight") {
+        out.insert("Weight".into(), w.clone());
+    }
+    if let Some(r) = m.get("rate") {
+        let b = json_scalar(r).and_then(|x| parse_bytes(&x));
+        out.insert(
+            "Rate".into(),
+            b.map_or_else(|| r.clone(), |b| J::String(b.to_string())),
+        );
+    }
+    out
+}
+
 // ---------------------------------------------------------------- finalize
 
 /// Go struct field order of a service, as `docker compose config --format json` prints it.
@@ -1863,21 +1883,7 @@ fn fix_types(
                 }
                 Some(Typed::Blkio) => {
                     if let J::Object(m) = v {
-                        let mut out = JMap::new();
-                        if let Some(p) = m.get("path") {
-                            out.insert("Path".into(), p.clone());
-                        }
-                        if let Some(w) = m.get("weight") {
-                            out.insert("Weight".into(), w.clone());
-                        }
-                        if let Some(r) = m.get("rate") {
-                            let b = json_scalar(r).and_then(|x| parse_bytes(&x));
-                            out.insert(
-                                "Rate".into(),
-                                b.map_or_else(|| r.clone(), |b| J::String(b.to_string())),
-                            );
-                        }
-                        *v = J::Object(out);
+                        *m = blkio_go_fields(m);
                     }
                 }
                 Some(Typed::Mode) => {
@@ -1947,21 +1953,7 @@ fn fix_types(
                         let ip: Vec<&str> = path.iter().map(String::as_str).collect();
                         if matches!(type_of(&ip), Some(Typed::Blkio)) {
                             if let J::Object(m) = it {
-                                let mut out = JMap::new();
-                                if let Some(p) = m.get("path") {
-                                    out.insert("Path".into(), p.clone());
-                                }
-                                if let Some(w) = m.get("weight") {
-                                    out.insert("Weight".into(), w.clone());
-                                }
-                                if let Some(r) = m.get("rate") {
-                                    let b = json_scalar(r).and_then(|x| parse_bytes(&x));
-                                    out.insert(
-                                        "Rate".into(),
-                                        b.map_or_else(|| r.clone(), |b| J::String(b.to_string())),
-                                    );
-                                }
-                                *m = out;
+                                *m = blkio_go_fields(m);
                             }
                         } else if let J::Object(m) = it {
                             fix_types(path, m, ctx, svc, sname);

@@ -66,21 +66,26 @@ fn engine<T>(info: &davit_lab::LabInfo, f: impl AsyncFnOnce(bollard::Docker) -> 
     })
 }
 
+/// Every container of the project `jobs`, running or not.
+async fn project_containers(docker: &bollard::Docker) -> Vec<bollard::models::ContainerSummary> {
+    let filters = std::collections::HashMap::from([(
+        "label".to_string(),
+        vec!["com.docker.compose.project=jobs".to_string()],
+    )]);
+    docker
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+}
+
 /// The project's containers on the host: (service, state, "Exited (N)" or "").
 fn containers(info: &davit_lab::LabInfo) -> Vec<(String, String, String)> {
     engine(info, async |docker| {
-        let filters = std::collections::HashMap::from([(
-            "label".to_string(),
-            vec!["com.docker.compose.project=jobs".to_string()],
-        )]);
-        let list = docker
-            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-            .unwrap();
+        let list = project_containers(&docker).await;
         let mut out: Vec<(String, String, String)> = list
             .into_iter()
             .map(|c| {
@@ -107,18 +112,7 @@ fn containers(info: &davit_lab::LabInfo) -> Vec<(String, String, String)> {
 /// Removes every container of the project from the host.
 fn remove_project(info: &davit_lab::LabInfo) {
     engine(info, async |docker| {
-        let filters = std::collections::HashMap::from([(
-            "label".to_string(),
-            vec!["com.docker.compose.project=jobs".to_string()],
-        )]);
-        let list = docker
-            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-            .unwrap();
+        let list = project_containers(&docker).await;
         for c in &list {
             let _ = docker
                 .remove_container(
