@@ -138,6 +138,26 @@ impl Ctx<'_> {
         self.diags.push(d);
     }
 
+    /// Parses the env file `path` (its text `src`); a syntax error is reported at its line and
+    /// gives no variables.
+    pub fn parse_env_file(
+        &mut self,
+        path: &Path,
+        src: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> indexmap::IndexMap<String, String> {
+        crate::dotenv::parse_dotenv(src, lookup).unwrap_or_else(|e| {
+            let id = self.file_id(path);
+            let pos = Pos {
+                file: id,
+                line: e.line as u32,
+                col: 1,
+            };
+            self.error(pos, e.message, Some("fix the env file syntax"));
+            indexmap::IndexMap::new()
+        })
+    }
+
     pub fn file_id(&mut self, p: &Path) -> u32 {
         if let Some(i) = self.files.iter().position(|f| f == p) {
             return i as u32;
@@ -255,21 +275,8 @@ fn load_inner(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Dia
         match fs.read(&f) {
             Ok(src) => {
                 let lookup = |k: &str| os_env.get(k).cloned().or_else(|| dot.get(k).cloned());
-                match crate::dotenv::parse_dotenv(&src, &lookup) {
-                    Ok(vars) => dot.extend(vars),
-                    Err(e) => {
-                        let id = ctx.file_id(&f);
-                        ctx.error(
-                            Pos {
-                                file: id,
-                                line: e.line as u32,
-                                col: 1,
-                            },
-                            e.message,
-                            Some("fix the env file syntax"),
-                        );
-                    }
-                }
+                let vars = ctx.parse_env_file(&f, &src, &lookup);
+                dot.extend(vars);
             }
             Err(_) if !required => {}
             Err(e) => {
@@ -620,21 +627,8 @@ fn load_include(
         match ctx.fs.read(&f) {
             Ok(src) => {
                 let lookup = |k: &str| env.get(k).cloned().or_else(|| dot.get(k).cloned());
-                match crate::dotenv::parse_dotenv(&src, &lookup) {
-                    Ok(v) => dot.extend(v),
-                    Err(e) => {
-                        let id = ctx.file_id(&f);
-                        ctx.error(
-                            Pos {
-                                file: id,
-                                line: e.line as u32,
-                                col: 1,
-                            },
-                            e.message,
-                            None,
-                        );
-                    }
-                }
+                let vars = ctx.parse_env_file(&f, &src, &lookup);
+                dot.extend(vars);
             }
             Err(_) if !required => {}
             Err(_) => {

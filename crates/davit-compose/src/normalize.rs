@@ -1607,24 +1607,8 @@ pub(crate) fn finalize(
                     }
                     Ok(src) => {
                         let lookup = |k: &str| env.get(k).cloned();
-                        match crate::dotenv::parse_dotenv(&src, &lookup) {
-                            Ok(vars) => {
-                                for (k, v) in vars {
-                                    envmap.insert(k, J::String(v));
-                                }
-                            }
-                            Err(e) => {
-                                let id = ctx.file_id(Path::new(&path));
-                                ctx.error(
-                                    Pos {
-                                        file: id,
-                                        line: e.line as u32,
-                                        col: 1,
-                                    },
-                                    e.message,
-                                    Some("fix the env file syntax"),
-                                );
-                            }
+                        for (k, v) in ctx.parse_env_file(Path::new(&path), &src, &lookup) {
+                            envmap.insert(k, J::String(v));
                         }
                     }
                     Err(_) if !required => {}
