@@ -10,8 +10,10 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
+use davit_health::{Monitor, Status, Step};
+
 use crate::api::{RouteSpec, RouteStatus, TargetState, TargetStatus};
-use crate::health::{self, Policy, Verdict};
+use crate::health;
 use crate::metrics::{Series, TargetStats};
 use crate::pool::Pool;
 
@@ -34,10 +36,16 @@ enum Phase {
 struct TargetSt {
     weight: u32,
     phase: Phase,
-    policy: Policy,
+    /// The health crate's ongoing verdict on this target, fed by its checker task.
+    monitor: Monitor,
+    /// Whether the monitor ever said healthy since the target was (re)added: a target gets traffic
+    /// only once it has.
     ever_passed: bool,
-    last_check: Option<String>,
     checker: Option<AbortHandle>,
+}
+
+fn monitor(spec: &RouteSpec) -> Monitor {
+    Monitor::new(spec.health.policy(), Instant::now())
 }
 
 /// An upstream of a route.
@@ -153,10 +161,10 @@ impl Route {
                 Some(x) => {
                     let mut s = x.st();
                     s.weight = t.weight;
-                    s.policy.reconfigure(&spec.health);
+                    s.monitor.reconfigure(spec.health.policy());
                     if matches!(s.phase, Phase::Drained(_)) {
                         // Stopped, maybe gone: it must pass its check again.
-                        s.policy = Policy::new(&spec.health);
+                        s.monitor = monitor(&spec);
                         s.ever_passed = false;
                     }
                     s.phase = Phase::Desired;
@@ -171,9 +179,8 @@ impl Route {
                     st: Mutex::new(TargetSt {
                         weight: t.weight,
                         phase: Phase::Desired,
-                        policy: Policy::new(&spec.health),
+                        monitor: monitor(&spec),
                         ever_passed: false,
-                        last_check: None,
                         checker: None,
                     }),
                 }),
@@ -210,13 +217,13 @@ impl Route {
         let now = Instant::now();
         let prev = self.snapshot();
         let drain_timeout = Duration::from_millis(st.spec.drain_timeout_ms);
-        let desired: Vec<(&Arc<Target>, u32, bool, Verdict)> = st
+        let desired: Vec<(&Arc<Target>, u32, bool, Status)> = st
             .targets
             .iter()
             .filter_map(|t| {
                 let s = t.st();
                 (s.phase == Phase::Desired)
-                    .then(|| (t, s.weight, s.ever_passed, s.policy.verdict()))
+                    .then(|| (t, s.weight, s.ever_passed, s.monitor.status()))
             })
             .collect();
         let all_zero = desired.iter().all(|d| d.1 == 0);
@@ -225,7 +232,7 @@ impl Route {
         let mut picks: Vec<(Arc<Target>, u32)> = if ready {
             let healthy: Vec<_> = desired
                 .iter()
-                .filter(|d| d.1 > 0 && d.3 == Verdict::Healthy)
+                .filter(|d| d.1 > 0 && d.3 == Status::Healthy)
                 .map(|d| (d.0.clone(), d.1))
                 .collect();
             if healthy.is_empty() {
@@ -247,14 +254,14 @@ impl Route {
                 .collect();
             let healthy: Vec<_> = serving
                 .iter()
-                .filter(|(t, _)| t.st().policy.verdict() != Verdict::Unhealthy)
+                .filter(|(t, _)| t.st().monitor.status() != Status::Unhealthy)
                 .cloned()
                 .collect();
             if healthy.is_empty() { serving } else { healthy }
         };
         picks.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         let awaiting = picks.is_empty()
-            && desired.iter().any(|d| d.1 > 0 && d.3 == Verdict::Pending)
+            && desired.iter().any(|d| d.1 > 0 && d.3 == Status::Unknown)
             && st.spec.maintenance.is_none();
         drop(desired);
         for t in &st.targets {
@@ -360,7 +367,7 @@ impl Route {
                     in_flight: t.stats.in_flight.load(Relaxed),
                     requests: t.stats.requests.load(Relaxed),
                     responses_5xx: t.stats.responses_5xx.load(Relaxed),
-                    last_check: s.last_check.clone(),
+                    last_check: s.monitor.last().map(str::to_owned),
                 }
             })
             .collect();
@@ -438,10 +445,10 @@ fn target_state(snap: &Snapshot, t: &Arc<Target>, s: &TargetSt) -> TargetState {
         Phase::Drained(_) => TargetState::Drained,
         Phase::Draining(_) => TargetState::Draining,
         _ if snap.picks.iter().any(|(p, _)| Arc::ptr_eq(p, t)) => TargetState::Active,
-        _ => match s.policy.verdict() {
-            Verdict::Pending => TargetState::Pending,
-            Verdict::Healthy => TargetState::Healthy,
-            Verdict::Unhealthy => TargetState::Unhealthy,
+        _ => match s.monitor.status() {
+            Status::Unknown => TargetState::Pending,
+            Status::Healthy => TargetState::Healthy,
+            Status::Unhealthy => TargetState::Unhealthy,
         },
     }
 }
@@ -452,37 +459,42 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Runs a target's checks on the schedule its [`Monitor`] sets (interval between the starts of two
+/// checks, timeout, start period, thresholds: the health crate's semantics) and republishes the route
+/// when the monitor's status changes.
 fn spawn_checker(route: Weak<Route>, target: Weak<Target>) -> AbortHandle {
     tokio::spawn(async move {
         loop {
             let (Some(r), Some(t)) = (route.upgrade(), target.upgrade()) else { return };
-            let spec = r.spec();
+            let step = t.st().monitor.poll(Instant::now());
+            let (attempt, timeout) = match step {
+                Step::Wait { until } => {
+                    drop(r);
+                    drop(t);
+                    tokio::time::sleep_until(until.into()).await;
+                    continue;
+                }
+                Step::Probe { attempt, timeout } => (attempt, timeout),
+            };
+            let path = r.spec().health.path.clone();
             let addr = t.addr;
             drop(r);
             drop(t);
-            let outcome = health::probe(addr, &spec.health).await;
+            let outcome = health::probe(addr, path.as_deref(), timeout).await;
             let (Some(r), Some(t)) = (route.upgrade(), target.upgrade()) else { return };
             let changed = {
                 let mut s = t.st();
-                let before = s.policy.verdict();
-                let after = s.policy.record(outcome.is_ok());
-                if after == Verdict::Healthy {
+                let ok = outcome.is_success();
+                let changed = s.monitor.record(attempt, Instant::now(), outcome);
+                if s.monitor.status() == Status::Healthy {
                     s.ever_passed = true;
                 }
-                let text = match &outcome {
-                    Ok(t) => t.clone(),
-                    Err(e) => e.clone(),
-                };
-                s.last_check = Some(text);
-                before != after
+                changed.map(|status| (status, ok))
             };
-            if changed {
-                tracing::info!(route = %r.name, target = %t.id, ok = outcome.is_ok(), "health verdict changed");
+            if let Some((status, ok)) = changed {
+                tracing::info!(route = %r.name, target = %t.id, ?status, ok, "health status changed");
                 r.reconcile();
             }
-            drop(r);
-            drop(t);
-            tokio::time::sleep(Duration::from_millis(spec.health.interval_ms.max(10))).await;
         }
     })
     .abort_handle()

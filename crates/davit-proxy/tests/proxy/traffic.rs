@@ -276,12 +276,9 @@ async fn a_target_that_never_turns_healthy_gets_no_traffic() {
         .put_route("web", &route(listen, vec![broken.target()]))
         .await
         .unwrap();
-    let status = p
-        .wait_route("web", "broken checked", |s| {
-            s.target("broken").unwrap().last_check.is_some()
-        })
-        .await;
-    assert_eq!(status.target("broken").unwrap().state, TargetState::Pending);
+    // Three failures in a row (the default failure threshold) make it unhealthy; it never passed,
+    // so it never got traffic.
+    let status = p.wait_state("web", "broken", TargetState::Unhealthy).await;
     assert_eq!(
         status.target("broken").unwrap().last_check.as_deref(),
         Some("500 Internal Server Error")
@@ -615,4 +612,113 @@ async fn request_and_idle_timeouts() {
         text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("davit-demo v1\n"),
         "{text}"
     );
+}
+
+/// An upstream whose `/health` fails its first `fail_first` checks, then passes; it counts the checks
+/// and answers `scripted` everywhere else.
+async fn scripted_server(fail_first: usize) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let checks = Arc::new(AtomicUsize::new(0));
+    let counter = checks.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                    let counter = counter.clone();
+                    async move {
+                        let mut resp = http::Response::new(Full::new(Bytes::from("scripted\n")));
+                        if req.uri().path() == "/health"
+                            && counter.fetch_add(1, SeqCst) < fail_first
+                        {
+                            *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                        }
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, checks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_target_is_gated_by_the_health_crate_policy() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let v1 = Demo::start("v1").await;
+    let (late, late_checks) = scripted_server(3).await;
+    let (never, _) = scripted_server(usize::MAX).await;
+    let p = TestProxy::start().await;
+    let c = client();
+
+    // Start period: its first three failures are not counted (with a failure threshold of 1 they
+    // would make it unhealthy), then two passes in a row (the success threshold) let traffic in.
+    let listen = free_addr();
+    let gated = |targets| {
+        let mut spec = route(listen, targets);
+        spec.health.success_threshold = 2;
+        spec.health.failure_threshold = 1;
+        spec.health.start_period_ms = 60_000;
+        spec
+    };
+    p.admin
+        .put_route("web", &gated(vec![v1.target()]))
+        .await
+        .unwrap();
+    p.wait_state("web", "v1", TargetState::Active).await;
+    p.admin
+        .put_route("web", &gated(vec![TargetSpec::new("late", late)]))
+        .await
+        .unwrap();
+    let mut served_before = 0;
+    loop {
+        let status = p.admin.route("web").await.unwrap().unwrap();
+        let t = status.target("late").unwrap();
+        if t.state == TargetState::Active {
+            break;
+        }
+        assert_eq!(t.state, TargetState::Pending, "{status:#?}");
+        assert_eq!(t.requests, 0);
+        let (code, _, body) = get(&c, &format!("http://{listen}/"), &[]).await.unwrap();
+        assert_eq!((code, body.as_str()), (200, "davit-demo v1\n"));
+        served_before += 1;
+        assert!(served_before < 10_000, "late never became active");
+    }
+    assert!(
+        late_checks.load(SeqCst) >= 5,
+        "3 failures and 2 successes before traffic moved, saw {} checks",
+        late_checks.load(SeqCst)
+    );
+    let (code, _, body) = get(&c, &format!("http://{listen}/"), &[]).await.unwrap();
+    assert_eq!((code, body.as_str()), (200, "scripted\n"));
+
+    // Without a start period, one failure (the threshold) makes a new target unhealthy at once; it
+    // never gets traffic and the old target keeps the route.
+    let listen = free_addr();
+    let strict = |targets| {
+        let mut spec = route(listen, targets);
+        spec.health.failure_threshold = 1;
+        spec
+    };
+    p.admin
+        .put_route("strict", &strict(vec![v1.target()]))
+        .await
+        .unwrap();
+    p.wait_state("strict", "v1", TargetState::Active).await;
+    p.admin
+        .put_route("strict", &strict(vec![TargetSpec::new("never", never)]))
+        .await
+        .unwrap();
+    let status = p
+        .wait_state("strict", "never", TargetState::Unhealthy)
+        .await;
+    assert_eq!(status.target("v1").unwrap().state, TargetState::Active);
+    let (code, _, body) = get(&c, &format!("http://{listen}/"), &[]).await.unwrap();
+    assert_eq!((code, body.as_str()), (200, "davit-demo v1\n"));
 }
