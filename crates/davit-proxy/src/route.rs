@@ -1,8 +1,8 @@
 //! One route's live state: its targets, their health and drain phases, and the immutable snapshot the
 //! request path reads (who gets traffic, with which weights), replaced atomically on every change.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use davit_health::{Monitor, Status, Step};
 use crate::api::{RouteSpec, RouteStatus, TargetState, TargetStatus};
 use crate::health;
 use crate::metrics::{Series, TargetStats};
-use crate::pool::Pool;
+use crate::pool::{Pool, SHARDS, shard};
 
 /// How long a drained target stays listed (so the engine sees `drained`) before it is forgotten.
 const FORGET_DRAINED_AFTER: Duration = Duration::from_secs(600);
@@ -65,6 +65,7 @@ impl Target {
 }
 
 /// What the request path needs, read once per request.
+#[derive(Clone)]
 pub(crate) struct Snapshot {
     pub(crate) picks: Vec<(Arc<Target>, u32)>,
     total: u32,
@@ -74,13 +75,31 @@ pub(crate) struct Snapshot {
     pub(crate) maintenance: Option<Bytes>,
 }
 
+/// One thread's copy of the snapshot, on cache lines of its own: reading it (the lock, the `Arc`'s
+/// count) never touches memory another worker thread writes.
+#[repr(align(128))]
+struct SnapshotSlot(RwLock<Arc<Snapshot>>);
+
 pub(crate) struct Route {
     pub(crate) name: String,
     state: Mutex<RouteState>,
-    snapshot: RwLock<Arc<Snapshot>>,
+    /// The same snapshot once per thread shard (see [`crate::pool::set_worker_index`]).
+    snapshots: Box<[SnapshotSlot]>,
     /// Signalled whenever the snapshot changes.
     pub(crate) changed: Notify,
-    seed: AtomicU64,
+}
+
+thread_local! {
+    /// The weighted choice's random state, per thread (no shared counter on the request path).
+    static RNG: Cell<u64> = const { Cell::new(0x853c_49e6_748f_ea9b) };
+}
+
+fn next_random() -> u64 {
+    RNG.with(|r| {
+        let v = r.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        r.set(v);
+        splitmix(v)
+    })
 }
 
 struct RouteState {
@@ -109,15 +128,14 @@ impl Route {
                 targets: Vec::new(),
                 controller: None,
             }),
-            snapshot: RwLock::new(Arc::new(Snapshot {
+            snapshots: Self::slots(&Snapshot {
                 picks: Vec::new(),
                 total: 0,
                 awaiting: false,
                 maintenance: maintenance_page(&spec),
                 spec,
-            })),
+            }),
             changed: Notify::new(),
-            seed: AtomicU64::new(0x853c_49e6_748f_ea9b),
         });
         let weak = Arc::downgrade(&route);
         let handle = tokio::spawn(async move {
@@ -135,8 +153,19 @@ impl Route {
         self.state.lock().expect("route lock")
     }
 
+    fn slots(snap: &Snapshot) -> Box<[SnapshotSlot]> {
+        (0..SHARDS)
+            .map(|_| SnapshotSlot(RwLock::new(Arc::new(snap.clone()))))
+            .collect()
+    }
+
+    /// The calling thread's copy of the current snapshot.
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.read().expect("snapshot lock").clone()
+        self.snapshots[shard()]
+            .0
+            .read()
+            .expect("snapshot lock")
+            .clone()
     }
 
     pub(crate) fn spec(&self) -> Arc<RouteSpec> {
@@ -274,8 +303,7 @@ impl Route {
                 }
             }
             if let Phase::Draining(since) = s.phase
-                && (t.stats.in_flight.load(Relaxed) == 0
-                    || now.duration_since(since) >= drain_timeout)
+                && (t.stats.in_flight() == 0 || now.duration_since(since) >= drain_timeout)
             {
                 s.phase = Phase::Drained(now);
                 t.pool.clear();
@@ -295,60 +323,58 @@ impl Route {
             return;
         }
         let total = picks.iter().map(|p| p.1).sum();
-        let snap = Arc::new(Snapshot {
+        let snap = Snapshot {
             picks,
             total,
             awaiting,
             maintenance: maintenance_page(&st.spec),
             spec: st.spec.clone(),
-        });
-        *self.snapshot.write().expect("snapshot lock") = snap;
+        };
+        for slot in &self.snapshots {
+            *slot.0.write().expect("snapshot lock") = Arc::new(snap.clone());
+        }
         drop(st);
         self.changed.notify_waiters();
     }
 
-    /// Chooses a target: the one named by the sticky cookie when it still serves, else by weight.
-    /// Targets in `exclude` (already failed to connect) are avoided while others remain.
-    /// The bool says whether to (re)set the sticky cookie.
+    /// Chooses a target of `snap` (its index in `snap.picks`): the one named by the sticky cookie
+    /// when it still serves, else by weight. Targets in `exclude` (already failed to connect) are
+    /// avoided while others remain. The bool says whether to (re)set the sticky cookie.
     pub(crate) fn pick(
-        &self,
         snap: &Snapshot,
         cookie: Option<&str>,
-        exclude: &[&Arc<Target>],
-    ) -> Option<(Arc<Target>, bool)> {
-        if exclude.is_empty() && snap.picks.len() == 1 {
-            return Some((snap.picks[0].0.clone(), false));
+        exclude: &[usize],
+    ) -> Option<(usize, bool)> {
+        let n = snap.picks.len();
+        if exclude.is_empty() && n == 1 {
+            return Some((0, false));
         }
-        let excluded = |t: &Arc<Target>| exclude.iter().any(|e| Arc::ptr_eq(e, t));
-        let sticky = snap.picks.len() > 1;
+        let sticky = n > 1;
         if let Some(id) = cookie
-            && let Some((t, _)) = snap.picks.iter().find(|(t, _)| t.id == id && !excluded(t))
+            && let Some(i) = (0..n).find(|i| snap.picks[*i].0.id == id && !exclude.contains(i))
         {
-            return Some((t.clone(), false));
+            return Some((i, false));
         }
-        let candidates: Vec<&(Arc<Target>, u32)> =
-            snap.picks.iter().filter(|(t, _)| !excluded(t)).collect();
-        let (list, total): (Vec<&(Arc<Target>, u32)>, u32) = if candidates.is_empty() {
-            (snap.picks.iter().collect(), snap.total)
-        } else {
-            let total = candidates.iter().map(|c| c.1).sum();
-            (candidates, total)
+        let candidates = (0..n).filter(|i| !exclude.contains(i));
+        let total: u32 = candidates.clone().map(|i| snap.picks[i].1).sum();
+        let (first, total, all) = match candidates.clone().next() {
+            Some(first) => (first, total, false),
+            None if n > 0 => (0, snap.total, true),
+            None => return None,
         };
-        let first = list.first()?;
-        if list.len() == 1 || total == 0 {
-            return Some((first.0.clone(), sticky));
+        let mut list = (0..n).filter(|i| all || !exclude.contains(i));
+        if total == 0 || list.clone().nth(1).is_none() {
+            return Some((first, sticky));
         }
-        let mut r = u32::try_from(
-            splitmix(self.seed.fetch_add(0x9e37_79b9_7f4a_7c15, Relaxed)) % u64::from(total),
-        )
-        .expect("below a u32 total");
-        for (t, w) in &list {
-            if r < *w {
-                return Some((t.clone(), sticky));
+        let mut r = u32::try_from(next_random() % u64::from(total)).expect("below a u32 total");
+        for i in list.by_ref() {
+            let w = snap.picks[i].1;
+            if r < w {
+                return Some((i, sticky));
             }
             r -= w;
         }
-        Some((first.0.clone(), sticky))
+        Some((first, sticky))
     }
 
     pub(crate) fn status(&self) -> RouteStatus {
@@ -364,9 +390,9 @@ impl Route {
                     addr: t.addr,
                     weight: s.weight,
                     state: target_state(&snap, t, &s),
-                    in_flight: t.stats.in_flight.load(Relaxed),
-                    requests: t.stats.requests.load(Relaxed),
-                    responses_5xx: t.stats.responses_5xx.load(Relaxed),
+                    in_flight: t.stats.in_flight(),
+                    requests: t.stats.requests(),
+                    responses_5xx: t.stats.responses_5xx(),
                     last_check: s.monitor.last().map(str::to_owned),
                 }
             })
@@ -398,7 +424,7 @@ impl Route {
         self.state()
             .targets
             .iter()
-            .map(|t| t.stats.in_flight.load(Relaxed))
+            .map(|t| t.stats.in_flight())
             .sum()
     }
 

@@ -119,14 +119,21 @@ fn the_gate_follows_the_monitor_thresholds_and_start_period() {
 
 #[test]
 fn metrics_render_in_prometheus_text_format() {
-    use std::sync::atomic::Ordering::Relaxed;
     use std::time::Duration;
     let stats = crate::metrics::TargetStats::default();
-    stats.requests.fetch_add(3, Relaxed);
-    stats.responses_5xx.fetch_add(1, Relaxed);
-    for ms in [1, 20, 3000] {
-        stats.observe(Duration::from_millis(ms));
+    for (i, ms) in [1, 20, 3000].into_iter().enumerate() {
+        // Spread over the per-thread shards, as several worker threads would.
+        crate::set_worker_index(i);
+        stats.add_request();
+        let shard = stats.enter();
+        stats.leave(shard, Duration::from_millis(ms));
     }
+    stats.add_5xx();
+    let still = stats.enter();
+    crate::set_worker_index(0);
+    assert_eq!((stats.requests(), stats.in_flight()), (3, 1));
+    stats.leave(still, Duration::from_millis(5));
+    assert_eq!(stats.in_flight(), 0);
     let series = [crate::metrics::Series {
         route: "web",
         target: "app-\"1\"",
