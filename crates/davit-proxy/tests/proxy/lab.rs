@@ -38,7 +38,7 @@ async fn demo_container_named(
 ) {
     let _ = docker
         .remove_container(
-            &name,
+            name,
             Some(RemoveContainerOptionsBuilder::new().force(true).build()),
         )
         .await;
