@@ -192,6 +192,10 @@ pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a
         })
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -291,6 +295,7 @@ async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBod
         .flatten();
 
     // The upstream request: origin-form, HTTP/1.1, hop-by-hop headers gone, X-Forwarded-* added.
+    // HTTP/2 carries the host in the URI's authority.
     let host = parts.headers.get(header::HOST).cloned().or_else(|| {
         parts
             .uri
@@ -298,17 +303,17 @@ async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBod
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     strip_hop_by_hop(&mut parts.headers);
-    if let Some(h) = &host {
-        parts.headers.insert(header::HOST, h.clone());
-        if !parts.headers.contains_key("x-forwarded-host") {
-            parts
-                .headers
-                .insert(HeaderName::from_static("x-forwarded-host"), h.clone());
+    if let Some(h) = host {
+        if !parts.headers.contains_key(header::HOST) {
+            parts.headers.insert(header::HOST, h.clone());
+        }
+        if !parts.headers.contains_key(X_FORWARDED_HOST) {
+            parts.headers.insert(X_FORWARDED_HOST, h);
         }
     }
     let xff = match parts
         .headers
-        .get("x-forwarded-for")
+        .get(X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
     {
         Some(prev) => HeaderValue::from_str(&format!(
@@ -319,12 +324,10 @@ async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBod
         None => Some(client.ip.clone()),
     };
     if let Some(v) = xff {
-        parts
-            .headers
-            .insert(HeaderName::from_static("x-forwarded-for"), v);
+        parts.headers.insert(X_FORWARDED_FOR, v);
     }
     parts.headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if client.tls { "https" } else { "http" }),
     );
     if let Some(u) = upgrade_value {
