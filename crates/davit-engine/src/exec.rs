@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use davit_proxy::api::{HealthSpec, RouteSpec, RouteStatus, TargetSpec, TargetState};
 use davit_proxy::client::{AdminClient, Connect};
-use davit_rollout::{Event, Metrics, Step, Version};
+use davit_rollout::{Event, Histogram, Metrics, Step, Strategy, Version};
 
 use crate::driver::Executor;
 use crate::hostops;
@@ -57,6 +57,8 @@ pub struct HostPart {
     pub leftovers: Vec<String>,
     new: Mutex<Vec<String>>,
     baseline: Mutex<HashMap<String, (u64, u64)>>,
+    /// Latency histograms of the targets at the last route change (canary only).
+    latency: Mutex<HashMap<String, Histogram>>,
 }
 
 impl HostPart {
@@ -67,6 +69,7 @@ impl HostPart {
             leftovers,
             new: Mutex::new(Vec::new()),
             baseline: Mutex::new(HashMap::new()),
+            latency: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -167,10 +170,15 @@ impl ServiceExec {
                 })
                 .collect();
             if pending.is_empty() {
-                let mut b = lock(&part.baseline);
-                b.clear();
-                for t in &status.targets {
-                    b.insert(t.id.clone(), (t.requests, t.responses_5xx));
+                {
+                    let mut b = lock(&part.baseline);
+                    b.clear();
+                    for t in &status.targets {
+                        b.insert(t.id.clone(), (t.requests, t.responses_5xx));
+                    }
+                }
+                if matches!(self.svc.strategy, Strategy::Canary(_)) {
+                    *lock(&part.latency) = self.latencies(&admin, &name).await?;
                 }
                 return Ok(());
             }
@@ -243,7 +251,28 @@ impl ServiceExec {
             m.requests += t.requests.saturating_sub(r0);
             m.errors += t.responses_5xx.saturating_sub(e0);
         }
+        // p99 of the new targets' requests since the route change, from the proxy's histograms.
+        let now = self.latencies(&admin(part.remote.clone()), &name).await?;
+        let before = lock(&part.latency).clone();
+        let mut since = Histogram::default();
+        for (id, h) in now.iter().filter(|(id, _)| new.contains(id)) {
+            since.merge(&h.since(before.get(id).unwrap_or(&Histogram::default())));
+        }
+        m.p99 = since.quantile(0.99).unwrap_or_default();
         Ok(m)
+    }
+
+    /// The latency histogram of every target of route `name`, from the proxy's metrics.
+    async fn latencies(
+        &self,
+        admin: &AdminClient<ViaHost>,
+        name: &str,
+    ) -> Result<HashMap<String, Histogram>, String> {
+        let text = admin
+            .metrics()
+            .await
+            .map_err(|e| format!("proxy metrics: {e}"))?;
+        Ok(crate::metrics::histograms(&text, name))
     }
 
     async fn start_new(&self, host: &str) -> Result<(), String> {
@@ -290,10 +319,45 @@ impl ServiceExec {
                 .map_err(|e| format!("proxy: {e}"))?;
         }
         let new = lock(&part.new).clone();
+        if self.svc.proxy.is_some() && !part.old.is_empty() {
+            // Switched back: requests still in flight on the new containers finish first.
+            self.wait_drained(part, &new).await?;
+        }
         for n in &new {
             hostops::remove(&docker, n).await?;
         }
         Ok(())
+    }
+
+    /// Waits until none of `names` has a request in flight at the proxy (they left the route, or
+    /// are drained), within the drain timeout.
+    async fn wait_drained(&self, part: &HostPart, names: &[String]) -> Result<(), String> {
+        let name = route_name(&self.project.name, &self.svc.name);
+        let admin = admin(part.remote.clone());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+        loop {
+            let status: Option<RouteStatus> = admin
+                .route(&name)
+                .await
+                .map_err(|e| format!("proxy: {e}"))?;
+            let busy: Vec<String> = status
+                .map(|s| {
+                    s.targets
+                        .iter()
+                        .filter(|t| names.contains(&t.id) && t.state != TargetState::Drained)
+                        .filter(|t| t.state == TargetState::Draining || t.in_flight > 0)
+                        .map(|t| format!("{} ({} in flight)", t.id, t.in_flight))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if busy.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("not drained: {}", busy.join(", ")));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod driver;
 mod error;
 pub mod exec;
 pub mod hostops;
+pub mod metrics;
 pub mod model;
 pub mod proxyhost;
 pub mod release;

@@ -177,3 +177,23 @@ fn static_elf_detection() {
     assert!(!proxyhost::is_static_elf(&me));
     assert!(!proxyhost::is_static_elf(b"#!/bin/sh\n"));
 }
+
+#[test]
+fn latency_histograms_are_read_from_the_proxy_metrics() {
+    let text = "\
+# TYPE davit_proxy_request_duration_seconds histogram
+davit_proxy_request_duration_seconds_bucket{route=\"p-web\",target=\"p-web-new-1\",le=\"0.01\"} 3
+davit_proxy_request_duration_seconds_bucket{route=\"p-web\",target=\"p-web-new-1\",le=\"0.1\"} 4
+davit_proxy_request_duration_seconds_bucket{route=\"p-web\",target=\"p-web-new-1\",le=\"+Inf\"} 5
+davit_proxy_request_duration_seconds_sum{route=\"p-web\",target=\"p-web-new-1\"} 1.2
+davit_proxy_request_duration_seconds_bucket{route=\"p-api\",target=\"p-api-1\",le=\"0.01\"} 9
+davit_proxy_requests_total{route=\"p-web\",target=\"p-web-new-1\"} 5
+";
+    let h = crate::metrics::histograms(text, "p-web");
+    assert_eq!(h.len(), 1);
+    let web = &h["p-web-new-1"];
+    assert_eq!(web.buckets, vec![(0.01, 3), (0.1, 4)]);
+    assert_eq!(web.count, 5);
+    // One request of five above 100 ms: the p99 is the highest bound.
+    assert_eq!(web.quantile(0.99), Some(Duration::from_millis(100)));
+}
