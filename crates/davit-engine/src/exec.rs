@@ -7,9 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 
 use davit_proxy::api::{HealthSpec, RouteSpec, RouteStatus, TargetSpec, TargetState};
@@ -398,119 +395,7 @@ impl Executor for ServiceExec {
             Version::Old => part.old.clone(),
             Version::New => lock(&part.new).clone(),
         };
-        let docker = part.remote.docker();
-        let mut healthy = false;
-        let mut streak = 0u32;
-        loop {
-            let verdict = check(
-                &docker,
-                &part.remote,
-                &names,
-                self.svc.proxy.as_ref().map(|p| (p.port, p.health.as_str())),
-            )
-            .await;
-            let ev = match verdict {
-                Check::Ready => {
-                    streak = 0;
-                    (!healthy).then(|| {
-                        healthy = true;
-                        Event::Healthy {
-                            host: host.to_string(),
-                            version,
-                        }
-                    })
-                }
-                Check::NotYet(why) => {
-                    streak += 1;
-                    // Before it was ever healthy, a failing probe means "not yet" (the healthy
-                    // deadline decides); after, three in a row mean unhealthy.
-                    (healthy && streak >= 3).then(|| {
-                        healthy = false;
-                        Event::Unhealthy {
-                            host: host.to_string(),
-                            version,
-                            reason: why,
-                        }
-                    })
-                }
-                Check::Dead(why) => Some(Event::Unhealthy {
-                    host: host.to_string(),
-                    version,
-                    reason: why,
-                }),
-            };
-            if let Some(ev) = ev {
-                let dead = matches!(ev, Event::Unhealthy { .. });
-                if events.send(ev).await.is_err() || dead {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        let (remote, svc) = (part.remote.clone(), self.svc.clone());
+        crate::gate::watch(remote, svc, names, host.to_string(), version, events).await;
     }
-}
-
-enum Check {
-    Ready,
-    NotYet(String),
-    Dead(String),
-}
-
-async fn check(
-    docker: &bollard::Docker,
-    remote: &RemoteRef,
-    names: &[String],
-    http: Option<(u16, &str)>,
-) -> Check {
-    if names.is_empty() {
-        return Check::NotYet("no containers".into());
-    }
-    for n in names {
-        let seen = match hostops::inspect(docker, n).await {
-            Ok(s) => s,
-            Err(e) => return Check::NotYet(e),
-        };
-        if !seen.running {
-            return Check::Dead(format!(
-                "{n} {}",
-                seen.exit.unwrap_or_else(|| "is not running".into())
-            ));
-        }
-        match seen.health.as_deref() {
-            Some("unhealthy") => return Check::Dead(format!("{n}: its Docker healthcheck fails")),
-            Some("starting") => return Check::NotYet(format!("{n}: health starting")),
-            _ => {}
-        }
-        if let (Some((port, path)), Some(ip)) = (http, &seen.ip) {
-            match http_status(remote, ip, port, path).await {
-                Ok(s) if (200..400).contains(&s) => {}
-                Ok(s) => return Check::NotYet(format!("{n}: GET {path} answered {s}")),
-                Err(e) => return Check::NotYet(format!("{n}: GET {path}: {e}")),
-            }
-        }
-    }
-    Check::Ready
-}
-
-/// `GET path` on `ip:port`, dialled from the host.
-async fn http_status(remote: &RemoteRef, ip: &str, port: u16, path: &str) -> Result<u16, String> {
-    let t = Duration::from_secs(2);
-    let stream = tokio::time::timeout(t, remote.dial_tcp(ip, port))
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    let conn = tokio::spawn(conn);
-    let req = http::Request::get(path)
-        .header("host", format!("{ip}:{port}"))
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let r = tokio::time::timeout(t, send.send_request(req))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    conn.abort();
-    Ok(r.status().as_u16())
 }

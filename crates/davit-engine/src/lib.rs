@@ -13,6 +13,7 @@ pub mod deploy;
 pub mod driver;
 mod error;
 pub mod exec;
+pub mod gate;
 pub mod hostops;
 pub mod metrics;
 pub mod model;

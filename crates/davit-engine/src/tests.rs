@@ -197,3 +197,60 @@ davit_proxy_requests_total{route=\"p-web\",target=\"p-web-new-1\"} 5
     // One request of five above 100 ms: the p99 is the highest bound.
     assert_eq!(web.quantile(0.99), Some(Duration::from_millis(100)));
 }
+
+#[test]
+fn health_gates_follow_the_compose_healthcheck_and_proxy_path() {
+    use crate::gate::{START_EVERY, WATCH_EVERY, paced, service_health};
+    use crate::model::{HealthTiming, ProxySpec};
+    let web = |timing: Option<HealthTiming>, proxy: bool| {
+        let mut s = ServiceSpec::new("web", "r/app:1");
+        s.healthcheck_timing = timing;
+        if proxy {
+            s.proxy = Some(ProxySpec {
+                port: 8080,
+                health: "/health".into(),
+                publish: 80,
+            });
+        }
+        s
+    };
+    let timed = HealthTiming {
+        interval: Some(Duration::from_secs(2)),
+        timeout: Some(Duration::from_millis(500)),
+        retries: Some(5),
+        start_period: Some(Duration::from_secs(3)),
+    };
+    let cases = [
+        ("behind the proxy, no healthcheck", web(None, true)),
+        (
+            "behind the proxy, compose timing",
+            web(Some(timed.clone()), true),
+        ),
+        ("no proxy, compose timing", web(Some(timed), false)),
+        ("no proxy, no healthcheck", web(None, false)),
+    ];
+    let mut out = String::new();
+    for (what, svc) in cases {
+        let h = service_health(&svc, "p-web-1", Some("172.30.1.5"));
+        let line = |p: &davit_health::Policy| {
+            format!(
+                "every {:?}, timeout {:?}, start period {:?}, {} success(es), {} failure(s), min healthy {:?}, deadline {:?}",
+                p.interval,
+                p.timeout,
+                p.start_period,
+                p.success_threshold,
+                p.failure_threshold,
+                p.min_healthy_time,
+                p.deadline
+            )
+        };
+        out.push_str(&format!(
+            "{what}: {}\n  policy:   {}\n  starting: {}\n  watching: {}\n",
+            h.probe,
+            line(&h.policy),
+            line(&paced(&h.policy, START_EVERY)),
+            line(&paced(&h.policy, WATCH_EVERY)),
+        ));
+    }
+    insta::assert_snapshot!("health_gates", out);
+}
