@@ -182,6 +182,16 @@ pub fn from_compose(p: &davit_compose::Project) -> Result<ProjectSpec, Error> {
                 Some(h.test.clone())
             }
         });
+        spec.healthcheck_timing = s
+            .healthcheck
+            .as_ref()
+            .map(|h| crate::model::HealthTiming {
+                interval: h.interval,
+                timeout: h.timeout,
+                retries: h.retries.map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
+                start_period: h.start_period,
+            })
+            .filter(|t| !t.is_empty());
         services.push(spec);
     }
     Ok(ProjectSpec {

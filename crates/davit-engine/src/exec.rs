@@ -7,14 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 
 use davit_proxy::api::{HealthSpec, RouteSpec, RouteStatus, TargetSpec, TargetState};
 use davit_proxy::client::{AdminClient, Connect};
-use davit_rollout::{Event, Metrics, Step, Version};
+use davit_rollout::{Event, Histogram, Metrics, Step, Strategy, Version};
 
 use crate::driver::Executor;
 use crate::hostops;
@@ -57,6 +54,8 @@ pub struct HostPart {
     pub leftovers: Vec<String>,
     new: Mutex<Vec<String>>,
     baseline: Mutex<HashMap<String, (u64, u64)>>,
+    /// Latency histograms of the targets at the last route change (canary only).
+    latency: Mutex<HashMap<String, Histogram>>,
 }
 
 impl HostPart {
@@ -67,6 +66,7 @@ impl HostPart {
             leftovers,
             new: Mutex::new(Vec::new()),
             baseline: Mutex::new(HashMap::new()),
+            latency: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -167,10 +167,15 @@ impl ServiceExec {
                 })
                 .collect();
             if pending.is_empty() {
-                let mut b = lock(&part.baseline);
-                b.clear();
-                for t in &status.targets {
-                    b.insert(t.id.clone(), (t.requests, t.responses_5xx));
+                {
+                    let mut b = lock(&part.baseline);
+                    b.clear();
+                    for t in &status.targets {
+                        b.insert(t.id.clone(), (t.requests, t.responses_5xx));
+                    }
+                }
+                if matches!(self.svc.strategy, Strategy::Canary(_)) {
+                    *lock(&part.latency) = self.latencies(&admin, &name).await?;
                 }
                 return Ok(());
             }
@@ -243,7 +248,28 @@ impl ServiceExec {
             m.requests += t.requests.saturating_sub(r0);
             m.errors += t.responses_5xx.saturating_sub(e0);
         }
+        // p99 of the new targets' requests since the route change, from the proxy's histograms.
+        let now = self.latencies(&admin(part.remote.clone()), &name).await?;
+        let before = lock(&part.latency).clone();
+        let mut since = Histogram::default();
+        for (id, h) in now.iter().filter(|(id, _)| new.contains(id)) {
+            since.merge(&h.since(before.get(id).unwrap_or(&Histogram::default())));
+        }
+        m.p99 = since.quantile(0.99).unwrap_or_default();
         Ok(m)
+    }
+
+    /// The latency histogram of every target of route `name`, from the proxy's metrics.
+    async fn latencies(
+        &self,
+        admin: &AdminClient<ViaHost>,
+        name: &str,
+    ) -> Result<HashMap<String, Histogram>, String> {
+        let text = admin
+            .metrics()
+            .await
+            .map_err(|e| format!("proxy metrics: {e}"))?;
+        Ok(crate::metrics::histograms(&text, name))
     }
 
     async fn start_new(&self, host: &str) -> Result<(), String> {
@@ -290,10 +316,45 @@ impl ServiceExec {
                 .map_err(|e| format!("proxy: {e}"))?;
         }
         let new = lock(&part.new).clone();
+        if self.svc.proxy.is_some() && !part.old.is_empty() {
+            // Switched back: requests still in flight on the new containers finish first.
+            self.wait_drained(part, &new).await?;
+        }
         for n in &new {
             hostops::remove(&docker, n).await?;
         }
         Ok(())
+    }
+
+    /// Waits until none of `names` has a request in flight at the proxy (they left the route, or
+    /// are drained), within the drain timeout.
+    async fn wait_drained(&self, part: &HostPart, names: &[String]) -> Result<(), String> {
+        let name = route_name(&self.project.name, &self.svc.name);
+        let admin = admin(part.remote.clone());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+        loop {
+            let status: Option<RouteStatus> = admin
+                .route(&name)
+                .await
+                .map_err(|e| format!("proxy: {e}"))?;
+            let busy: Vec<String> = status
+                .map(|s| {
+                    s.targets
+                        .iter()
+                        .filter(|t| names.contains(&t.id) && t.state != TargetState::Drained)
+                        .filter(|t| t.state == TargetState::Draining || t.in_flight > 0)
+                        .map(|t| format!("{} ({} in flight)", t.id, t.in_flight))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if busy.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("not drained: {}", busy.join(", ")));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -334,119 +395,7 @@ impl Executor for ServiceExec {
             Version::Old => part.old.clone(),
             Version::New => lock(&part.new).clone(),
         };
-        let docker = part.remote.docker();
-        let mut healthy = false;
-        let mut streak = 0u32;
-        loop {
-            let verdict = check(
-                &docker,
-                &part.remote,
-                &names,
-                self.svc.proxy.as_ref().map(|p| (p.port, p.health.as_str())),
-            )
-            .await;
-            let ev = match verdict {
-                Check::Ready => {
-                    streak = 0;
-                    (!healthy).then(|| {
-                        healthy = true;
-                        Event::Healthy {
-                            host: host.to_string(),
-                            version,
-                        }
-                    })
-                }
-                Check::NotYet(why) => {
-                    streak += 1;
-                    // Before it was ever healthy, a failing probe means "not yet" (the healthy
-                    // deadline decides); after, three in a row mean unhealthy.
-                    (healthy && streak >= 3).then(|| {
-                        healthy = false;
-                        Event::Unhealthy {
-                            host: host.to_string(),
-                            version,
-                            reason: why,
-                        }
-                    })
-                }
-                Check::Dead(why) => Some(Event::Unhealthy {
-                    host: host.to_string(),
-                    version,
-                    reason: why,
-                }),
-            };
-            if let Some(ev) = ev {
-                let dead = matches!(ev, Event::Unhealthy { .. });
-                if events.send(ev).await.is_err() || dead {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        let (remote, svc) = (part.remote.clone(), self.svc.clone());
+        crate::gate::watch(remote, svc, names, host.to_string(), version, events).await;
     }
-}
-
-enum Check {
-    Ready,
-    NotYet(String),
-    Dead(String),
-}
-
-async fn check(
-    docker: &bollard::Docker,
-    remote: &RemoteRef,
-    names: &[String],
-    http: Option<(u16, &str)>,
-) -> Check {
-    if names.is_empty() {
-        return Check::NotYet("no containers".into());
-    }
-    for n in names {
-        let seen = match hostops::inspect(docker, n).await {
-            Ok(s) => s,
-            Err(e) => return Check::NotYet(e),
-        };
-        if !seen.running {
-            return Check::Dead(format!(
-                "{n} {}",
-                seen.exit.unwrap_or_else(|| "is not running".into())
-            ));
-        }
-        match seen.health.as_deref() {
-            Some("unhealthy") => return Check::Dead(format!("{n}: its Docker healthcheck fails")),
-            Some("starting") => return Check::NotYet(format!("{n}: health starting")),
-            _ => {}
-        }
-        if let (Some((port, path)), Some(ip)) = (http, &seen.ip) {
-            match http_status(remote, ip, port, path).await {
-                Ok(s) if (200..400).contains(&s) => {}
-                Ok(s) => return Check::NotYet(format!("{n}: GET {path} answered {s}")),
-                Err(e) => return Check::NotYet(format!("{n}: GET {path}: {e}")),
-            }
-        }
-    }
-    Check::Ready
-}
-
-/// `GET path` on `ip:port`, dialled from the host.
-async fn http_status(remote: &RemoteRef, ip: &str, port: u16, path: &str) -> Result<u16, String> {
-    let t = Duration::from_secs(2);
-    let stream = tokio::time::timeout(t, remote.dial_tcp(ip, port))
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    let conn = tokio::spawn(conn);
-    let req = http::Request::get(path)
-        .header("host", format!("{ip}:{port}"))
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let r = tokio::time::timeout(t, send.send_request(req))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    conn.abort();
-    Ok(r.status().as_u16())
 }

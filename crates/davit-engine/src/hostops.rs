@@ -285,10 +285,7 @@ pub async fn create_container(
         user: svc.user.clone(),
         working_dir: svc.working_dir.clone(),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
-        healthcheck: svc.healthcheck.as_ref().map(|t| HealthConfig {
-            test: Some(t.clone()),
-            ..Default::default()
-        }),
+        healthcheck: health_config(svc),
         stop_timeout: svc.stop_grace_period.map(|d| d.as_secs() as i64),
         host_config: Some(HostConfig {
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
@@ -343,6 +340,24 @@ pub async fn create_container(
     }
     start(docker, &name).await?;
     Ok(name)
+}
+
+/// The container's healthcheck: the compose test and timing (Docker merges what is left out with
+/// the image's own healthcheck).
+fn health_config(svc: &ServiceSpec) -> Option<HealthConfig> {
+    let timing = svc.healthcheck_timing.clone().unwrap_or_default();
+    if svc.healthcheck.is_none() && timing.is_empty() {
+        return None;
+    }
+    let ns = |d: Option<Duration>| d.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    Some(HealthConfig {
+        test: svc.healthcheck.clone(),
+        interval: ns(timing.interval),
+        timeout: ns(timing.timeout),
+        retries: timing.retries.map(i64::from),
+        start_period: ns(timing.start_period),
+        ..Default::default()
+    })
 }
 
 pub async fn start(docker: &Docker, name: &str) -> Result<(), String> {

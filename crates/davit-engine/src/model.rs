@@ -77,6 +77,28 @@ pub struct ServiceSpec {
     /// deploy's `min_healthy_time`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_healthy_time: Option<Duration>,
+    /// The timing of the compose `healthcheck:` (given to Docker, and followed by the health gate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck_timing: Option<HealthTiming>,
+}
+
+/// The timing of a compose `healthcheck:`; what is left out takes Docker's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthTiming {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period: Option<Duration>,
+}
+
+impl HealthTiming {
+    pub fn is_empty(&self) -> bool {
+        *self == HealthTiming::default()
+    }
 }
 
 fn one() -> u32 {
@@ -150,6 +172,7 @@ impl ServiceSpec {
             healthcheck: None,
             job: false,
             min_healthy_time: None,
+            healthcheck_timing: None,
         }
     }
 

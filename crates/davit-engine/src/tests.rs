@@ -225,3 +225,80 @@ services:
         "{e}"
     );
 }
+
+#[test]
+fn latency_histograms_are_read_from_the_proxy_metrics() {
+    let text = "\
+# TYPE davit_proxy_request_duration_seconds histogram
+davit_proxy_request_duration_seconds_bucket{route=\"p-web\",target=\"p-web-new-1\",le=\"0.01\"} 3
+davit_proxy_request_duration_seconds_bucket{route=\"p-web\",target=\"p-web-new-1\",le=\"0.1\"} 4
+davit_proxy_request_duration_seconds_bucket{route=\"p-web\",target=\"p-web-new-1\",le=\"+Inf\"} 5
+davit_proxy_request_duration_seconds_sum{route=\"p-web\",target=\"p-web-new-1\"} 1.2
+davit_proxy_request_duration_seconds_bucket{route=\"p-api\",target=\"p-api-1\",le=\"0.01\"} 9
+davit_proxy_requests_total{route=\"p-web\",target=\"p-web-new-1\"} 5
+";
+    let h = crate::metrics::histograms(text, "p-web");
+    assert_eq!(h.len(), 1);
+    let web = &h["p-web-new-1"];
+    assert_eq!(web.buckets, vec![(0.01, 3), (0.1, 4)]);
+    assert_eq!(web.count, 5);
+    // One request of five above 100 ms: the p99 is the highest bound.
+    assert_eq!(web.quantile(0.99), Some(Duration::from_millis(100)));
+}
+
+#[test]
+fn health_gates_follow_the_compose_healthcheck_and_proxy_path() {
+    use crate::gate::{START_EVERY, WATCH_EVERY, paced, service_health};
+    use crate::model::{HealthTiming, ProxySpec};
+    let web = |timing: Option<HealthTiming>, proxy: bool| {
+        let mut s = ServiceSpec::new("web", "r/app:1");
+        s.healthcheck_timing = timing;
+        if proxy {
+            s.proxy = Some(ProxySpec {
+                port: 8080,
+                health: "/health".into(),
+                publish: 80,
+            });
+        }
+        s
+    };
+    let timed = HealthTiming {
+        interval: Some(Duration::from_secs(2)),
+        timeout: Some(Duration::from_millis(500)),
+        retries: Some(5),
+        start_period: Some(Duration::from_secs(3)),
+    };
+    let cases = [
+        ("behind the proxy, no healthcheck", web(None, true)),
+        (
+            "behind the proxy, compose timing",
+            web(Some(timed.clone()), true),
+        ),
+        ("no proxy, compose timing", web(Some(timed), false)),
+        ("no proxy, no healthcheck", web(None, false)),
+    ];
+    let mut out = String::new();
+    for (what, svc) in cases {
+        let h = service_health(&svc, "p-web-1", Some("172.30.1.5"));
+        let line = |p: &davit_health::Policy| {
+            format!(
+                "every {:?}, timeout {:?}, start period {:?}, {} success(es), {} failure(s), min healthy {:?}, deadline {:?}",
+                p.interval,
+                p.timeout,
+                p.start_period,
+                p.success_threshold,
+                p.failure_threshold,
+                p.min_healthy_time,
+                p.deadline
+            )
+        };
+        out.push_str(&format!(
+            "{what}: {}\n  policy:   {}\n  starting: {}\n  watching: {}\n",
+            h.probe,
+            line(&h.policy),
+            line(&paced(&h.policy, START_EVERY)),
+            line(&paced(&h.policy, WATCH_EVERY)),
+        ));
+    }
+    insta::assert_snapshot!("health_gates", out);
+}

@@ -157,12 +157,19 @@ fn opts() -> Options {
 
 /// `GET /` on `addr`, one connection per request; the body, or why it failed.
 fn get(addr: &str) -> Result<String, String> {
+    get_path(addr, "/")
+}
+
+/// `GET path` on `addr`, one connection per request; the body, or why it failed.
+fn get_path(addr: &str, path: &str) -> Result<String, String> {
     let sa: SocketAddr = addr.parse().map_err(|e| format!("{e}"))?;
     let mut s =
         TcpStream::connect_timeout(&sa, Duration::from_secs(3)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    s.write_all(b"GET / HTTP/1.1\r\nhost: demo\r\nconnection: close\r\n\r\n")
-        .map_err(|e| e.to_string())?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: demo\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&buf).to_string();
@@ -184,14 +191,23 @@ struct Load {
 
 impl Load {
     fn start(addresses: &[String], port: u16) -> Load {
+        Load::start_path(addresses, port, "/", 1)
+    }
+
+    /// `clients` clients per host asking for `path`.
+    fn start_path(addresses: &[String], port: u16, path: &str, clients: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let errors = Arc::new(Mutex::new(Vec::new()));
         let versions = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
         let mut threads = Vec::new();
-        for a in addresses {
+        for a in addresses
+            .iter()
+            .flat_map(|a| std::iter::repeat_n(a, clients))
+        {
             let target = format!("{a}:{port}");
+            let path = path.to_string();
             let (stop, ok, failed, errors, versions) = (
                 stop.clone(),
                 ok.clone(),
@@ -201,7 +217,7 @@ impl Load {
             );
             threads.push(std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    match get(&target) {
+                    match get_path(&target, &path) {
                         Ok(body) => {
                             ok.fetch_add(1, Ordering::Relaxed);
                             let v = ["v1", "v2"]
@@ -954,4 +970,61 @@ fn a_failed_service_reverts_the_services_already_switched_on_every_host() {
             .collect();
         assert_eq!(releases, vec![first.clone(), first.clone()], "{}", h.name());
     }
+}
+
+#[test]
+fn a_slow_canary_is_rolled_back_on_its_p99() {
+    let _g = serial();
+    let env = env();
+    let hosts = env.hosts(2);
+    let addrs = env.addresses(2);
+    let (name, port) = ("slowcan", 8111);
+    clean(&env, &hosts, name);
+    let r = env
+        .deploy(
+            &env.project(name, port, "v1", rolling()),
+            &hosts,
+            &opts(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+
+    // Every request takes 250 ms: no error, but the new version's p99 is above its 100 ms bound.
+    let canary = Strategy::Canary(davit_rollout::Canary {
+        steps: vec![50, 100],
+        hold: Duration::from_secs(3),
+        max_error_rate: 0.01,
+        max_p99: Duration::from_millis(100),
+    });
+    let load = Load::start_path(&addrs, port, "/slow?ms=250", 3);
+    let r = env
+        .deploy(
+            &env.project(name, port, "v2", canary),
+            &hosts,
+            &opts(),
+            None,
+        )
+        .unwrap();
+    let (served, failed, errors, _) = load.stop();
+    assert_eq!(r.outcome, ReleaseOutcome::RolledBack, "{:?}", r.message);
+    match &r.services[0].1 {
+        davit_rollout::Outcome::RolledBack {
+            cause:
+                davit_rollout::Cause::CanaryBounds {
+                    weight,
+                    requests,
+                    errors,
+                    p99_ms,
+                },
+        } => {
+            assert_eq!(*weight, 50);
+            assert!(*requests > 0 && *errors == 0, "{:?}", r.services);
+            assert!(*p99_ms >= 250, "p99 {p99_ms} ms");
+        }
+        other => panic!("expected a canary bound failure: {other:?}"),
+    }
+    assert_eq!(failed, 0, "{errors:?}");
+    assert!(served > 10);
+    assert_serves(&addrs, port, "v1");
 }

@@ -792,3 +792,43 @@ fn actions_and_outcomes_serialize_for_the_json_stream() {
         r#"{"outcome":"rolled-back","cause":{"reason":"healthy-deadline","host":"h1"}}"#
     );
 }
+
+// ---------- latency histograms ----------
+
+fn hist(buckets: &[(f64, u64)], count: u64) -> crate::Histogram {
+    crate::Histogram {
+        buckets: buckets.to_vec(),
+        count,
+    }
+}
+
+#[test]
+fn histogram_quantiles_interpolate_like_prometheus() {
+    let h = hist(&[(0.01, 50), (0.1, 90), (1.0, 100)], 100);
+    let ms = |q: f64| h.quantile(q).map(|d| d.as_micros());
+    // Rank 50 is the top of the first bucket; rank 99 is 9/10 into (0.1, 1.0].
+    assert_eq!(ms(0.5), Some(10_000));
+    assert_eq!(ms(0.99), Some(910_000));
+    assert_eq!(ms(0.9), Some(100_000));
+    assert_eq!(hist(&[(0.01, 0)], 0).quantile(0.99), None);
+    // Everything above the last finite bound: that bound.
+    assert_eq!(
+        hist(&[(0.01, 0), (0.1, 0)], 7).quantile(0.99),
+        Some(Duration::from_millis(100))
+    );
+}
+
+#[test]
+fn histogram_difference_and_merge() {
+    let before = hist(&[(0.01, 10), (0.1, 10), (1.0, 10)], 10);
+    let after = hist(&[(0.01, 10), (0.1, 10), (1.0, 30)], 31);
+    let d = after.since(&before);
+    assert_eq!(d, hist(&[(0.01, 0), (0.1, 0), (1.0, 20)], 21));
+    // The new requests were all slow: p99 is near the top of (0.1, 1.0], not the old fast ones.
+    assert!(d.quantile(0.99).unwrap() > Duration::from_millis(900));
+    // A counter reset (proxy restarted) counts from zero.
+    assert_eq!(before.since(&after), before);
+    let mut m = d.clone();
+    m.merge(&hist(&[(0.01, 5), (0.1, 5), (1.0, 5)], 5));
+    assert_eq!(m, hist(&[(0.01, 5), (0.1, 5), (1.0, 25)], 26));
+}
