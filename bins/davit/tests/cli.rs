@@ -45,6 +45,8 @@ fn lab_up_refuses_a_non_number() {
 mod hosts;
 #[path = "cli/ops.rs"]
 mod ops;
+#[path = "cli/ops_lab.rs"]
+mod ops_lab;
 #[path = "cli/probe.rs"]
 mod probe;
 #[path = "cli/registry.rs"]

@@ -6,7 +6,8 @@
 //! - [`exec`]: the real executor (Docker engine + the host's davit-proxy);
 //! - [`release`]: releases and the deploy lock, kept on the hosts;
 //! - [`proxyhost`]: the proxy image built in memory and its container on each host;
-//! - [`status`]: what each host runs, and logs.
+//! - [`status`]: what each host runs, and logs;
+//! - [`prune`]: stopped containers and the images of old releases, on every host.
 
 pub mod adapters;
 pub mod deploy;
@@ -16,6 +17,7 @@ pub mod exec;
 pub mod hostops;
 pub mod model;
 pub mod proxyhost;
+pub mod prune;
 pub mod release;
 pub mod remote;
 pub mod status;
