@@ -126,11 +126,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(days * 86_400 + h * 3600 + mi * 60 + sec - offset)
 }
 
-async fn host_status(
-    project: &str,
-    h: &RemoteRef,
-    only: &[String],
-) -> Result<HostStatus, String> {
+async fn host_status(project: &str, h: &RemoteRef, only: &[String]) -> Result<HostStatus, String> {
     let docker = h.docker();
     let list = hostops::list_containers(&docker, project, None).await?;
     let releases = release::list(h, project).await?;
@@ -142,8 +138,7 @@ async fn host_status(
     let list: Vec<_> = list
         .into_iter()
         .filter(|c| {
-            only.is_empty()
-                || hostops::label(c, L_SERVICE).is_some_and(|s| only.iter().any(|o| *o == s))
+            only.is_empty() || hostops::label(c, L_SERVICE).is_some_and(|s| only.contains(&s))
         })
         .collect();
     let inspected = futures_util::future::join_all(list.iter().map(|c| {
@@ -160,7 +155,10 @@ async fn host_status(
     let mut services: Vec<ServiceStatus> = Vec::new();
     for (c, seen) in list.iter().zip(inspected) {
         let svc = hostops::label(c, L_SERVICE).unwrap_or_default();
-        let state = seen.as_ref().and_then(|s| s.state.clone()).unwrap_or_default();
+        let state = seen
+            .as_ref()
+            .and_then(|s| s.state.clone())
+            .unwrap_or_default();
         let status = state
             .status
             .map(|s| s.to_string())
@@ -285,7 +283,9 @@ pub async fn logs(
                 follow: req.follow,
                 stdout: true,
                 stderr: true,
-                since: req.since.map_or(0, |s| i32::try_from(s).unwrap_or(i32::MAX)),
+                since: req
+                    .since
+                    .map_or(0, |s| i32::try_from(s).unwrap_or(i32::MAX)),
                 tail: req
                     .tail
                     .map_or_else(|| "all".to_string(), |t| t.to_string()),

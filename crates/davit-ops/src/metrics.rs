@@ -48,7 +48,12 @@ pub fn parse(output: &str) -> HostMetrics {
         let samples: Vec<Vec<u64>> = stat
             .lines()
             .filter(|l| l.starts_with("cpu "))
-            .map(|l| l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect())
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(1)
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            })
             .collect();
         if let [a, b] = samples.as_slice()
             && a.len() >= 4

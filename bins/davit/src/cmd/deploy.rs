@@ -223,11 +223,19 @@ pub async fn run_deploy(
         Ok(None) => return Ok(ExitCode::SUCCESS),
         Err(e) => {
             let e = super::preflight::redact_error(&redactor, e);
-            announce(Announce::Failed, None, format!("{what} of {name} failed: {e:#}")).await;
+            announce(
+                Announce::Failed,
+                None,
+                format!("{what} of {name} failed: {e:#}"),
+            )
+            .await;
             return Err(e);
         }
     };
-    let message = report.message.as_deref().map(|m| redactor.redact(m).into_owned());
+    let message = report
+        .message
+        .as_deref()
+        .map(|m| redactor.redact(m).into_owned());
     if json {
         let line = serde_json::json!({"event": "result", "release": report.release, "outcome": report.outcome, "message": message});
         println!("{}", redactor.redact(&line.to_string()));

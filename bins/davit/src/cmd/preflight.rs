@@ -115,13 +115,7 @@ pub fn check(
         Ok(()) => Vec::new(),
         Err(Problems(p)) => p,
     };
-    let lookup = interpolation_env(
-        compose,
-        cwd,
-        &project.working_dir,
-        &variables,
-        &process_env,
-    );
+    let lookup = interpolation_env(compose, cwd, &project.working_dir, &variables, &process_env);
     let files = compose_files(compose, cwd);
     problems.extend(davit_ops::preflight::check_compose_files(&files, |k| {
         lookup.get(k).map(String::as_str)
@@ -155,7 +149,10 @@ pub struct Ready {
 impl Ready {
     /// The webhooks of `--notify` / `DAVIT_NOTIFY_URL`, `x-davit.notify` and the environment's
     /// `notify`, masking the project's secrets.
-    pub fn notifier(&self, args: &super::notify::NotifyArgs) -> anyhow::Result<davit_ops::Notifier> {
+    pub fn notifier(
+        &self,
+        args: &super::notify::NotifyArgs,
+    ) -> anyhow::Result<davit_ops::Notifier> {
         let base = args.notifier(self.x_davit.as_ref())?;
         let mut targets = base.targets().to_vec();
         if let Some(env) = &self.environment {
@@ -222,8 +219,8 @@ pub fn ready(project: &ProjectArgs, services: &[String]) -> anyhow::Result<Ready
         });
     }
     let checked = check(&project.compose, project.env.as_deref(), services, &cwd)?;
-    let spec = davit_engine::adapters::from_compose(&checked.project)
-        .map_err(|e| Usage(e.to_string()))?;
+    let spec =
+        davit_engine::adapters::from_compose(&checked.project).map_err(|e| Usage(e.to_string()))?;
     let env_hosts = checked
         .environment
         .as_ref()

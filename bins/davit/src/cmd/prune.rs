@@ -131,7 +131,11 @@ fn hosts(args: &PruneArgs, keep: usize) -> anyhow::Result<ExitCode> {
         ready.redactor.redact_json(&mut doc);
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        let verb = if args.dry_run { "would remove" } else { "removed" };
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
         let mut out = String::new();
         for r in &reports {
             if let Some(e) = &r.error {
@@ -166,7 +170,11 @@ fn hosts(args: &PruneArgs, keep: usize) -> anyhow::Result<ExitCode> {
             } else {
                 out.push_str(&format!(
                     "  {} {}\n",
-                    if args.dry_run { "would reclaim" } else { "reclaimed" },
+                    if args.dry_run {
+                        "would reclaim"
+                    } else {
+                        "reclaimed"
+                    },
                     davit_ops::metrics::human_bytes(r.reclaimed_bytes)
                 ));
             }

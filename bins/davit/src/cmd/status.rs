@@ -102,7 +102,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 ready.redactor.redact_json(&mut doc);
                 format!("{doc}\n")
             } else {
-                ready.redactor.redact(&table(&ready.name, &views)).into_owned()
+                ready
+                    .redactor
+                    .redact(&table(&ready.name, &views))
+                    .into_owned()
             };
             if args.watch && !args.json {
                 let now = davit_engine::release::rfc3339(davit_engine::release::unix_now());
@@ -221,8 +224,11 @@ fn resources_line(m: &HostMetrics) -> String {
     } else if let Some(t) = m.memory_total_bytes {
         parts.push(format!("mem {}", human_bytes(t)));
     }
-    if let (Some(u), Some(t), Some(a)) = (m.disk_used_bytes, m.disk_total_bytes, m.disk_available_bytes)
-    {
+    if let (Some(u), Some(t), Some(a)) = (
+        m.disk_used_bytes,
+        m.disk_total_bytes,
+        m.disk_available_bytes,
+    ) {
         parts.push(format!(
             "disk {} / {} ({:.0}%, {} free)",
             human_bytes(u),
@@ -258,10 +264,19 @@ fn table(project: &str, views: &[HostView]) -> String {
             let _ = writeln!(out, "  no containers of {project}");
             continue;
         }
-        let mut rows = vec![[
-            "SERVICE", "RELEASE", "DIGEST", "CONTAINER", "STATE", "HEALTH", "UPTIME", "RESTARTS",
-        ]
-        .map(String::from)];
+        let mut rows = vec![
+            [
+                "SERVICE",
+                "RELEASE",
+                "DIGEST",
+                "CONTAINER",
+                "STATE",
+                "HEALTH",
+                "UPTIME",
+                "RESTARTS",
+            ]
+            .map(String::from),
+        ];
         for s in &h.services {
             for c in &s.containers {
                 rows.push([

@@ -198,7 +198,9 @@ fn shared() -> &'static Shared {
             secrets[0], secrets[1], secrets[2]
         );
         let project = Project::new(&info, "ops-lab", SHARED_PORT, 2, &env);
-        let deploy = project.run(&DEPLOY, &[]);
+        // Debug logs include the Docker API request bodies (bollard logs them), which carry the
+        // containers' environment: they must come out masked.
+        let deploy = project.run(&DEPLOY, &[("DAVIT_LOG", "debug")]);
         assert_code(&deploy, 0);
         Shared {
             project,
@@ -223,6 +225,11 @@ fn secrets_reach_the_containers_and_no_output_record_or_log_shows_them() {
     let secrets = &sh.secrets;
     let p = &sh.project;
     assert_no_secret("deploy --json", &text(&sh.deploy), secrets);
+    let log = String::from_utf8_lossy(&sh.deploy.stderr);
+    assert!(
+        log.contains("=********"),
+        "no masked value in the debug log:\n{log}"
+    );
     let events: Vec<serde_json::Value> = String::from_utf8_lossy(&sh.deploy.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -357,7 +364,10 @@ fn status_reports_release_digest_containers_and_host_resources() {
     assert_code(&out, 0);
     let table = String::from_utf8_lossy(&out.stdout);
     for lab_host in &sh.project.info.hosts {
-        assert!(table.contains(&format!("{}  release ", lab_host.url)), "{table}");
+        assert!(
+            table.contains(&format!("{}  release ", lab_host.url)),
+            "{table}"
+        );
     }
     assert!(
         table.contains("SERVICE") && table.contains("UPTIME") && table.contains("RESTARTS"),
@@ -381,7 +391,13 @@ fn status_watch_redraws_until_interrupted() {
         .project
         .command(
             &[
-                "status", "--env", "lab", "--json", "--watch", "--interval", "300ms",
+                "status",
+                "--env",
+                "lab",
+                "--json",
+                "--watch",
+                "--interval",
+                "300ms",
             ],
             &[],
         )
@@ -403,7 +419,9 @@ fn status_watch_redraws_until_interrupted() {
         assert_eq!(f["hosts"].as_array().unwrap().len(), 2, "{f}");
         assert!(f["time"].as_str().unwrap().ends_with('Z'));
     }
-    let uptime = |f: &serde_json::Value| f["hosts"][0]["services"][0]["containers"][0]["uptime_secs"].clone();
+    let uptime = |f: &serde_json::Value| {
+        f["hosts"][0]["services"][0]["containers"][0]["uptime_secs"].clone()
+    };
     assert!(uptime(&frames[0]).is_u64() && uptime(&frames[1]).is_u64());
 
     // The people's form: each frame under a header.
@@ -475,18 +493,31 @@ fn logs_come_from_every_host_prefixed_and_coloured_per_host() {
     assert_code(&out, 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("listening"));
     let out = p.run(
-        &["logs", "web", "--env", "lab", "--since", "2099-01-01T00:00:00Z"],
+        &[
+            "logs",
+            "web",
+            "--env",
+            "lab",
+            "--since",
+            "2099-01-01T00:00:00Z",
+        ],
         &[],
     );
     assert_code(&out, 0);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
-    let out = p.run(&["logs", "web", "--env", "lab", "--since", "yesterday"], &[]);
+    let out = p.run(
+        &["logs", "web", "--env", "lab", "--since", "yesterday"],
+        &[],
+    );
     assert_code(&out, 2);
 
     // --follow streams new lines as they come: a SIGTERM-less probe, `GET /slow` is not logged,
     // so the test reads the start lines and sees the stream stay open.
     let mut child = p
-        .command(&["logs", "web", "--env", "lab", "--follow", "--tail", "1"], &[])
+        .command(
+            &["logs", "web", "--env", "lab", "--follow", "--tail", "1"],
+            &[],
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -771,7 +802,10 @@ fn webhooks_hear_start_success_failure_and_rollback_and_a_down_one_fails_nothing
     let compose = fs::read_to_string(p.path().join("compose.yaml")).unwrap();
     fs::write(
         p.path().join("compose.yaml"),
-        compose.replace("x-davit:\n  environments:", &format!("x-davit:\n  notify: [\"{url}\"]\n  environments:")),
+        compose.replace(
+            "x-davit:\n  environments:",
+            &format!("x-davit:\n  notify: [\"{url}\"]\n  environments:"),
+        ),
     )
     .unwrap();
     assert_code(&run_plain(&p, "v1"), 0);
@@ -803,7 +837,12 @@ fn prune_on_hosts_removes_old_releases_images_and_stopped_containers() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|r| r["services"][0]["image"].as_str().unwrap().ends_with(&format!(":{tag}")))
+            .find(|r| {
+                r["services"][0]["image"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!(":{tag}"))
+            })
             .map(|r| r["services"][0]["pinned"].as_str().unwrap().to_string())
             .unwrap()
     };
@@ -813,7 +852,10 @@ fn prune_on_hosts_removes_old_releases_images_and_stopped_containers() {
     // A crashed container of the project, left stopped.
     block_on(async {
         let labels = std::collections::HashMap::from([
-            ("com.docker.compose.project".to_string(), "ops-prune".to_string()),
+            (
+                "com.docker.compose.project".to_string(),
+                "ops-prune".to_string(),
+            ),
             ("com.docker.compose.service".to_string(), "web".to_string()),
         ]);
         d.create_container(
@@ -830,13 +872,26 @@ fn prune_on_hosts_removes_old_releases_images_and_stopped_containers() {
         .await
         .unwrap();
     });
-    let stopped = || containers(&host.docker_host, "com.docker.compose.project=ops-prune")
-        .iter()
-        .any(|c| c.name.as_deref() == Some("/ops-prune-web-crashed"));
+    let stopped = || {
+        containers(&host.docker_host, "com.docker.compose.project=ops-prune")
+            .iter()
+            .any(|c| c.name.as_deref() == Some("/ops-prune-web-crashed"))
+    };
     assert!(stopped());
 
     // Dry run: says what would go, removes nothing.
-    let out = p.run(&["prune", "--env", "lab", "--keep", "2", "--dry-run", "--json"], &[]);
+    let out = p.run(
+        &[
+            "prune",
+            "--env",
+            "lab",
+            "--keep",
+            "2",
+            "--dry-run",
+            "--json",
+        ],
+        &[],
+    );
     assert_code(&out, 0);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let h = &doc["hosts"][0];
@@ -863,7 +918,10 @@ fn prune_on_hosts_removes_old_releases_images_and_stopped_containers() {
     assert_code(&out, 0);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains(&format!("removed image {v1}")), "{said}");
-    assert!(said.contains("removed container ops-prune-web-crashed"), "{said}");
+    assert!(
+        said.contains("removed container ops-prune-web-crashed"),
+        "{said}"
+    );
     assert!(!present(&v1), "{said}");
     assert!(present(&v2) && present(&broken), "{said}");
     assert!(!stopped());
@@ -879,7 +937,14 @@ fn prune_on_hosts_removes_old_releases_images_and_stopped_containers() {
     assert_code(&out, 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to remove"));
     let out = p.run(
-        &["prune", &format!("{registry}/davit-demo"), "--keep", "2", "--env", "lab"],
+        &[
+            "prune",
+            &format!("{registry}/davit-demo"),
+            "--keep",
+            "2",
+            "--env",
+            "lab",
+        ],
         &[],
     );
     assert_code(&out, 2);
