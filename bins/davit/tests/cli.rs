@@ -49,6 +49,8 @@ mod hosts;
 mod jobs;
 #[path = "cli/ops.rs"]
 mod ops;
+#[path = "cli/ops_lab.rs"]
+mod ops_lab;
 #[path = "cli/probe.rs"]
 mod probe;
 #[path = "cli/registry.rs"]

@@ -8,7 +8,8 @@
 //! - [`job`]: one-off jobs (migrations) run under the lock before their dependents;
 //! - [`hooks`]: pre- and post-deploy hooks, run through the [`hooks::Hooks`] trait;
 //! - [`proxyhost`]: the proxy image built in memory and its container on each host;
-//! - [`status`]: what each host runs, and logs.
+//! - [`status`]: what each host runs, and logs;
+//! - [`prune`]: stopped containers and the images of old releases, on every host.
 
 pub mod adapters;
 pub mod deploy;
@@ -22,6 +23,7 @@ pub mod job;
 pub mod metrics;
 pub mod model;
 pub mod proxyhost;
+pub mod prune;
 pub mod release;
 pub mod remote;
 pub mod status;
