@@ -27,12 +27,14 @@ impl SshRemote {
         url: &davit_ssh::HostUrl,
         opts: &davit_ssh::SshOptions,
     ) -> Result<SshRemote, Error> {
-        let host = davit_ssh::Host::connect(url, opts)
-            .await
-            .map_err(|e| Error::Host {
-                host: url.to_string(),
-                message: e.to_string(),
-            })?;
+        let label = url.to_string();
+        let host =
+            crate::hostops::timed(&label, "ssh: connect", davit_ssh::Host::connect(url, opts))
+                .await
+                .map_err(|e| Error::Host {
+                    host: url.to_string(),
+                    message: e.to_string(),
+                })?;
         Ok(SshRemote::new(host))
     }
 }
@@ -59,9 +61,13 @@ pub struct RegistryResolver {
 impl Resolver for RegistryResolver {
     async fn pin(&self, image: &str) -> Result<String, String> {
         let r = davit_registry::ImageRef::parse(image).map_err(|e| e.to_string())?;
-        let digest = davit_registry::Registry::resolve(image, &self.settings)
-            .await
-            .map_err(|e| e.to_string())?;
+        let digest = crate::hostops::timed(
+            &r.registry,
+            "registry: pin image",
+            davit_registry::Registry::resolve(image, &self.settings),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         Ok(format!("{}/{}@{digest}", r.registry, r.repository))
     }
 }

@@ -442,46 +442,60 @@ pub async fn deploy(
         })?;
     }
 
-    // The lock, on every host.
+    // The lock, on every host: the first host alone (two deploys to the same hosts meet there, so
+    // one of them wins), then the others at once.
     phase("taking the deploy lock on every host");
     let holder = format!("{release_id}-{}", std::process::id());
     let mut leases = Vec::new();
     let mut refused = None;
-    for h in &hosts {
-        match release::acquire(
-            h,
-            &image.tag,
-            &project.name,
-            &holder,
-            &opts.who,
-            opts.lock_ttl,
-            opts.force_unlock,
-        )
-        .await
-        {
+    let take = |h: RemoteRef| {
+        let (image, project, holder) = (&image.tag, &project.name, &holder);
+        async move {
+            let r = hostops::timed(
+                h.name(),
+                "deploy lock: take",
+                release::acquire(
+                    &h,
+                    image,
+                    project,
+                    holder,
+                    &opts.who,
+                    opts.lock_ttl,
+                    opts.force_unlock,
+                ),
+            )
+            .await;
+            (h, r)
+        }
+    };
+    let mut taken = Vec::new();
+    if let Some((first, rest)) = hosts.split_first() {
+        taken.push(take(first.clone()).await);
+        if taken[0].1.is_ok() {
+            taken.extend(parallel(rest.to_vec(), opts.parallel, take).await);
+        }
+    }
+    for (h, r) in taken {
+        match r {
             Ok(l) => leases.push((h.clone(), l)),
             Err(release::LockRefused::Held(held)) => {
-                refused = Some(Error::Locked {
+                refused.get_or_insert(Error::Locked {
                     host: h.name().to_string(),
                     project: project.name.clone(),
                     who: held.who,
                     age: release::unix_now().saturating_sub(held.heartbeat),
                 });
-                break;
             }
             Err(release::LockRefused::Failed(message)) => {
-                refused = Some(Error::Host {
+                refused.get_or_insert(Error::Host {
                     host: h.name().to_string(),
                     message,
                 });
-                break;
             }
         }
     }
     if let Some(e) = refused {
-        for (h, l) in &leases {
-            release::release_lock(h, l).await;
-        }
+        unlock_all(&leases).await;
         return Err(e);
     }
     // Heartbeats; losing the lease cancels the deploy.
@@ -491,8 +505,14 @@ pub async fn deploy(
     let heart = tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
-            for (h, l) in &hb_leases {
-                if let Err(e) = release::heartbeat(h, l).await {
+            let beats = hb_leases.iter().map(|(h, l)| async move {
+                hostops::timed(h.name(), "deploy lock: heartbeat", release::heartbeat(h, l)).await
+            });
+            for ((h, _), r) in hb_leases
+                .iter()
+                .zip(futures_util::future::join_all(beats).await)
+            {
+                if let Err(e) = r {
                     tracing::warn!(host = h.name(), "deploy lock: {e}");
                     if e.contains("taken over") {
                         let _ = lost_tx.send(true);
@@ -580,14 +600,19 @@ pub async fn deploy(
         .map(|s| (s.name.clone(), s.environment.clone()))
         .collect();
     phase("recording the release on every host");
-    for h in &hosts {
-        if let Err(e) = release::record(h, &image.tag, &rel, &env).await {
-            tracing::warn!(host = h.name(), "{e}");
-        }
-        if let Err(e) = release::prune(h, &project.name, opts.keep_releases).await {
-            tracing::warn!(host = h.name(), "{e}");
-        }
-    }
+    let (rel, env, tag) = (&rel, &env, &image.tag);
+    parallel(hosts.clone(), opts.parallel, |h| async move {
+        hostops::timed(h.name(), "release: record and prune", async {
+            if let Err(e) = release::record(&h, tag, rel, env).await {
+                tracing::warn!(host = h.name(), "{e}");
+            }
+            if let Err(e) = release::prune(&h, &rel.project, opts.keep_releases).await {
+                tracing::warn!(host = h.name(), "{e}");
+            }
+        })
+        .await
+    })
+    .await;
     notes(&Note::Recorded {
         release: release_id.clone(),
         outcome: outcome.clone(),
@@ -600,9 +625,7 @@ pub async fn deploy(
             phase(&format!("the post-deploy hook failed: {e}"));
         }
     }
-    for (h, l) in &leases {
-        release::release_lock(h, l).await;
-    }
+    unlock_all(&leases).await;
     Ok((
         the_plan,
         Some(Report {
@@ -612,6 +635,18 @@ pub async fn deploy(
             message,
         }),
     ))
+}
+
+/// Releases every lease at once.
+async fn unlock_all(leases: &[(RemoteRef, release::Lease)]) {
+    let unlocks = leases.iter().map(|(h, l)| {
+        hostops::timed(
+            h.name(),
+            "deploy lock: release",
+            release::release_lock(h, l),
+        )
+    });
+    futures_util::future::join_all(unlocks).await;
 }
 
 fn merge_cancel(

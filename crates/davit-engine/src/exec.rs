@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use davit_proxy::api::{HealthSpec, RouteSpec, RouteStatus, TargetSpec, TargetState};
@@ -20,6 +21,15 @@ use crate::remote::{RemoteRef, Stream};
 
 /// The proxy's admin port on every host's loopback.
 pub const ADMIN_PORT: u16 = 19900;
+
+/// How often a route change or a drain is re-checked at the proxy (one admin call over SSH).
+const PROXY_POLL: Duration = Duration::from_millis(50);
+/// Runs independent operations at once; the first error (in order) wins, after all finished.
+async fn all<F: std::future::Future<Output = Result<(), String>>>(
+    fs: impl IntoIterator<Item = F>,
+) -> Result<(), String> {
+    join_all(fs).await.into_iter().collect()
+}
 
 /// Opens admin API streams through a host (its own loopback).
 #[derive(Clone)]
@@ -104,10 +114,10 @@ impl ServiceExec {
             .as_ref()
             .ok_or("service is not behind the proxy")?;
         let docker = part.remote.docker();
+        let seen = join_all(names.iter().map(|n| hostops::inspect(&docker, n))).await;
         let mut out = Vec::new();
-        for n in names {
-            let seen = hostops::inspect(&docker, n).await?;
-            let ip = seen
+        for (n, seen) in names.iter().zip(seen) {
+            let ip = seen?
                 .ip
                 .ok_or_else(|| format!("{n} has no network address"))?;
             let addr: SocketAddr = format!("{ip}:{}", proxy.port)
@@ -127,13 +137,13 @@ impl ServiceExec {
             .ok_or("service is not behind the proxy")?;
         let new = lock(&part.new).clone();
         let w = u32::from(weight);
-        let mut targets = Vec::new();
-        if weight < 100 {
-            targets.extend(self.targets(part, &part.old, 100 - w).await?);
-        }
-        if weight > 0 {
-            targets.extend(self.targets(part, &new, w).await?);
-        }
+        let none = Vec::new();
+        let (old, new) = tokio::join!(
+            self.targets(part, if weight < 100 { &part.old } else { &none }, 100 - w),
+            self.targets(part, if weight > 0 { &new } else { &none }, w),
+        );
+        let mut targets = old?;
+        targets.extend(new?);
         let listen: SocketAddr = format!("0.0.0.0:{}", proxy.publish)
             .parse()
             .map_err(|e| format!("bad publish port: {e}"))?;
@@ -145,18 +155,24 @@ impl ServiceExec {
             .with_drain_timeout_ms(30_000);
         let name = route_name(&self.project.name, &self.svc.name);
         let admin = admin(part.remote.clone());
-        admin
-            .put_route(&name, &spec)
-            .await
-            .map_err(|e| format!("proxy: {e}"))?;
+        // The PUT answers with the route's status: often every target is already active.
+        let mut status = Some(
+            admin
+                .put_route(&name, &spec)
+                .await
+                .map_err(|e| format!("proxy: {e}"))?,
+        );
         // Wait until every target that should get traffic is active at the proxy.
         let deadline = tokio::time::Instant::now() + self.route_timeout;
         loop {
-            let status = admin
-                .route(&name)
-                .await
-                .map_err(|e| format!("proxy: {e}"))?
-                .ok_or_else(|| format!("proxy lost route {name}"))?;
+            let status = match status.take() {
+                Some(s) => s,
+                None => admin
+                    .route(&name)
+                    .await
+                    .map_err(|e| format!("proxy: {e}"))?
+                    .ok_or_else(|| format!("proxy lost route {name}"))?,
+            };
             let pending: Vec<&TargetSpec> = targets
                 .iter()
                 .filter(|t| t.weight > 0)
@@ -196,7 +212,7 @@ impl ServiceExec {
                     self.route_timeout
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(PROXY_POLL).await;
         }
     }
 
@@ -228,7 +244,7 @@ impl ServiceExec {
             if tokio::time::Instant::now() >= deadline {
                 return Err(format!("not drained: {}", busy.join(", ")));
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(PROXY_POLL).await;
         }
     }
 
@@ -275,19 +291,37 @@ impl ServiceExec {
     async fn start_new(&self, host: &str) -> Result<(), String> {
         let part = self.part(host)?;
         let docker = part.remote.docker();
-        hostops::pull(&docker, self.svc.image_ref()).await?;
-        for net in self.svc.network_names() {
-            hostops::ensure_network(&docker, &self.project.name, &net).await?;
-        }
-        for m in &self.svc.volumes {
-            if let (true, Some(src)) = (m.kind == "volume", &m.source) {
-                hostops::ensure_volume(&docker, &self.project.name, src).await?;
-            }
-        }
+        // The image, networks and volumes do not depend on each other: one round trip for all.
+        let project = &self.project.name;
+        let nets = self.svc.network_names();
+        let (pulled, nets, vols) = tokio::join!(
+            hostops::timed(host, "start-new: image present", async {
+                hostops::pull(&docker, self.svc.image_ref()).await
+            }),
+            join_all(
+                nets.iter()
+                    .map(|n| hostops::ensure_network(&docker, project, n))
+            ),
+            join_all(
+                self.svc
+                    .volumes
+                    .iter()
+                    .filter(|m| m.kind == "volume")
+                    .filter_map(|m| m.source.as_ref())
+                    .map(|src| hostops::ensure_volume(&docker, project, src))
+            ),
+        );
+        pulled?;
+        nets.into_iter()
+            .chain(vols)
+            .collect::<Result<Vec<()>, String>>()?;
         for n in 1..=self.svc.replicas.max(1) {
-            let name =
-                hostops::create_container(&docker, &self.project, &self.svc, &self.release, n)
-                    .await;
+            let name = hostops::timed(
+                host,
+                "start-new: create and start",
+                hostops::create_container(&docker, &self.project, &self.svc, &self.release, n),
+            )
+            .await;
             match name {
                 Ok(name) => lock(&part.new).push(name),
                 Err(e) => {
@@ -320,10 +354,7 @@ impl ServiceExec {
             // Switched back: requests still in flight on the new containers finish first.
             self.wait_drained(part, &new).await?;
         }
-        for n in &new {
-            hostops::remove(&docker, n).await?;
-        }
-        Ok(())
+        all(new.iter().map(|n| hostops::remove(&docker, n))).await
     }
 
     /// Waits until none of `names` has a request in flight at the proxy (they left the route, or
@@ -364,29 +395,33 @@ impl Executor for ServiceExec {
         let part = self.part(host)?;
         let docker = part.remote.docker();
         let grace = self.svc.stop_grace_period;
-        match step {
-            Step::StartNew => self.start_new(host).await?,
-            Step::Route { weight } => self.route(host, weight).await?,
-            Step::DrainOld => self.drain_old(host).await?,
-            Step::StopOld => {
-                for n in &part.old {
-                    hostops::stop(&docker, n, grace).await?;
+        let what = format!("step {step}");
+        hostops::timed(host, &what, async {
+            // The containers of one step are independent: handled at once, not one after another.
+            match step {
+                Step::StartNew => self.start_new(host).await?,
+                Step::Route { weight } => self.route(host, weight).await?,
+                Step::DrainOld => self.drain_old(host).await?,
+                Step::StopOld => {
+                    all(part.old.iter().map(|n| hostops::stop(&docker, n, grace))).await?;
                 }
-            }
-            Step::StartOld => {
-                for n in &part.old {
-                    hostops::start(&docker, n).await?;
+                Step::StartOld => {
+                    all(part.old.iter().map(|n| hostops::start(&docker, n))).await?;
                 }
-            }
-            Step::StopNew => self.stop_new(host).await?,
-            Step::RemoveOld => {
-                for n in part.old.iter().chain(&part.leftovers) {
-                    hostops::remove(&docker, n).await?;
+                Step::StopNew => self.stop_new(host).await?,
+                Step::RemoveOld => {
+                    all(part
+                        .old
+                        .iter()
+                        .chain(&part.leftovers)
+                        .map(|n| hostops::remove(&docker, n)))
+                    .await?;
                 }
+                Step::Sample => return Ok(Some(self.sample(host).await?)),
             }
-            Step::Sample => return Ok(Some(self.sample(host).await?)),
-        }
-        Ok(None)
+            Ok(None)
+        })
+        .await
     }
 
     async fn watch(&self, host: &str, version: Version, events: mpsc::Sender<Event>) {

@@ -46,11 +46,13 @@ pub fn save_archive(name: &str, binary: &[u8], cmd: &[String], tag: &str) -> Vec
     .save_archive(tag)
 }
 
-/// The proxy image, ready to load on hosts.
+/// The proxy image, ready to load on hosts. Its tag is the binary's digest; the archive (a second
+/// pass over tens of megabytes) is only built when a host does not have the image yet.
 #[derive(Clone)]
 pub struct ProxyImage {
     pub tag: String,
-    pub archive: bytes::Bytes,
+    binary: bytes::Bytes,
+    archive: std::sync::Arc<std::sync::OnceLock<bytes::Bytes>>,
 }
 
 impl ProxyImage {
@@ -64,11 +66,18 @@ impl ProxyImage {
             ));
         }
         let tag = format!("davit-proxy:{}", &sha256_hex(&data)[..12]);
-        let archive = save_archive("davit-proxy", &data, &[], &tag);
         Ok(ProxyImage {
             tag,
-            archive: archive.into(),
+            binary: data.into(),
+            archive: Default::default(),
         })
+    }
+
+    /// The `docker save` archive of the image.
+    pub fn archive(&self) -> bytes::Bytes {
+        self.archive
+            .get_or_init(|| save_archive("davit-proxy", &self.binary, &[], &self.tag).into())
+            .clone()
     }
 }
 
@@ -78,9 +87,15 @@ pub async fn load_image(remote: &RemoteRef, image: &ProxyImage) -> Result<(), St
     if docker.inspect_image(&image.tag).await.is_ok() {
         return Ok(());
     }
+    let archive = {
+        let image = image.clone();
+        tokio::task::spawn_blocking(move || image.archive())
+            .await
+            .map_err(|e| format!("building the proxy image: {e}"))?
+    };
     let mut s = docker.import_image(
         ImportImageOptions::default(),
-        bollard::body_full(image.archive.clone()),
+        bollard::body_full(archive),
         None,
     );
     while let Some(r) = s.next().await {
