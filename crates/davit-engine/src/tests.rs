@@ -336,3 +336,25 @@ async fn driver_held_then_aborted_or_abandoned_reverts_every_host() {
         }
     }
 }
+
+#[test]
+fn json_notes_have_one_value_per_key() {
+    use crate::deploy::Note;
+    let note = Note::Service {
+        service: "web".into(),
+        note: DriverNote::Event {
+            at_ms: 5,
+            event: Event::Completed {
+                host: "h1".into(),
+                step: Step::StartNew,
+            },
+        },
+    };
+    let text = serde_json::to_string(&note).unwrap();
+    assert_eq!(text.matches("\"event\":").count(), 2, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["event"], "service", "{text}");
+    assert_eq!(v["kind"], "event", "{text}");
+    assert_eq!(v["observed"]["event"], "completed", "{text}");
+    assert_eq!(v["observed"]["step"]["step"], "start-new", "{text}");
+}
