@@ -33,7 +33,10 @@ pub type Observer = Arc<dyn Fn(&DriverNote) + Send + Sync>;
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum DriverNote {
-    Action { at_ms: u64, action: Action },
+    Action {
+        at_ms: u64,
+        action: Action,
+    },
     /// `observed`, not `event`: the deploy's notes are tagged `event` (`--json`), and this note is
     /// flattened into them.
     Event {
