@@ -258,7 +258,7 @@ async fn upgrade(remote: &RemoteRef, image: &ProxyImage) -> Result<(), String> {
 }
 
 /// Makes sure the proxy of `image` runs on `remote` and answers on its admin API; a proxy of another
-/// image (started by another davit build) is replaced, its routes kept (see [`upgrade`]).
+/// image (started by another davit build) is replaced, its routes kept (see `upgrade`).
 pub async fn ensure_proxy(remote: &RemoteRef, image: &ProxyImage) -> Result<(), String> {
     let docker = remote.docker();
     // The image also backs the lock and release containers, so it must be on the host whatever runs.
