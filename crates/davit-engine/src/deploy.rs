@@ -837,6 +837,17 @@ async fn execute(
             decision: decision_tx,
             task,
         });
+        if let Some(f) = failed_while_held(&mut held).await {
+            failure = Some(f);
+            break;
+        }
+    }
+    // A held service that turned unhealthy reverted itself: then none may be committed.
+    if failure.is_none()
+        && problem.is_none()
+        && let Some(f) = failed_while_held(&mut held).await
+    {
+        failure = Some(f);
     }
     let ok = failure.is_none() && problem.is_none();
     // Every service is through: commit them all. Otherwise revert every held one.
@@ -942,6 +953,15 @@ fn outcome_of(
             )),
         )
     }
+}
+
+/// A held service whose rollout ended while held (it turned unhealthy and reverted itself): taken
+/// out of `held`, with its outcome.
+async fn failed_while_held(held: &mut Vec<HeldService>) -> Option<(String, Outcome)> {
+    let i = held.iter().position(|h| h.task.is_finished())?;
+    let mut h = held.remove(i);
+    let outcome = join_outcome(&mut h.task).await;
+    Some((h.name, outcome))
 }
 
 async fn join_outcome(task: &mut JoinHandle<Outcome>) -> Outcome {

@@ -33,8 +33,17 @@ pub type Observer = Arc<dyn Fn(&DriverNote) + Send + Sync>;
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum DriverNote {
-    Action { at_ms: u64, action: Action },
-    Event { at_ms: u64, event: Event },
+    Action {
+        at_ms: u64,
+        action: Action,
+    },
+    /// `observed`, not `event`: the deploy's notes are tagged `event` (`--json`), and this note is
+    /// flattened into them.
+    Event {
+        at_ms: u64,
+        #[serde(rename = "observed")]
+        event: Event,
+    },
 }
 
 /// The engine's side of a rollout held before its point of no return

@@ -1,9 +1,12 @@
 //! `davit-engine`: plans and executes deploys. The only crate that owns a runtime, timers and spawning.
 //!
 //! - [`model`]: what is deployed ([`ProjectSpec`], [`ServiceSpec`]), in the engine's own terms;
-//! - [`deploy`]: plan (pin images, read hosts, diff) then execute (proxy, lock, rollouts, release);
+//! - [`deploy`]: plan (pin images, read hosts, diff) then execute (proxy, lock, rollouts held until
+//!   every service is through, then committed or all reverted, release);
 //! - [`driver`]: runs a `davit-rollout` state machine against an [`driver::Executor`];
 //! - [`exec`]: the real executor (Docker engine + the host's davit-proxy);
+//! - [`gate`]: the health gate of new containers, with `davit-health`'s probes and policy;
+//! - [`metrics`]: the proxy's latency histograms, for a canary's p99;
 //! - [`release`]: releases and the deploy lock, kept on the hosts;
 //! - [`job`]: one-off jobs (migrations) run under the lock before their dependents;
 //! - [`hooks`]: pre- and post-deploy hooks, run through the [`hooks::Hooks`] trait;

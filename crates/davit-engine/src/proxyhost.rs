@@ -104,11 +104,123 @@ pub async fn load_image(remote: &RemoteRef, image: &ProxyImage) -> Result<(), St
     Ok(())
 }
 
-/// Makes sure the proxy runs on `remote` and answers on its admin API.
+/// The proxy container's name while a newer proxy takes over from it.
+pub const RETIRING_CONTAINER: &str = "davit-proxy-retiring";
+
+fn proxy_body(image: &ProxyImage) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(image.tag.clone()),
+        cmd: Some(vec![
+            "--admin".into(),
+            format!("127.0.0.1:{ADMIN_PORT}"),
+            "--state".into(),
+            "/var/lib/davit-proxy/routes.json".into(),
+        ]),
+        labels: Some(std::collections::HashMap::from([(
+            "dev.davit.role".to_string(),
+            "proxy".to_string(),
+        )])),
+        host_config: Some(HostConfig {
+            network_mode: Some("host".into()),
+            // Routes survive a restart of the proxy (or of the host).
+            mounts: Some(vec![bollard::models::Mount {
+                target: Some("/var/lib/davit-proxy".into()),
+                source: Some("davit-proxy-state".into()),
+                typ: Some(bollard::models::MountType::VOLUME),
+                ..Default::default()
+            }]),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn create_proxy(docker: &bollard::Docker, image: &ProxyImage) -> Result<(), String> {
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(PROXY_CONTAINER.into()),
+                ..Default::default()
+            }),
+            proxy_body(image),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| hostops::derr("creating the proxy container", e))
+}
+
+/// Whether container `name` runs (`None`: it does not exist).
+async fn running(docker: &bollard::Docker, name: &str) -> Result<Option<bool>, String> {
+    match docker
+        .inspect_container(
+            name,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+    {
+        Ok(c) => Ok(Some(c.state.is_some_and(|s| {
+            s.running.unwrap_or(false) && !s.restarting.unwrap_or(false)
+        }))),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(None),
+        Err(e) => Err(hostops::derr(&format!("inspecting {name}"), e)),
+    }
+}
+
+/// Replaces a proxy that runs another image (an older davit's) by one of `image`, keeping its routes
+/// (the state volume). The new proxy starts beside the old one: when both bind their ports with
+/// `SO_REUSEPORT` (davit-proxy does since the handover work), the old one is then stopped with
+/// SIGTERM, which drains it, and no request is lost. An old proxy that holds its ports exclusively
+/// makes the new one exit at once; then the old one is stopped (drained) first and the new one started
+/// right after: a short switchover during which new connections are refused (about the time the new
+/// proxy takes to bind, well under a second on an idle host), and requests reaching the new proxy
+/// before its targets' first health checks pass (the route's check interval) are answered 503.
+async fn upgrade(remote: &RemoteRef, image: &ProxyImage) -> Result<(), String> {
+    let docker = remote.docker();
+    hostops::remove(&docker, RETIRING_CONTAINER).await?;
+    docker
+        .rename_container(
+            PROXY_CONTAINER,
+            bollard::query_parameters::RenameContainerOptions {
+                name: RETIRING_CONTAINER.into(),
+            },
+        )
+        .await
+        .map_err(|e| hostops::derr("renaming the old proxy", e))?;
+    create_proxy(&docker, image).await?;
+    hostops::start(&docker, PROXY_CONTAINER).await?;
+    // Beside the old one: does it keep running (its ports and admin API bound)?
+    let settle = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut side_by_side = true;
+    while tokio::time::Instant::now() < settle {
+        if running(&docker, PROXY_CONTAINER).await? != Some(true) {
+            side_by_side = false;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Drained: it stops accepting, lets what is in flight finish, and exits.
+    hostops::stop(&docker, RETIRING_CONTAINER, Some(Duration::from_secs(35))).await?;
+    if !side_by_side {
+        tracing::info!(
+            host = remote.name(),
+            "the old proxy holds its ports exclusively: switching over"
+        );
+        hostops::start(&docker, PROXY_CONTAINER).await?;
+    }
+    hostops::remove(&docker, RETIRING_CONTAINER).await
+}
+
+/// Makes sure the proxy of `image` runs on `remote` and answers on its admin API; a proxy of another
+/// image (started by another davit build) is replaced, its routes kept (see `upgrade`).
 pub async fn ensure_proxy(remote: &RemoteRef, image: &ProxyImage) -> Result<(), String> {
     let docker = remote.docker();
-    // The image also backs the lock and release containers, so it must be on the host even when a
-    // proxy from an earlier davit build is already running.
+    // The image also backs the lock and release containers, so it must be on the host whatever runs.
     load_image(remote, image).await?;
     let existing = docker
         .inspect_container(
@@ -118,49 +230,24 @@ pub async fn ensure_proxy(remote: &RemoteRef, image: &ProxyImage) -> Result<(), 
         .await
         .ok();
     match existing {
+        Some(c)
+            if c.config.as_ref().and_then(|c| c.image.as_deref()) != Some(image.tag.as_str()) =>
+        {
+            upgrade(remote, image).await?;
+        }
         Some(c) if c.state.as_ref().and_then(|s| s.running) == Some(true) => {}
         Some(_) => hostops::start(&docker, PROXY_CONTAINER).await?,
         None => {
-            let body = ContainerCreateBody {
-                image: Some(image.tag.clone()),
-                cmd: Some(vec![
-                    "--admin".into(),
-                    format!("127.0.0.1:{ADMIN_PORT}"),
-                    "--state".into(),
-                    "/var/lib/davit-proxy/routes.json".into(),
-                ]),
-                labels: Some(std::collections::HashMap::from([(
-                    "dev.davit.role".to_string(),
-                    "proxy".to_string(),
-                )])),
-                host_config: Some(HostConfig {
-                    network_mode: Some("host".into()),
-                    // Routes survive a restart of the proxy (or of the host).
-                    mounts: Some(vec![bollard::models::Mount {
-                        target: Some("/var/lib/davit-proxy".into()),
-                        source: Some("davit-proxy-state".into()),
-                        typ: Some(bollard::models::MountType::VOLUME),
-                        ..Default::default()
-                    }]),
-                    restart_policy: Some(RestartPolicy {
-                        name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                        maximum_retry_count: None,
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            docker
-                .create_container(
-                    Some(CreateContainerOptions {
-                        name: Some(PROXY_CONTAINER.into()),
-                        ..Default::default()
-                    }),
-                    body,
-                )
-                .await
-                .map_err(|e| hostops::derr("creating the proxy container", e))?;
-            hostops::start(&docker, PROXY_CONTAINER).await?;
+            // An upgrade interrupted after the rename: the old proxy may still serve.
+            if running(&docker, RETIRING_CONTAINER).await?.is_some() {
+                create_proxy(&docker, image).await?;
+                hostops::stop(&docker, RETIRING_CONTAINER, Some(Duration::from_secs(35))).await?;
+                hostops::start(&docker, PROXY_CONTAINER).await?;
+                hostops::remove(&docker, RETIRING_CONTAINER).await?;
+            } else {
+                create_proxy(&docker, image).await?;
+                hostops::start(&docker, PROXY_CONTAINER).await?;
+            }
         }
     }
     let admin = admin(remote.clone());

@@ -302,3 +302,107 @@ fn health_gates_follow_the_compose_healthcheck_and_proxy_path() {
     }
     insta::assert_snapshot!("health_gates", out);
 }
+
+/// A held rollout driven with a commit gate: says when it is held, then commits or aborts.
+async fn run_gated(commit: Option<bool>) -> (Outcome, Vec<String>) {
+    let rollout = Rollout::new(
+        Config {
+            strategy: Strategy::Rolling { max_parallel: 1 },
+            gates: Gates {
+                min_healthy_time: Duration::from_secs(1),
+                ..Gates::default()
+            },
+        },
+        vec![HostSpec::new("h1", true), HostSpec::new("h2", true)],
+    )
+    .unwrap()
+    .hold_before_cleanup();
+    let fake = Arc::new(Fake {
+        bad_host: None,
+        log: Mutex::new(Vec::new()),
+    });
+    let (reached_tx, reached_rx) = tokio::sync::oneshot::channel();
+    let (decision_tx, decision_rx) = tokio::sync::oneshot::channel();
+    let (_cancel_tx, cancel_rx) = watch::channel(false);
+    let task = tokio::spawn(crate::driver::drive_gated(
+        rollout,
+        fake.clone(),
+        cancel_rx,
+        None,
+        Some(crate::driver::CommitGate {
+            reached: reached_tx,
+            decision: decision_rx,
+        }),
+    ));
+    reached_rx.await.expect("the rollout is held");
+    // Held: every host switched, nothing removed yet.
+    let log = fake.log.lock().unwrap().clone();
+    assert!(log.iter().all(|l| !l.contains("remove-old")), "{log:?}");
+    assert_eq!(
+        log.iter().filter(|l| l.contains("route new=100%")).count(),
+        2,
+        "{log:?}"
+    );
+    match commit {
+        Some(c) => decision_tx.send(c).unwrap(),
+        None => drop(decision_tx),
+    }
+    let outcome = task.await.unwrap();
+    let log = fake.log.lock().unwrap().clone();
+    (outcome, log)
+}
+
+#[tokio::test(start_paused = true)]
+async fn driver_holds_until_committed() {
+    let (outcome, log) = run_gated(Some(true)).await;
+    assert!(outcome.is_success(), "{outcome}");
+    assert_eq!(log.iter().filter(|l| l.contains("remove-old")).count(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn driver_held_then_aborted_or_abandoned_reverts_every_host() {
+    for decision in [Some(false), None] {
+        let (outcome, log) = run_gated(decision).await;
+        assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome}");
+        assert!(log.iter().all(|l| !l.contains("remove-old")), "{log:?}");
+        for h in ["h1", "h2"] {
+            let tail: Vec<&String> = log
+                .iter()
+                .filter(|l| l.starts_with(h))
+                .rev()
+                .take(3)
+                .collect();
+            assert_eq!(
+                tail,
+                [
+                    &format!("{h}: stop-new"),
+                    &format!("{h}: route new=0%"),
+                    &format!("{h}: start-old")
+                ],
+                "{log:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn json_notes_have_one_value_per_key() {
+    use crate::deploy::Note;
+    let note = Note::Service {
+        service: "web".into(),
+        note: DriverNote::Event {
+            at_ms: 5,
+            event: Event::Completed {
+                host: "h1".into(),
+                step: Step::StartNew,
+            },
+        },
+    };
+    let text = serde_json::to_string(&note).unwrap();
+    assert_eq!(text.matches("\"event\":").count(), 2, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["event"], "service", "{text}");
+    assert_eq!(v["kind"], "event", "{text}");
+    assert_eq!(v["observed"]["event"], "completed", "{text}");
+    assert_eq!(v["observed"]["step"]["step"], "start-new", "{text}");
+}

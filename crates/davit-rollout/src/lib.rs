@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::Error;
 pub use latency::Histogram;
-pub use machine::Rollout;
+pub use machine::{JUDGE_EVERY, Rollout};
 
 /// A point in time: the duration since an epoch chosen by the driver.
 pub type Time = Duration;
@@ -63,7 +63,8 @@ pub enum Strategy {
 pub struct Canary {
     /// Weights (percent of traffic to the new version), increasing, ending at 100.
     pub steps: Vec<u8>,
-    /// How long each step is held before its metrics are judged.
+    /// How long each step is held. Its metrics (since the step began) are judged every
+    /// [`JUDGE_EVERY`] at most during the hold, and at its end.
     pub hold: Duration,
     /// Highest acceptable share of failed requests (0.0..=1.0) on the new version.
     pub max_error_rate: f64,

@@ -724,6 +724,9 @@ fn needs_old(op: Op) -> bool {
     )
 }
 
+/// How often, at most, a canary step's metrics are judged during its hold.
+pub const JUDGE_EVERY: Duration = Duration::from_secs(5);
+
 fn compile(strategy: &Strategy, all: usize) -> Result<Vec<Stage>, Error> {
     use Op::{AwaitStable, Do};
     let ops = |ops: Vec<Op>, parallel: usize, last: bool| Stage::Ops {
@@ -780,11 +783,17 @@ fn compile(strategy: &Strategy, all: usize) -> Result<Vec<Stage>, Error> {
                 return Err(Error::CanarySteps(c.steps.clone()));
             }
             let mut v = vec![ops(vec![Do(Step::StartNew), AwaitStable], all, false)];
+            // Each step is judged every JUDGE_EVERY of its hold at most (on what the new version
+            // served since the step began), so a bad canary is stopped early, not at the hold's end.
+            let checks = c.hold.as_nanos().div_ceil(JUDGE_EVERY.as_nanos()).max(1);
+            let checks = u32::try_from(checks).unwrap_or(u32::MAX);
             for &weight in &c.steps {
                 v.push(ops(vec![Do(Step::Route { weight })], all, false));
-                v.push(Stage::Hold(c.hold));
-                v.push(ops(vec![Do(Step::Sample)], all, false));
-                v.push(Stage::Judge { weight });
+                for _ in 0..checks {
+                    v.push(Stage::Hold(c.hold / checks));
+                    v.push(ops(vec![Do(Step::Sample)], all, false));
+                    v.push(Stage::Judge { weight });
+                }
             }
             v.push(ops(retire, all, true));
             v
