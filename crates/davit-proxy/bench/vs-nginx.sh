@@ -53,10 +53,10 @@ wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/
 
 nginx -e "$work/backend.err" -p "$work" -c "$work/backend.conf" & pids+=($!)
 wait_port $BACKEND
-nginx -e "$work/nginx.err" -p "$work" -c "$work/nginx.conf" & pids+=($!)
+nginx -e "$work/nginx.err" -p "$work" -c "$work/nginx.conf" & nginx_pid=$!; pids+=($nginx_pid)
 DAVIT_LOG=warn "$PROXY_BIN" --listen $DAVIT --target $BACKEND & davit_pid=$!; pids+=($davit_pid)
 if [ -n "$BASELINE_BIN" ]; then
-  DAVIT_LOG=warn "$BASELINE_BIN" --listen $BASE --target $BACKEND & pids+=($!)
+  DAVIT_LOG=warn "$BASELINE_BIN" --listen $BASE --target $BACKEND & base_pid=$!; pids+=($base_pid)
   wait_port $BASE
 fi
 wait_port $NGINX
@@ -67,44 +67,60 @@ idle_rss=$(rss_kb "$davit_pid")
 curl -sf "http://$DAVIT/" >/dev/null
 curl -sf "http://$NGINX/" >/dev/null
 
-# wrk's --latency output -> "requests_per_sec p50 p99"
+# CPU time (user + system, clock ticks) of a process and its children (nginx's workers).
+cpu_ticks() {
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
+# wrk's --latency output -> "requests_per_sec p50 p99 load cpu_us_per_request errors"; the CPU time per
+# request (the proxy's own, from /proc) says much less about the neighbours than throughput does.
 run() {
   wrk -t"$THREADS" -c"$CONNS" -d3s "http://$1/" >/dev/null # warm-up
+  local before after
+  before=$(cpu_ticks "$3")
   wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://$1/" >"$work/$2.txt"
-  local rps p50 p99 errs
+  after=$(cpu_ticks "$3")
+  local rps p50 p99 errs reqs cpu
+  reqs=$(awk '/requests in/ {print $1}' "$work/$2.txt")
+  cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$reqs" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
   rps=$(awk '/^Requests\/sec/ {print $2}' "$work/$2.txt")
   p50=$(awk '$1=="50%" {print $2}' "$work/$2.txt")
   p99=$(awk '$1=="99%" {print $2}' "$work/$2.txt")
   errs=$(awk '/Non-2xx|Socket errors/ {print}' "$work/$2.txt" | tr '\n' ' ' | tr ' ' '_')
-  echo "$rps $p50 $p99 load=$(cut -d' ' -f1 /proc/loadavg) ${errs:-none}"
+  echo "$rps $p50 $p99 load=$(cut -d' ' -f1 /proc/loadavg) ${cpu}us/req ${errs:-none}"
 }
 # Alternate the two, ROUNDS times each, and keep each one's median round (by throughput): the machine is
 # shared, so a single round of each says more about the neighbours than about the proxies.
 : >"$work/nginx.rounds"; : >"$work/davit.rounds"; : >"$work/base.rounds"
 for _ in $(seq 1 "$ROUNDS"); do
-  run $NGINX nginx >>"$work/nginx.rounds"
-  run $DAVIT davit >>"$work/davit.rounds"
-  [ -z "$BASELINE_BIN" ] || run $BASE base >>"$work/base.rounds"
+  run $NGINX nginx "$nginx_pid" >>"$work/nginx.rounds"
+  run $DAVIT davit "$davit_pid" >>"$work/davit.rounds"
+  [ -z "$BASELINE_BIN" ] || run $BASE base "$base_pid" >>"$work/base.rounds"
 done
 median() { sort -n -k1,1 "$1" | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)'; }
-read -r n_rps n_p50 n_p99 _ n_err <<<"$(median "$work/nginx.rounds")"
-read -r d_rps d_p50 d_p99 _ d_err <<<"$(median "$work/davit.rounds")"
+read -r n_rps n_p50 n_p99 _ _ n_err <<<"$(median "$work/nginx.rounds")"
+read -r d_rps d_p50 d_p99 _ _ d_err <<<"$(median "$work/davit.rounds")"
 loaded_rss=$(rss_kb "$davit_pid")
 ratio=$(awk -v d="$d_rps" -v n="$n_rps" 'BEGIN { printf "%.2f", d / n }')
 
 echo
 echo "wrk -t$THREADS -c$CONNS -d$DURATION, median of $ROUNDS alternating rounds, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); backend: one-worker nginx returning a fixed body"
-echo "all rounds in order (requests/s p50 p99 load-average-at-end):"
-echo "  nginx:       $(awk '{printf "%s %s %s %s; ", $1, $2, $3, $4}' "$work/nginx.rounds")"
-echo "  davit-proxy: $(awk '{printf "%s %s %s %s; ", $1, $2, $3, $4}' "$work/davit.rounds")"
-[ -z "$BASELINE_BIN" ] || echo "  baseline:    $(awk '{printf "%s %s %s %s; ", $1, $2, $3, $4}' "$work/base.rounds")"
+echo "all rounds in order (requests/s p50 p99 load-average-at-end proxy-CPU-per-request):"
+echo "  nginx:       $(awk '{printf "%s %s %s %s %s; ", $1, $2, $3, $4, $5}' "$work/nginx.rounds")"
+echo "  davit-proxy: $(awk '{printf "%s %s %s %s %s; ", $1, $2, $3, $4, $5}' "$work/davit.rounds")"
+[ -z "$BASELINE_BIN" ] || echo "  baseline:    $(awk '{printf "%s %s %s %s %s; ", $1, $2, $3, $4, $5}' "$work/base.rounds")"
+mcpu() { awk '{print $5+0}' "$1" | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)'; }
+echo "median proxy CPU per request: nginx $(mcpu "$work/nginx.rounds") us, davit-proxy $(mcpu "$work/davit.rounds") us$([ -z "$BASELINE_BIN" ] || echo ", baseline $(mcpu "$work/base.rounds") us")"
 echo
 echo "| proxy | requests/s | p50 | p99 | errors |"
 echo "| --- | --- | --- | --- | --- |"
 echo "| nginx $(nginx -v 2>&1 | sed 's|.*/||') | $n_rps | $n_p50 | $n_p99 | $n_err |"
 echo "| davit-proxy | $d_rps | $d_p50 | $d_p99 | $d_err |"
 if [ -n "$BASELINE_BIN" ]; then
-  read -r b_rps b_p50 b_p99 _ b_err <<<"$(median "$work/base.rounds")"
+  read -r b_rps b_p50 b_p99 _ _ b_err <<<"$(median "$work/base.rounds")"
   echo "| davit-proxy baseline ($BASELINE_BIN) | $b_rps | $b_p50 | $b_p99 | $b_err |"
 fi
 echo
