@@ -1,47 +1,133 @@
 #!/usr/bin/env python3
-"""Rolling deploy vs `docker compose up -d`: the same lab host, the same load, v1 -> v2.
+"""Rollout benchmarks on the lab (docs/BENCHMARKS.md, "Rolling deploy").
 
-Usage: scripts/bench-rollout.py LAB_JSON DAVIT HOST_INDEX
-Needs the lab up (`davit lab up --hosts N --registry --json > LAB_JSON`), `docker compose` on PATH,
-DAVIT_PROXY_BIN set to a static davit-proxy. Prints one line per tool: wall time, served, failed.
+Usage:
+  scripts/bench-rollout.py compose LAB_JSON DAVIT HOST_INDEX [RUNS]
+      `docker compose up -d` vs `davit deploy` (rolling) on the same lab host, v1 -> v2 under the same
+      load (one client sending GET / on a new connection every ~5 ms), runs interleaved. Prints per run:
+      wall time, requests served and failed, and for davit the batch's time split and davit's overhead
+      (the batch's wall time minus the container's own start-to-healthy time and the configured
+      min_healthy_time).
+  scripts/bench-rollout.py hosts LAB_JSON DAVIT [RUNS] [MAX_PARALLEL]
+      The same project deployed to 1 host (the lab's 11th) and to 10 hosts (the lab's 1st to 10th),
+      `--strategy rolling --max-parallel MAX_PARALLEL` (default 10: one batch), alternating v1 -> v2 and
+      v2 -> v1 rolling updates, runs interleaved; plus the floor of the same Docker work done straight
+      on the engines (`docker run -d` until healthy, on 1 vs 10 engines at once). Medians and ratios.
+
+Needs the lab up (`davit lab up --hosts 11 --registry --json > LAB_JSON`; `hosts` needs 11 hosts),
+`docker` and `docker compose` on PATH, DAVIT_PROXY_BIN set to a static davit-proxy. Every line also
+shows the 1-minute load average when the run started (the machine is shared).
 """
-import http.client, json, os, subprocess, sys, tempfile, threading, time
+import datetime, http.client, json, os, statistics, subprocess, sys, tempfile, threading, time
 
-lab = json.load(open(sys.argv[1]))
-davit = sys.argv[2]
-host = lab["hosts"][int(sys.argv[3]) - 1]
-addr, reg = host["address"], lab["registry"]
-env = dict(os.environ, REGISTRY=reg, DAVIT_IDENTITY=lab["identity"], DAVIT_KNOWN_HOSTS=lab["known_hosts"],
-           DAVIT_INSECURE_REGISTRIES="10.77.0.0/16")
-work = tempfile.mkdtemp()
-open(f"{work}/compose.yaml", "w").write(f"""name: benchc
-services:
-  web:
-    image: {reg}/davit-demo:${{VERSION}}
-    ports: ["8090:8080"]
-""")
-open(f"{work}/davit.yaml", "w").write(f"""name: benchd
-services:
-  web:
-    image: {reg}/davit-demo:${{VERSION}}
-    x-davit:
-      proxy: {{port: 8080, health: /health, publish: 8091}}
-""")
+MIN_HEALTHY = 2.0  # davit's default --min-healthy-time, a gate the batch holds on purpose
 
-def run(cmd, version, extra=None):
-    e = dict(env, VERSION=version, **(extra or {}))
-    t = time.monotonic()
-    subprocess.run(cmd, cwd=work, env=e, check=True, stdout=subprocess.DEVNULL)
-    return time.monotonic() - t
+
+def ts(s):
+    """Docker's RFC 3339 timestamp (nanoseconds) as unix seconds."""
+    s = s.rstrip("Z")
+    base, _, frac = s.partition(".")
+    t = datetime.datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    return t.timestamp() + float("0." + (frac or "0"))
+
+
+def load1():
+    return os.getloadavg()[0]
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+class Lab:
+    def __init__(self, path):
+        self.lab = json.load(open(path))
+        self.reg = self.lab["registry"]
+        self.env = dict(os.environ, REGISTRY=self.reg, DAVIT_IDENTITY=self.lab["identity"],
+                        DAVIT_KNOWN_HOSTS=self.lab["known_hosts"], DAVIT_INSECURE_REGISTRIES="10.77.0.0/16")
+        self.work = tempfile.mkdtemp()
+
+    def host(self, i):
+        return self.lab["hosts"][i - 1]
+
+    def write(self, name, text):
+        open(f"{self.work}/{name}", "w").write(text)
+
+    def run(self, cmd, version, extra=None):
+        e = dict(self.env, VERSION=version, **(extra or {}))
+        t = time.monotonic()
+        subprocess.run(cmd, cwd=self.work, env=e, check=True, stdout=subprocess.DEVNULL)
+        return time.monotonic() - t
+
+    def deploy_json(self, cmd, version):
+        """Runs `davit deploy --json`; returns (wall seconds, [(unix time read, event)])."""
+        e = dict(self.env, VERSION=version)
+        t = time.monotonic()
+        p = subprocess.Popen(cmd + ["--json"], cwd=self.work, env=e, stdout=subprocess.PIPE, text=True)
+        events = [(time.time(), json.loads(line)) for line in p.stdout if line.startswith("{")]
+        if p.wait() != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed: {events[-1] if events else ''}")
+        return time.monotonic() - t, events
+
+    def docker(self, host, *args):
+        e = dict(os.environ, DOCKER_HOST=host["docker_host"])
+        return subprocess.run(["docker", *args], env=e, check=True, capture_output=True, text=True).stdout
+
+
+def batches(lab, events, project):
+    """Per host of a davit rollout: the batch's steps from the --json stream, and the new container's
+    own times from its engine (created, started, first passing healthcheck)."""
+    out = {}
+    for t, e in events:
+        if e.get("event") != "service":
+            continue
+        if e.get("kind") == "action" and e["action"].get("action") == "do":
+            a = e["action"]
+            out.setdefault(a["host"], {})[f"{a['step']['step']}>"] = t
+        elif e.get("kind") == "event":
+            ev = e["event"]
+            if ev.get("event") == "completed":
+                out.setdefault(ev["host"], {})[f"{ev['step']['step']}<"] = t
+            elif ev.get("event") == "healthy" and ev.get("version") == "new":
+                out.setdefault(ev["host"], {})["healthy"] = t
+    release = next(e["release"] for _, e in events if e.get("event") == "recorded")
+    by_url = {h["url"]: h for h in lab.lab["hosts"]}
+    short = release.replace("-", "")[-10:]
+    for url, b in out.items():
+        c = json.loads(lab.docker(by_url[url], "inspect", f"{project}-web-{short}-1"))[0]
+        b["created"] = ts(c["Created"])
+        b["started"] = ts(c["State"]["StartedAt"])
+        log = [x for x in c["State"]["Health"]["Log"] if x["ExitCode"] == 0]
+        # Docker keeps the last 5 checks: the first one kept must be the first one run.
+        b["docker_healthy"] = ts(log[0]["End"]) if log and ts(log[0]["Start"]) - b["started"] < 3 else None
+    return out
+
+
+def split(b):
+    """One batch: (wall, own start-to-healthy, overhead, parts) in seconds."""
+    wall = b["stop-old<"] - b["start-new>"]
+    own = b["docker_healthy"] - b["started"]
+    parts = {
+        "start-new (create+start)": b["start-new<"] - b["start-new>"],
+        "  of which Docker create->started": b["started"] - b["created"],
+        "healthy seen after the container's first passing check": b["healthy"] - b["docker_healthy"],
+        "route new=100%": b["route<"] - b["route>"],
+        "drain-old": b["drain-old<"] - b["drain-old>"],
+        "stop-old": b["stop-old<"] - b["stop-old>"],
+    }
+    return wall, own, wall - own - MIN_HEALTHY, parts
+
 
 class Load:
-    def __init__(self, port):
-        self.port, self.stop, self.ok, self.failed = port, False, 0, 0
-        self.t = threading.Thread(target=self.loop); self.t.start()
+    def __init__(self, addr, port):
+        self.addr, self.port, self.stop, self.ok, self.failed = addr, port, False, 0, 0
+        self.t = threading.Thread(target=self.loop)
+        self.t.start()
+
     def loop(self):
         while not self.stop:
             try:
-                c = http.client.HTTPConnection(addr, self.port, timeout=5)
+                c = http.client.HTTPConnection(self.addr, self.port, timeout=5)
                 c.request("GET", "/"); r = c.getresponse(); r.read(); c.close()
                 good = r.status == 200
             except Exception:
@@ -49,10 +135,12 @@ class Load:
             if good: self.ok += 1
             else: self.failed += 1
             time.sleep(0.005)
+
     def end(self):
         self.stop = True; self.t.join(); return self.ok, self.failed
 
-def serves(port, version, deadline=60):
+
+def serves(addr, port, version, deadline=60):
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         try:
@@ -63,25 +151,140 @@ def serves(port, version, deadline=60):
         time.sleep(0.05)
     return False
 
-compose = ["docker", "compose", "-f", "compose.yaml", "up", "-d"]
-docker_env = {"DOCKER_HOST": host["docker_host"]}
-deploy = [davit, "deploy", "-f", "davit.yaml", "--host", host["url"]]
-# Warm both: images pulled, v1 serving.
-for v in ("v2", "v1"):
-    run(compose, v, docker_env); serves(8090, v)
-    run(deploy, v); serves(8091, v)
-results = {}
-for name, cmd, port, extra in (("docker compose up -d", compose, 8090, docker_env), ("davit deploy (rolling)", deploy, 8091, None)):
-    for _ in range(3):
-        run(cmd, "v1", extra); serves(port, "v1")
-        load = Load(port); time.sleep(1)
-        t0 = time.monotonic()
-        wall = run(cmd, "v2", extra)
-        serves(port, "v2")
-        to_v2 = time.monotonic() - t0
-        time.sleep(1)
-        ok, failed = load.end()
-        results.setdefault(name, []).append((wall, to_v2, ok, failed))
-for name, rs in results.items():
-    for wall, to_v2, ok, failed in rs:
-        print(f"{name}: command {wall:.2f}s, serving v2 after {to_v2:.2f}s, {ok} served, {failed} failed")
+
+def bench_compose(lab, davit, index, runs):
+    host = lab.host(index)
+    addr = host["address"]
+    lab.write("compose.yaml", f"""name: benchc
+services:
+  web:
+    image: {lab.reg}/davit-demo:${{VERSION}}
+    ports: ["8090:8080"]
+""")
+    lab.write("davit.yaml", f"""name: benchd
+services:
+  web:
+    image: {lab.reg}/davit-demo:${{VERSION}}
+    x-davit:
+      proxy: {{port: 8080, health: /health, publish: 8091}}
+""")
+    compose = ["docker", "compose", "-f", "compose.yaml", "up", "-d"]
+    docker_env = {"DOCKER_HOST": host["docker_host"]}
+    deploy = [davit, "deploy", "-f", "davit.yaml", "--host", host["url"]]
+    # Warm both: images pulled, v1 serving.
+    for v in ("v2", "v1"):
+        lab.run(compose, v, docker_env); serves(addr, 8090, v)
+        lab.run(deploy, v); serves(addr, 8091, v)
+    rows = {"docker compose up -d": [], "davit deploy (rolling)": []}
+    overheads, parts_all = [], []
+    for i in range(runs):
+        for name, port in (("docker compose up -d", 8090), ("davit deploy (rolling)", 8091)):
+            if name.startswith("docker"):
+                lab.run(compose, "v1", docker_env)
+            else:
+                lab.run(deploy, "v1")
+            serves(addr, port, "v1")
+            la = load1()
+            load = Load(addr, port); time.sleep(1)
+            if name.startswith("docker"):
+                wall = lab.run(compose, "v2", docker_env); extra = ""
+            else:
+                wall, events = lab.deploy_json(deploy, "v2")
+                (b,) = batches(lab, events, "benchd").values()
+                bw, own, over, parts = split(b)
+                overheads.append(over); parts_all.append(parts)
+                extra = f"; batch {bw:.2f}s = own start-to-healthy {own:.2f}s + min_healthy_time {MIN_HEALTHY:.0f}s + overhead {over:.2f}s"
+            serves(addr, port, "v2")
+            time.sleep(1)
+            ok, failed = load.end()
+            rows[name].append((wall, ok, failed))
+            print(f"run {i + 1} {name}: {wall:.2f}s, {ok} served, {failed} failed (load {la:.1f}){extra}", flush=True)
+    for name, rs in rows.items():
+        print(f"median {name}: {med([r[0] for r in rs]):.2f}s, failed {[r[2] for r in rs]}")
+    print(f"median davit overhead per batch: {med(overheads):.2f}s")
+    for k in parts_all[0]:
+        print(f"  median {k}: {med([p[k] for p in parts_all]):.3f}s")
+
+
+def bench_hosts(lab, davit, runs, max_parallel):
+    one = [lab.host(11)]
+    ten = [lab.host(i) for i in range(1, 11)]
+    for n in ("1", "10"):
+        lab.write(f"scale{n}.yaml", f"""name: scale{n}
+services:
+  web:
+    image: {lab.reg}/davit-demo:${{VERSION}}
+    x-davit:
+      proxy: {{port: 8080, health: /health, publish: 8092}}
+""")
+
+    def cmd(n, hosts):
+        c = [davit, "deploy", "-f", f"scale{n}.yaml", "--strategy", "rolling", "--max-parallel", str(max_parallel)]
+        for h in hosts:
+            c += ["--host", h["url"]]
+        return c
+
+    def floor(hosts):
+        """docker run -d on every engine at once, until every container is healthy (no davit)."""
+        for h in hosts:
+            subprocess.run(["docker", "rm", "-f", "floor-web"], env=dict(os.environ, DOCKER_HOST=h["docker_host"]),
+                           capture_output=True)
+        t = time.monotonic()
+
+        def one_engine(h):
+            lab.docker(h, "run", "-d", "--name", "floor-web", f"{lab.reg}/davit-demo:v1")
+            while lab.docker(h, "inspect", "-f", "{{.State.Health.Status}}", "floor-web").strip() != "healthy":
+                time.sleep(0.05)
+
+        ths = [threading.Thread(target=one_engine, args=(h,)) for h in hosts]
+        for x in ths: x.start()
+        for x in ths: x.join()
+        took = time.monotonic() - t
+        for h in hosts:
+            subprocess.run(["docker", "rm", "-f", "floor-web"], env=dict(os.environ, DOCKER_HOST=h["docker_host"]),
+                           capture_output=True)
+        return took
+
+    for h in one + ten:  # the floor runs the tag, which the deploys pin by digest
+        lab.docker(h, "pull", f"{lab.reg}/davit-demo:v1")
+    # Warm: v1 everywhere (proxy started, images pulled).
+    for n, hosts in (("1", one), ("10", ten)):
+        lab.run(cmd(n, hosts), "v2"); lab.run(cmd(n, hosts), "v1")
+    walls = {"1": [], "10": []}
+    floors = {"1": [], "10": []}
+    overheads = {"1": [], "10": []}
+    for i in range(runs):
+        for v in ("v2", "v1"):
+            for n, hosts in (("1", one), ("10", ten)):
+                la = load1()
+                wall, events = lab.deploy_json(cmd(n, hosts), v)
+                bs = batches(lab, events, f"scale{n}")
+                over = [split(b)[2] for b in bs.values()]
+                walls[n].append(wall); overheads[n] += over
+                print(f"run {i + 1} -> {v}, {n:>2} host(s): {wall:.2f}s, overhead per batch "
+                      f"median {med(over):.2f}s max {max(over):.2f}s (load {la:.1f})", flush=True)
+        for n, hosts in (("1", one), ("10", ten)):
+            la = load1()
+            f = floor(hosts)
+            floors[n].append(f)
+            print(f"run {i + 1} floor (docker run -d until healthy), {n:>2} engine(s): {f:.2f}s (load {la:.1f})", flush=True)
+    m1, m10 = med(walls["1"]), med(walls["10"])
+    f1, f10 = med(floors["1"]), med(floors["10"])
+    print(f"median davit deploy: 1 host {m1:.2f}s, 10 hosts {m10:.2f}s: {m10 / m1:.2f}x")
+    print(f"median floor: 1 engine {f1:.2f}s, 10 engines {f10:.2f}s: {f10 / f1:.2f}x")
+    print(f"median overhead per batch: 1 host {med(overheads['1']):.2f}s, 10 hosts {med(overheads['10']):.2f}s")
+
+
+def main():
+    if len(sys.argv) < 4 or sys.argv[1] not in ("compose", "hosts"):
+        raise SystemExit(__doc__)
+    lab = Lab(sys.argv[2])
+    davit = os.path.abspath(sys.argv[3])
+    if sys.argv[1] == "compose":
+        bench_compose(lab, davit, int(sys.argv[4]), int(sys.argv[5]) if len(sys.argv) > 5 else 3)
+    else:
+        bench_hosts(lab, davit, int(sys.argv[4]) if len(sys.argv) > 4 else 3,
+                    int(sys.argv[5]) if len(sys.argv) > 5 else 10)
+
+
+main()

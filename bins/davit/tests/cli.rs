@@ -41,8 +41,12 @@ fn lab_up_refuses_a_non_number() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("three"));
 }
 
+#[path = "cli/deploy.rs"]
+mod deploy;
 #[path = "cli/hosts.rs"]
 mod hosts;
+#[path = "cli/jobs.rs"]
+mod jobs;
 #[path = "cli/ops.rs"]
 mod ops;
 #[path = "cli/ops_lab.rs"]

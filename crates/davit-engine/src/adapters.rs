@@ -27,12 +27,14 @@ impl SshRemote {
         url: &davit_ssh::HostUrl,
         opts: &davit_ssh::SshOptions,
     ) -> Result<SshRemote, Error> {
-        let host = davit_ssh::Host::connect(url, opts)
-            .await
-            .map_err(|e| Error::Host {
-                host: url.to_string(),
-                message: e.to_string(),
-            })?;
+        let label = url.to_string();
+        let host =
+            crate::hostops::timed(&label, "ssh: connect", davit_ssh::Host::connect(url, opts))
+                .await
+                .map_err(|e| Error::Host {
+                    host: url.to_string(),
+                    message: e.to_string(),
+                })?;
         Ok(SshRemote::new(host))
     }
 }
@@ -59,9 +61,13 @@ pub struct RegistryResolver {
 impl Resolver for RegistryResolver {
     async fn pin(&self, image: &str) -> Result<String, String> {
         let r = davit_registry::ImageRef::parse(image).map_err(|e| e.to_string())?;
-        let digest = davit_registry::Registry::resolve(image, &self.settings)
-            .await
-            .map_err(|e| e.to_string())?;
+        let digest = crate::hostops::timed(
+            &r.registry,
+            "registry: pin image",
+            davit_registry::Registry::resolve(image, &self.settings),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         Ok(format!("{}/{}@{digest}", r.registry, r.repository))
     }
 }
@@ -69,6 +75,14 @@ impl Resolver for RegistryResolver {
 /// The engine's project from a loaded compose project. Bad input (a service without image, a
 /// published port range) is an [`Error::Input`].
 pub fn from_compose(p: &davit_compose::Project) -> Result<ProjectSpec, Error> {
+    // Services something waits on with `service_completed_successfully` are jobs (migrations).
+    let jobs: std::collections::BTreeSet<&str> = p
+        .services
+        .iter()
+        .flat_map(|s| &s.depends_on)
+        .filter(|d| d.condition == davit_compose::DependencyCondition::CompletedSuccessfully)
+        .map(|d| d.service.as_str())
+        .collect();
     let mut services = Vec::new();
     for s in &p.services {
         let image = s.image.clone().ok_or_else(|| {
@@ -139,6 +153,32 @@ pub fn from_compose(p: &davit_compose::Project) -> Result<ProjectSpec, Error> {
         spec.restart = s.restart.clone();
         spec.user = s.user.clone();
         spec.working_dir = s.working_dir.clone();
+        if let Some(uc) = &s.update_config {
+            // `parallelism` is how many hosts roll at once; `monitor` how long a new container
+            // must stay healthy. (0 means "all at once" in Compose.)
+            if let Some(n) = uc.parallelism {
+                let n = if n == 0 { usize::MAX } else { n as usize };
+                spec.strategy = match spec.strategy {
+                    davit_rollout::Strategy::Rolling { .. } => {
+                        davit_rollout::Strategy::Rolling { max_parallel: n }
+                    }
+                    davit_rollout::Strategy::Recreate { .. } => {
+                        davit_rollout::Strategy::Recreate { max_parallel: n }
+                    }
+                    other => other,
+                };
+            }
+            spec.min_healthy_time = uc.monitor;
+        }
+        if jobs.contains(s.name.as_str()) {
+            if spec.proxy.is_some() {
+                return Err(Error::Input(format!(
+                    "service {}: a service others wait on with `service_completed_successfully` runs once to completion (a job, e.g. a migration); it cannot be behind the proxy: remove its `x-davit.proxy`",
+                    s.name
+                )));
+            }
+            spec.job = true;
+        }
         spec.healthcheck = s.healthcheck.as_ref().and_then(|h| {
             if h.disable {
                 Some(vec!["NONE".to_string()])
@@ -148,6 +188,16 @@ pub fn from_compose(p: &davit_compose::Project) -> Result<ProjectSpec, Error> {
                 Some(h.test.clone())
             }
         });
+        spec.healthcheck_timing = s
+            .healthcheck
+            .as_ref()
+            .map(|h| crate::model::HealthTiming {
+                interval: h.interval,
+                timeout: h.timeout,
+                retries: h.retries.map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
+                start_period: h.start_period,
+            })
+            .filter(|t| !t.is_empty());
         services.push(spec);
     }
     Ok(ProjectSpec {

@@ -9,14 +9,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt as _;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 
 use davit_rollout::{Config, Gates, HostSpec, Outcome, Rollout, Strategy};
 
-use crate::driver::{DriverNote, Observer, drive};
+use crate::driver::{CommitGate, DriverNote, Observer, drive_gated};
 use crate::error::Error;
 use crate::exec::{HostPart, ServiceExec};
+use crate::hooks::{Hook, HookContext, Hooks};
 use crate::hostops::{self, L_CONFIG_HASH, L_ENV_HASH, L_IMAGE, L_RELEASE};
+use crate::job;
 use crate::model::ProjectSpec;
 use crate::proxyhost::{self, ProxyImage};
 use crate::release::{self, Release, ReleaseOutcome, ReleaseService};
@@ -47,6 +50,8 @@ pub struct Options {
     pub parallel: usize,
     /// Set when this deploy restores an earlier release.
     pub rollback_of: Option<String>,
+    /// Run around the deploy, under its lock (`x-davit.hooks` in the `davit` binary).
+    pub hooks: Option<Arc<dyn Hooks>>,
 }
 
 impl Default for Options {
@@ -62,6 +67,7 @@ impl Default for Options {
             keep_releases: 10,
             parallel: 8,
             rollback_of: None,
+            hooks: None,
         }
     }
 }
@@ -285,7 +291,13 @@ pub async fn plan(
     for s in &project.services {
         let config_hash = s.config_hash();
         let mut hps = Vec::new();
-        for (h, list) in &by_host {
+        // A job runs on the first host only.
+        let hosts_of_service = if s.job {
+            &by_host[..by_host.len().min(1)]
+        } else {
+            &by_host[..]
+        };
+        for (h, list) in hosts_of_service {
             let mine: Vec<_> = list
                 .iter()
                 .filter(|c| hostops::label(c, hostops::L_SERVICE).as_deref() == Some(&s.name))
@@ -301,7 +313,17 @@ pub async fn plan(
                 .filter(|n| !running_names.contains(n))
                 .collect();
             let running_image = running.first().and_then(|c| hostops::label(c, L_IMAGE));
-            let change = if running.is_empty() {
+            let change = if s.job {
+                if job::done(&mine, &config_hash) {
+                    Change::Unchanged
+                } else if mine.is_empty() {
+                    Change::Create
+                } else {
+                    Change::Update {
+                        reasons: vec!["the last run differs or did not succeed".into()],
+                    }
+                }
+            } else if running.is_empty() {
                 Change::Create
             } else {
                 let mut reasons = Vec::new();
@@ -420,46 +442,60 @@ pub async fn deploy(
         })?;
     }
 
-    // The lock, on every host.
+    // The lock, on every host: the first host alone (two deploys to the same hosts meet there, so
+    // one of them wins), then the others at once.
     phase("taking the deploy lock on every host");
     let holder = format!("{release_id}-{}", std::process::id());
     let mut leases = Vec::new();
     let mut refused = None;
-    for h in &hosts {
-        match release::acquire(
-            h,
-            &image.tag,
-            &project.name,
-            &holder,
-            &opts.who,
-            opts.lock_ttl,
-            opts.force_unlock,
-        )
-        .await
-        {
+    let take = |h: RemoteRef| {
+        let (image, project, holder) = (&image.tag, &project.name, &holder);
+        async move {
+            let r = hostops::timed(
+                h.name(),
+                "deploy lock: take",
+                release::acquire(
+                    &h,
+                    image,
+                    project,
+                    holder,
+                    &opts.who,
+                    opts.lock_ttl,
+                    opts.force_unlock,
+                ),
+            )
+            .await;
+            (h, r)
+        }
+    };
+    let mut taken = Vec::new();
+    if let Some((first, rest)) = hosts.split_first() {
+        taken.push(take(first.clone()).await);
+        if taken[0].1.is_ok() {
+            taken.extend(parallel(rest.to_vec(), opts.parallel, take).await);
+        }
+    }
+    for (h, r) in taken {
+        match r {
             Ok(l) => leases.push((h.clone(), l)),
             Err(release::LockRefused::Held(held)) => {
-                refused = Some(Error::Locked {
+                refused.get_or_insert(Error::Locked {
                     host: h.name().to_string(),
                     project: project.name.clone(),
                     who: held.who,
                     age: release::unix_now().saturating_sub(held.heartbeat),
                 });
-                break;
             }
             Err(release::LockRefused::Failed(message)) => {
-                refused = Some(Error::Host {
+                refused.get_or_insert(Error::Host {
                     host: h.name().to_string(),
                     message,
                 });
-                break;
             }
         }
     }
     if let Some(e) = refused {
-        for (h, l) in &leases {
-            release::release_lock(h, l).await;
-        }
+        unlock_all(&leases).await;
         return Err(e);
     }
     // Heartbeats; losing the lease cancels the deploy.
@@ -469,8 +505,14 @@ pub async fn deploy(
     let heart = tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
-            for (h, l) in &hb_leases {
-                if let Err(e) = release::heartbeat(h, l).await {
+            let beats = hb_leases.iter().map(|(h, l)| async move {
+                hostops::timed(h.name(), "deploy lock: heartbeat", release::heartbeat(h, l)).await
+            });
+            for ((h, _), r) in hb_leases
+                .iter()
+                .zip(futures_util::future::join_all(beats).await)
+            {
+                if let Err(e) = r {
                     tracing::warn!(host = h.name(), "deploy lock: {e}");
                     if e.contains("taken over") {
                         let _ = lost_tx.send(true);
@@ -481,16 +523,49 @@ pub async fn deploy(
     });
     let cancel = merge_cancel(cancel, lost_rx);
 
-    let result = execute(
-        &project,
-        &hosts,
-        &the_plan,
-        &release_id,
-        opts,
-        cancel,
-        &notes,
-    )
-    .await;
+    let mut hook_ctx = HookContext {
+        project: project.name.clone(),
+        release: release_id.clone(),
+        hosts: hosts.iter().map(|h| h.name().to_string()).collect(),
+        services: the_plan
+            .services
+            .iter()
+            .filter(|s| s.hosts.iter().any(|h| h.change != Change::Unchanged))
+            .map(|s| s.service.clone())
+            .collect(),
+        who: opts.who.clone(),
+        outcome: None,
+        rollback_of: opts.rollback_of.clone(),
+    };
+    let hooks = opts.hooks.clone().filter(|_| the_plan.has_changes());
+    let pre = match &hooks {
+        Some(h) => {
+            phase("running the pre-deploy hook");
+            h.run(Hook::PreDeploy, &hook_ctx).await
+        }
+        None => Ok(()),
+    };
+    let result = match pre {
+        Ok(()) => {
+            execute(
+                &project,
+                &hosts,
+                &the_plan,
+                &release_id,
+                opts,
+                cancel,
+                &notes,
+            )
+            .await
+        }
+        Err(e) => (
+            ReleaseOutcome::RolledBack,
+            Vec::new(),
+            Some(format!(
+                "the pre-deploy hook failed, nothing was changed: {e}"
+            )),
+        ),
+    };
     heart.abort();
 
     // The release, on every host, whatever the outcome.
@@ -525,21 +600,32 @@ pub async fn deploy(
         .map(|s| (s.name.clone(), s.environment.clone()))
         .collect();
     phase("recording the release on every host");
-    for h in &hosts {
-        if let Err(e) = release::record(h, &image.tag, &rel, &env).await {
-            tracing::warn!(host = h.name(), "{e}");
-        }
-        if let Err(e) = release::prune(h, &project.name, opts.keep_releases).await {
-            tracing::warn!(host = h.name(), "{e}");
-        }
-    }
+    let (rel, env, tag) = (&rel, &env, &image.tag);
+    parallel(hosts.clone(), opts.parallel, |h| async move {
+        hostops::timed(h.name(), "release: record and prune", async {
+            if let Err(e) = release::record(&h, tag, rel, env).await {
+                tracing::warn!(host = h.name(), "{e}");
+            }
+            if let Err(e) = release::prune(&h, &rel.project, opts.keep_releases).await {
+                tracing::warn!(host = h.name(), "{e}");
+            }
+        })
+        .await
+    })
+    .await;
     notes(&Note::Recorded {
         release: release_id.clone(),
         outcome: outcome.clone(),
     });
-    for (h, l) in &leases {
-        release::release_lock(h, l).await;
+    if let Some(h) = &hooks {
+        phase("running the post-deploy hook");
+        hook_ctx.outcome = Some(outcome.clone());
+        if let Err(e) = h.run(Hook::PostDeploy, &hook_ctx).await {
+            tracing::warn!("the post-deploy hook failed: {e}");
+            phase(&format!("the post-deploy hook failed: {e}"));
+        }
     }
+    unlock_all(&leases).await;
     Ok((
         the_plan,
         Some(Report {
@@ -549,6 +635,18 @@ pub async fn deploy(
             message,
         }),
     ))
+}
+
+/// Releases every lease at once.
+async fn unlock_all(leases: &[(RemoteRef, release::Lease)]) {
+    let unlocks = leases.iter().map(|(h, l)| {
+        hostops::timed(
+            h.name(),
+            "deploy lock: release",
+            release::release_lock(h, l),
+        )
+    });
+    futures_util::future::join_all(unlocks).await;
 }
 
 fn merge_cancel(
@@ -579,6 +677,17 @@ fn merge_cancel(
     rx
 }
 
+/// A service rolled out and held before its point of no return, waiting for the others.
+struct HeldService {
+    name: String,
+    decision: oneshot::Sender<bool>,
+    task: JoinHandle<Outcome>,
+}
+
+/// Rolls out every changed service in dependency order. Each rollout is held before its point of no
+/// return (old containers kept) until every service is through; then all are committed. When one
+/// fails (or the deploy is interrupted), every service already switched is reverted too, so the
+/// project as a whole goes back to the previous release.
 async fn execute(
     project: &ProjectSpec,
     hosts: &[RemoteRef],
@@ -589,24 +698,78 @@ async fn execute(
     notes: &Notes,
 ) -> (ReleaseOutcome, Vec<(String, Outcome)>, Option<String>) {
     let shared = Arc::new(project.clone());
-    let mut results = Vec::new();
+    let by_name: HashMap<&str, &RemoteRef> = hosts.iter().map(|h| (h.name(), h)).collect();
+    let mut held: Vec<HeldService> = Vec::new();
+    let mut failure: Option<(String, Outcome)> = None;
+    let mut problem: Option<String> = None;
+    let mut jobs_done: Vec<(String, Outcome)> = Vec::new();
     for (svc, sp) in project.services.iter().zip(&the_plan.services) {
         let changed: Vec<&HostPlan> = sp
             .hosts
             .iter()
             .filter(|h| h.change != Change::Unchanged)
             .collect();
-        if changed.is_empty() {
+        // A job also runs again when a service waiting on it changes.
+        let dependents_change = svc.job
+            && project
+                .services
+                .iter()
+                .zip(&the_plan.services)
+                .any(|(d, dp)| {
+                    d.depends_on.contains(&svc.name)
+                        && dp.hosts.iter().any(|h| h.change != Change::Unchanged)
+                });
+        if changed.is_empty() && !dependents_change {
             continue;
         }
         if *cancel.borrow() {
-            return (
-                ReleaseOutcome::RolledBack,
-                results,
-                Some("interrupted".into()),
-            );
+            problem = Some("interrupted".into());
+            break;
         }
-        let by_name: HashMap<&str, &RemoteRef> = hosts.iter().map(|h| (h.name(), h)).collect();
+        if svc.job {
+            let Some(host) = sp
+                .hosts
+                .first()
+                .and_then(|hp| hosts.iter().find(|h| h.name() == hp.host))
+            else {
+                continue;
+            };
+            notes(&Note::Phase {
+                message: format!("running job {} on {}", svc.name, host.name()),
+            });
+            let r = job::run(
+                host,
+                project,
+                svc,
+                release_id,
+                opts.gates.progress_deadline,
+                cancel.clone(),
+            )
+            .await;
+            let outcome = match &r {
+                Ok(()) => Outcome::Succeeded {
+                    warnings: Vec::new(),
+                },
+                Err(message) => Outcome::RolledBack {
+                    cause: davit_rollout::Cause::StepFailed {
+                        host: host.name().to_string(),
+                        step: davit_rollout::Step::StartNew,
+                        message: message.clone(),
+                    },
+                },
+            };
+            if r.is_err() {
+                failure = Some((svc.name.clone(), outcome));
+                break;
+            }
+            // A job that ran cannot be undone (a migration stays migrated): it is reported now.
+            notes(&Note::ServiceDone {
+                service: svc.name.clone(),
+                outcome: outcome.clone(),
+            });
+            jobs_done.push((svc.name.clone(), outcome));
+            continue;
+        }
         let mut parts = HashMap::new();
         let mut specs = Vec::new();
         for hp in &changed {
@@ -619,18 +782,19 @@ async fn execute(
                 HostPart::new((*remote).clone(), hp.running.clone(), hp.leftovers.clone()),
             );
         }
+        let mut gates = opts.gates.clone();
+        if let Some(t) = svc.min_healthy_time {
+            gates.min_healthy_time = t;
+        }
         let config = Config {
             strategy: svc.strategy.clone(),
-            gates: opts.gates.clone(),
+            gates,
         };
         let rollout = match Rollout::new(config, specs) {
-            Ok(r) => r,
+            Ok(r) => r.hold_before_cleanup(),
             Err(e) => {
-                return (
-                    ReleaseOutcome::RolledBack,
-                    results,
-                    Some(format!("service {}: {e}", svc.name)),
-                );
+                problem = Some(format!("service {}: {e}", svc.name));
+                break;
             }
         };
         let exec = Arc::new(ServiceExec {
@@ -648,35 +812,145 @@ async fn execute(
                 note: d.clone(),
             })
         });
-        let outcome = drive(rollout, exec, cancel.clone(), Some(observer)).await;
+        let (reached_tx, reached_rx) = oneshot::channel();
+        let (decision_tx, decision_rx) = oneshot::channel();
+        let gate = CommitGate {
+            reached: reached_tx,
+            decision: decision_rx,
+        };
+        let mut task = tokio::spawn(drive_gated(
+            rollout,
+            exec,
+            cancel.clone(),
+            Some(observer),
+            Some(gate),
+        ));
+        // Held (its outcome comes after the decision), or ended early (it failed): the driver
+        // drops its end of `reached` when it returns without being held.
+        if reached_rx.await.is_err() {
+            let outcome = join_outcome(&mut task).await;
+            failure = Some((svc.name.clone(), outcome));
+            break;
+        }
+        held.push(HeldService {
+            name: svc.name.clone(),
+            decision: decision_tx,
+            task,
+        });
+    }
+    let ok = failure.is_none() && problem.is_none();
+    // Every service is through: commit them all. Otherwise revert every held one.
+    let mut results = Vec::new();
+    let mut finals = Vec::new();
+    for h in held {
+        let _ = h.decision.send(ok);
+        finals.push((h.name, h.task));
+    }
+    for (name, mut task) in finals {
+        let outcome = join_outcome(&mut task).await;
         notes(&Note::ServiceDone {
-            service: svc.name.clone(),
+            service: name.clone(),
             outcome: outcome.clone(),
         });
-        results.push((svc.name.clone(), outcome.clone()));
-        match outcome {
-            Outcome::Succeeded { .. } => {}
-            Outcome::RolledBack { cause } => {
-                return (
-                    ReleaseOutcome::RolledBack,
-                    results,
-                    Some(format!("service {}: {cause}", svc.name)),
-                );
+        results.push((name, outcome));
+    }
+    let reverted: Vec<String> = results.iter().map(|(n, _)| n.clone()).collect();
+    let incomplete: Vec<String> = results
+        .iter()
+        .filter_map(|(n, o)| match o {
+            Outcome::RollbackIncomplete { hosts, .. } => {
+                Some(format!("service {n} on {}", hosts.join(", ")))
             }
+            _ => None,
+        })
+        .collect();
+    // Jobs that ran come first (they are not reverted: a migration stays migrated).
+    results.splice(0..0, jobs_done);
+    if let Some((name, outcome)) = failure {
+        notes(&Note::ServiceDone {
+            service: name.clone(),
+            outcome: outcome.clone(),
+        });
+        results.push((name.clone(), outcome.clone()));
+        let also = if reverted.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; service(s) {} reverted to the previous release too",
+                reverted.join(", ")
+            )
+        };
+        return match outcome {
             Outcome::RollbackIncomplete { cause, hosts } => {
-                return (
+                let mut not = vec![format!("service {name} on {}", hosts.join(", "))];
+                not.extend(incomplete);
+                (
                     ReleaseOutcome::RollbackIncomplete,
                     results,
                     Some(format!(
-                        "service {}: {cause}; not restored on {}",
-                        svc.name,
-                        hosts.join(", ")
+                        "service {name}: {cause}{also}; not restored: {}",
+                        not.join("; ")
                     )),
-                );
+                )
             }
-        }
+            Outcome::RolledBack { cause } => outcome_of(
+                incomplete,
+                results,
+                format!("service {name}: {cause}{also}"),
+            ),
+            Outcome::Succeeded { .. } => outcome_of(
+                incomplete,
+                results,
+                format!("service {name}: ended before the others were through{also}"),
+            ),
+        };
+    }
+    if let Some(why) = problem {
+        let also = if reverted.is_empty() {
+            String::new()
+        } else {
+            format!("; service(s) {} reverted", reverted.join(", "))
+        };
+        return outcome_of(incomplete, results, format!("{why}{also}"));
+    }
+    // Committed: a commit can still fail if a service turned unhealthy while others rolled.
+    if let Some((name, o)) = results.iter().find(|(_, o)| !o.is_success()) {
+        let msg = format!("service {name}: {o}");
+        return if matches!(o, Outcome::RollbackIncomplete { .. }) {
+            (ReleaseOutcome::RollbackIncomplete, results, Some(msg))
+        } else {
+            (ReleaseOutcome::RolledBack, results, Some(msg))
+        };
     }
     (ReleaseOutcome::Succeeded, results, None)
+}
+
+fn outcome_of(
+    incomplete: Vec<String>,
+    results: Vec<(String, Outcome)>,
+    message: String,
+) -> (ReleaseOutcome, Vec<(String, Outcome)>, Option<String>) {
+    if incomplete.is_empty() {
+        (ReleaseOutcome::RolledBack, results, Some(message))
+    } else {
+        (
+            ReleaseOutcome::RollbackIncomplete,
+            results,
+            Some(format!(
+                "{message}; not restored: {}",
+                incomplete.join("; ")
+            )),
+        )
+    }
+}
+
+async fn join_outcome(task: &mut JoinHandle<Outcome>) -> Outcome {
+    task.await.unwrap_or_else(|e| Outcome::RollbackIncomplete {
+        cause: davit_rollout::Cause::Aborted {
+            why: format!("the rollout task died: {e}"),
+        },
+        hosts: Vec::new(),
+    })
 }
 
 /// The releases of `project` across hosts (union by id), newest first.

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -37,13 +37,36 @@ pub enum DriverNote {
     Event { at_ms: u64, event: Event },
 }
 
+/// The engine's side of a rollout held before its point of no return
+/// ([`Rollout::hold_before_cleanup`]): the driver says when the rollout is held, the engine answers
+/// commit (`true`) or abort (`false`; a dropped sender aborts too).
+pub struct CommitGate {
+    pub reached: oneshot::Sender<()>,
+    pub decision: oneshot::Receiver<bool>,
+}
+
 /// Runs `rollout` to its end. `cancel` turning true aborts it (the rollout then reverts).
 pub async fn drive<E: Executor>(
+    rollout: Rollout,
+    executor: Arc<E>,
+    cancel: watch::Receiver<bool>,
+    observer: Option<Observer>,
+) -> Outcome {
+    drive_gated(rollout, executor, cancel, observer, None).await
+}
+
+/// [`drive`], with a rollout held before its point of no return until `gate` decides.
+pub async fn drive_gated<E: Executor>(
     mut rollout: Rollout,
     executor: Arc<E>,
     mut cancel: watch::Receiver<bool>,
     observer: Option<Observer>,
+    gate: Option<CommitGate>,
 ) -> Outcome {
+    let (mut reached, mut decision) = match gate {
+        Some(g) => (Some(g.reached), Some(g.decision)),
+        None => (None, None),
+    };
     let start = Instant::now();
     let now = || start.elapsed();
     let note = |n: DriverNote| {
@@ -112,6 +135,23 @@ pub async fn drive<E: Executor>(
                 }
             }
         }
+        if rollout.awaiting_commit() && decision.is_none() {
+            // Held, but nobody decides: nothing to wait for.
+            rollout.commit(now());
+            continue;
+        }
+        if rollout.awaiting_commit()
+            && let Some(r) = reached.take()
+        {
+            let _ = r.send(());
+        }
+        let held = rollout.awaiting_commit() && decision.is_some();
+        let decided = async {
+            match decision.as_mut() {
+                Some(d) if held => d.await.unwrap_or(false),
+                _ => std::future::pending().await,
+            }
+        };
         let deadline = rollout.poll_timeout().map(|t| start + t);
         let sleep = async {
             match deadline {
@@ -127,6 +167,14 @@ pub async fn drive<E: Executor>(
                 rollout.handle(now(), ev);
             }
             () = sleep => rollout.handle_timeout(now()),
+            commit = decided => {
+                decision = None;
+                if commit {
+                    rollout.commit(now());
+                } else {
+                    rollout.abort(now(), "a later service failed");
+                }
+            }
             changed = cancel.changed(), if !cancelled => {
                 if changed.is_err() {
                     // Nobody can cancel any more: stop listening.

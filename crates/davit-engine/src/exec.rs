@@ -7,14 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
+use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use davit_proxy::api::{HealthSpec, RouteSpec, RouteStatus, TargetSpec, TargetState};
 use davit_proxy::client::{AdminClient, Connect};
-use davit_rollout::{Event, Metrics, Step, Version};
+use davit_rollout::{Event, Histogram, Metrics, Step, Strategy, Version};
 
 use crate::driver::Executor;
 use crate::hostops;
@@ -23,6 +21,15 @@ use crate::remote::{RemoteRef, Stream};
 
 /// The proxy's admin port on every host's loopback.
 pub const ADMIN_PORT: u16 = 19900;
+
+/// How often a route change or a drain is re-checked at the proxy (one admin call over SSH).
+const PROXY_POLL: Duration = Duration::from_millis(50);
+/// Runs independent operations at once; the first error (in order) wins, after all finished.
+async fn all<F: std::future::Future<Output = Result<(), String>>>(
+    fs: impl IntoIterator<Item = F>,
+) -> Result<(), String> {
+    join_all(fs).await.into_iter().collect()
+}
 
 /// Opens admin API streams through a host (its own loopback).
 #[derive(Clone)]
@@ -57,6 +64,8 @@ pub struct HostPart {
     pub leftovers: Vec<String>,
     new: Mutex<Vec<String>>,
     baseline: Mutex<HashMap<String, (u64, u64)>>,
+    /// Latency histograms of the targets at the last route change (canary only).
+    latency: Mutex<HashMap<String, Histogram>>,
 }
 
 impl HostPart {
@@ -67,6 +76,7 @@ impl HostPart {
             leftovers,
             new: Mutex::new(Vec::new()),
             baseline: Mutex::new(HashMap::new()),
+            latency: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -104,10 +114,10 @@ impl ServiceExec {
             .as_ref()
             .ok_or("service is not behind the proxy")?;
         let docker = part.remote.docker();
+        let seen = join_all(names.iter().map(|n| hostops::inspect(&docker, n))).await;
         let mut out = Vec::new();
-        for n in names {
-            let seen = hostops::inspect(&docker, n).await?;
-            let ip = seen
+        for (n, seen) in names.iter().zip(seen) {
+            let ip = seen?
                 .ip
                 .ok_or_else(|| format!("{n} has no network address"))?;
             let addr: SocketAddr = format!("{ip}:{}", proxy.port)
@@ -127,13 +137,13 @@ impl ServiceExec {
             .ok_or("service is not behind the proxy")?;
         let new = lock(&part.new).clone();
         let w = u32::from(weight);
-        let mut targets = Vec::new();
-        if weight < 100 {
-            targets.extend(self.targets(part, &part.old, 100 - w).await?);
-        }
-        if weight > 0 {
-            targets.extend(self.targets(part, &new, w).await?);
-        }
+        let none = Vec::new();
+        let (old, new) = tokio::join!(
+            self.targets(part, if weight < 100 { &part.old } else { &none }, 100 - w),
+            self.targets(part, if weight > 0 { &new } else { &none }, w),
+        );
+        let mut targets = old?;
+        targets.extend(new?);
         let listen: SocketAddr = format!("0.0.0.0:{}", proxy.publish)
             .parse()
             .map_err(|e| format!("bad publish port: {e}"))?;
@@ -145,18 +155,24 @@ impl ServiceExec {
             .with_drain_timeout_ms(30_000);
         let name = route_name(&self.project.name, &self.svc.name);
         let admin = admin(part.remote.clone());
-        admin
-            .put_route(&name, &spec)
-            .await
-            .map_err(|e| format!("proxy: {e}"))?;
+        // The PUT answers with the route's status: often every target is already active.
+        let mut status = Some(
+            admin
+                .put_route(&name, &spec)
+                .await
+                .map_err(|e| format!("proxy: {e}"))?,
+        );
         // Wait until every target that should get traffic is active at the proxy.
         let deadline = tokio::time::Instant::now() + self.route_timeout;
         loop {
-            let status = admin
-                .route(&name)
-                .await
-                .map_err(|e| format!("proxy: {e}"))?
-                .ok_or_else(|| format!("proxy lost route {name}"))?;
+            let status = match status.take() {
+                Some(s) => s,
+                None => admin
+                    .route(&name)
+                    .await
+                    .map_err(|e| format!("proxy: {e}"))?
+                    .ok_or_else(|| format!("proxy lost route {name}"))?,
+            };
             let pending: Vec<&TargetSpec> = targets
                 .iter()
                 .filter(|t| t.weight > 0)
@@ -167,10 +183,15 @@ impl ServiceExec {
                 })
                 .collect();
             if pending.is_empty() {
-                let mut b = lock(&part.baseline);
-                b.clear();
-                for t in &status.targets {
-                    b.insert(t.id.clone(), (t.requests, t.responses_5xx));
+                {
+                    let mut b = lock(&part.baseline);
+                    b.clear();
+                    for t in &status.targets {
+                        b.insert(t.id.clone(), (t.requests, t.responses_5xx));
+                    }
+                }
+                if matches!(self.svc.strategy, Strategy::Canary(_)) {
+                    *lock(&part.latency) = self.latencies(&admin, &name).await?;
                 }
                 return Ok(());
             }
@@ -191,7 +212,7 @@ impl ServiceExec {
                     self.route_timeout
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(PROXY_POLL).await;
         }
     }
 
@@ -223,7 +244,7 @@ impl ServiceExec {
             if tokio::time::Instant::now() >= deadline {
                 return Err(format!("not drained: {}", busy.join(", ")));
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(PROXY_POLL).await;
         }
     }
 
@@ -243,25 +264,64 @@ impl ServiceExec {
             m.requests += t.requests.saturating_sub(r0);
             m.errors += t.responses_5xx.saturating_sub(e0);
         }
+        // p99 of the new targets' requests since the route change, from the proxy's histograms.
+        let now = self.latencies(&admin(part.remote.clone()), &name).await?;
+        let before = lock(&part.latency).clone();
+        let mut since = Histogram::default();
+        for (id, h) in now.iter().filter(|(id, _)| new.contains(id)) {
+            since.merge(&h.since(before.get(id).unwrap_or(&Histogram::default())));
+        }
+        m.p99 = since.quantile(0.99).unwrap_or_default();
         Ok(m)
+    }
+
+    /// The latency histogram of every target of route `name`, from the proxy's metrics.
+    async fn latencies(
+        &self,
+        admin: &AdminClient<ViaHost>,
+        name: &str,
+    ) -> Result<HashMap<String, Histogram>, String> {
+        let text = admin
+            .metrics()
+            .await
+            .map_err(|e| format!("proxy metrics: {e}"))?;
+        Ok(crate::metrics::histograms(&text, name))
     }
 
     async fn start_new(&self, host: &str) -> Result<(), String> {
         let part = self.part(host)?;
         let docker = part.remote.docker();
-        hostops::pull(&docker, self.svc.image_ref()).await?;
-        for net in self.svc.network_names() {
-            hostops::ensure_network(&docker, &self.project.name, &net).await?;
-        }
-        for m in &self.svc.volumes {
-            if let (true, Some(src)) = (m.kind == "volume", &m.source) {
-                hostops::ensure_volume(&docker, &self.project.name, src).await?;
-            }
-        }
+        // The image, networks and volumes do not depend on each other: one round trip for all.
+        let project = &self.project.name;
+        let nets = self.svc.network_names();
+        let (pulled, nets, vols) = tokio::join!(
+            hostops::timed(host, "start-new: image present", async {
+                hostops::pull(&docker, self.svc.image_ref()).await
+            }),
+            join_all(
+                nets.iter()
+                    .map(|n| hostops::ensure_network(&docker, project, n))
+            ),
+            join_all(
+                self.svc
+                    .volumes
+                    .iter()
+                    .filter(|m| m.kind == "volume")
+                    .filter_map(|m| m.source.as_ref())
+                    .map(|src| hostops::ensure_volume(&docker, project, src))
+            ),
+        );
+        pulled?;
+        nets.into_iter()
+            .chain(vols)
+            .collect::<Result<Vec<()>, String>>()?;
         for n in 1..=self.svc.replicas.max(1) {
-            let name =
-                hostops::create_container(&docker, &self.project, &self.svc, &self.release, n)
-                    .await;
+            let name = hostops::timed(
+                host,
+                "start-new: create and start",
+                hostops::create_container(&docker, &self.project, &self.svc, &self.release, n),
+            )
+            .await;
             match name {
                 Ok(name) => lock(&part.new).push(name),
                 Err(e) => {
@@ -290,10 +350,42 @@ impl ServiceExec {
                 .map_err(|e| format!("proxy: {e}"))?;
         }
         let new = lock(&part.new).clone();
-        for n in &new {
-            hostops::remove(&docker, n).await?;
+        if self.svc.proxy.is_some() && !part.old.is_empty() {
+            // Switched back: requests still in flight on the new containers finish first.
+            self.wait_drained(part, &new).await?;
         }
-        Ok(())
+        all(new.iter().map(|n| hostops::remove(&docker, n))).await
+    }
+
+    /// Waits until none of `names` has a request in flight at the proxy (they left the route, or
+    /// are drained), within the drain timeout.
+    async fn wait_drained(&self, part: &HostPart, names: &[String]) -> Result<(), String> {
+        let name = route_name(&self.project.name, &self.svc.name);
+        let admin = admin(part.remote.clone());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+        loop {
+            let status: Option<RouteStatus> = admin
+                .route(&name)
+                .await
+                .map_err(|e| format!("proxy: {e}"))?;
+            let busy: Vec<String> = status
+                .map(|s| {
+                    s.targets
+                        .iter()
+                        .filter(|t| names.contains(&t.id) && t.state != TargetState::Drained)
+                        .filter(|t| t.state == TargetState::Draining || t.in_flight > 0)
+                        .map(|t| format!("{} ({} in flight)", t.id, t.in_flight))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if busy.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("not drained: {}", busy.join(", ")));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -303,29 +395,33 @@ impl Executor for ServiceExec {
         let part = self.part(host)?;
         let docker = part.remote.docker();
         let grace = self.svc.stop_grace_period;
-        match step {
-            Step::StartNew => self.start_new(host).await?,
-            Step::Route { weight } => self.route(host, weight).await?,
-            Step::DrainOld => self.drain_old(host).await?,
-            Step::StopOld => {
-                for n in &part.old {
-                    hostops::stop(&docker, n, grace).await?;
+        let what = format!("step {step}");
+        hostops::timed(host, &what, async {
+            // The containers of one step are independent: handled at once, not one after another.
+            match step {
+                Step::StartNew => self.start_new(host).await?,
+                Step::Route { weight } => self.route(host, weight).await?,
+                Step::DrainOld => self.drain_old(host).await?,
+                Step::StopOld => {
+                    all(part.old.iter().map(|n| hostops::stop(&docker, n, grace))).await?;
                 }
-            }
-            Step::StartOld => {
-                for n in &part.old {
-                    hostops::start(&docker, n).await?;
+                Step::StartOld => {
+                    all(part.old.iter().map(|n| hostops::start(&docker, n))).await?;
                 }
-            }
-            Step::StopNew => self.stop_new(host).await?,
-            Step::RemoveOld => {
-                for n in part.old.iter().chain(&part.leftovers) {
-                    hostops::remove(&docker, n).await?;
+                Step::StopNew => self.stop_new(host).await?,
+                Step::RemoveOld => {
+                    all(part
+                        .old
+                        .iter()
+                        .chain(&part.leftovers)
+                        .map(|n| hostops::remove(&docker, n)))
+                    .await?;
                 }
+                Step::Sample => return Ok(Some(self.sample(host).await?)),
             }
-            Step::Sample => return Ok(Some(self.sample(host).await?)),
-        }
-        Ok(None)
+            Ok(None)
+        })
+        .await
     }
 
     async fn watch(&self, host: &str, version: Version, events: mpsc::Sender<Event>) {
@@ -334,119 +430,7 @@ impl Executor for ServiceExec {
             Version::Old => part.old.clone(),
             Version::New => lock(&part.new).clone(),
         };
-        let docker = part.remote.docker();
-        let mut healthy = false;
-        let mut streak = 0u32;
-        loop {
-            let verdict = check(
-                &docker,
-                &part.remote,
-                &names,
-                self.svc.proxy.as_ref().map(|p| (p.port, p.health.as_str())),
-            )
-            .await;
-            let ev = match verdict {
-                Check::Ready => {
-                    streak = 0;
-                    (!healthy).then(|| {
-                        healthy = true;
-                        Event::Healthy {
-                            host: host.to_string(),
-                            version,
-                        }
-                    })
-                }
-                Check::NotYet(why) => {
-                    streak += 1;
-                    // Before it was ever healthy, a failing probe means "not yet" (the healthy
-                    // deadline decides); after, three in a row mean unhealthy.
-                    (healthy && streak >= 3).then(|| {
-                        healthy = false;
-                        Event::Unhealthy {
-                            host: host.to_string(),
-                            version,
-                            reason: why,
-                        }
-                    })
-                }
-                Check::Dead(why) => Some(Event::Unhealthy {
-                    host: host.to_string(),
-                    version,
-                    reason: why,
-                }),
-            };
-            if let Some(ev) = ev {
-                let dead = matches!(ev, Event::Unhealthy { .. });
-                if events.send(ev).await.is_err() || dead {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        let (remote, svc) = (part.remote.clone(), self.svc.clone());
+        crate::gate::watch(remote, svc, names, host.to_string(), version, events).await;
     }
-}
-
-enum Check {
-    Ready,
-    NotYet(String),
-    Dead(String),
-}
-
-async fn check(
-    docker: &bollard::Docker,
-    remote: &RemoteRef,
-    names: &[String],
-    http: Option<(u16, &str)>,
-) -> Check {
-    if names.is_empty() {
-        return Check::NotYet("no containers".into());
-    }
-    for n in names {
-        let seen = match hostops::inspect(docker, n).await {
-            Ok(s) => s,
-            Err(e) => return Check::NotYet(e),
-        };
-        if !seen.running {
-            return Check::Dead(format!(
-                "{n} {}",
-                seen.exit.unwrap_or_else(|| "is not running".into())
-            ));
-        }
-        match seen.health.as_deref() {
-            Some("unhealthy") => return Check::Dead(format!("{n}: its Docker healthcheck fails")),
-            Some("starting") => return Check::NotYet(format!("{n}: health starting")),
-            _ => {}
-        }
-        if let (Some((port, path)), Some(ip)) = (http, &seen.ip) {
-            match http_status(remote, ip, port, path).await {
-                Ok(s) if (200..400).contains(&s) => {}
-                Ok(s) => return Check::NotYet(format!("{n}: GET {path} answered {s}")),
-                Err(e) => return Check::NotYet(format!("{n}: GET {path}: {e}")),
-            }
-        }
-    }
-    Check::Ready
-}
-
-/// `GET path` on `ip:port`, dialled from the host.
-async fn http_status(remote: &RemoteRef, ip: &str, port: u16, path: &str) -> Result<u16, String> {
-    let t = Duration::from_secs(2);
-    let stream = tokio::time::timeout(t, remote.dial_tcp(ip, port))
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    let conn = tokio::spawn(conn);
-    let req = http::Request::get(path)
-        .header("host", format!("{ip}:{port}"))
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let r = tokio::time::timeout(t, send.send_request(req))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    conn.abort();
-    Ok(r.status().as_u16())
 }

@@ -5,6 +5,8 @@
 //! - [`driver`]: runs a `davit-rollout` state machine against an [`driver::Executor`];
 //! - [`exec`]: the real executor (Docker engine + the host's davit-proxy);
 //! - [`release`]: releases and the deploy lock, kept on the hosts;
+//! - [`job`]: one-off jobs (migrations) run under the lock before their dependents;
+//! - [`hooks`]: pre- and post-deploy hooks, run through the [`hooks::Hooks`] trait;
 //! - [`proxyhost`]: the proxy image built in memory and its container on each host;
 //! - [`status`]: what each host runs, and logs;
 //! - [`prune`]: stopped containers and the images of old releases, on every host.
@@ -14,7 +16,11 @@ pub mod deploy;
 pub mod driver;
 mod error;
 pub mod exec;
+pub mod gate;
+pub mod hooks;
 pub mod hostops;
+pub mod job;
+pub mod metrics;
 pub mod model;
 pub mod proxyhost;
 pub mod prune;

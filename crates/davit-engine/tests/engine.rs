@@ -157,12 +157,19 @@ fn opts() -> Options {
 
 /// `GET /` on `addr`, one connection per request; the body, or why it failed.
 fn get(addr: &str) -> Result<String, String> {
+    get_path(addr, "/")
+}
+
+/// `GET path` on `addr`, one connection per request; the body, or why it failed.
+fn get_path(addr: &str, path: &str) -> Result<String, String> {
     let sa: SocketAddr = addr.parse().map_err(|e| format!("{e}"))?;
     let mut s =
         TcpStream::connect_timeout(&sa, Duration::from_secs(3)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    s.write_all(b"GET / HTTP/1.1\r\nhost: demo\r\nconnection: close\r\n\r\n")
-        .map_err(|e| e.to_string())?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: demo\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&buf).to_string();
@@ -184,14 +191,23 @@ struct Load {
 
 impl Load {
     fn start(addresses: &[String], port: u16) -> Load {
+        Load::start_path(addresses, port, "/", 1)
+    }
+
+    /// `clients` clients per host asking for `path`.
+    fn start_path(addresses: &[String], port: u16, path: &str, clients: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let errors = Arc::new(Mutex::new(Vec::new()));
         let versions = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
         let mut threads = Vec::new();
-        for a in addresses {
+        for a in addresses
+            .iter()
+            .flat_map(|a| std::iter::repeat_n(a, clients))
+        {
             let target = format!("{a}:{port}");
+            let path = path.to_string();
             let (stop, ok, failed, errors, versions) = (
                 stop.clone(),
                 ok.clone(),
@@ -201,7 +217,7 @@ impl Load {
             );
             threads.push(std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    match get(&target) {
+                    match get_path(&target, &path) {
                         Ok(body) => {
                             ok.fetch_add(1, Ordering::Relaxed);
                             let v = ["v1", "v2"]
@@ -297,9 +313,11 @@ fn clean(env: &Env, hosts: &[RemoteRef], project: &str) {
                     let _ = davit_engine::hostops::remove(&docker, &name).await;
                 }
             }
-            let _ = davit_engine::exec::admin(h.clone())
-                .delete_route(&davit_engine::exec::route_name(project, "web"))
-                .await;
+            for service in ["web", "api"] {
+                let _ = davit_engine::exec::admin(h.clone())
+                    .delete_route(&davit_engine::exec::route_name(project, service))
+                    .await;
+            }
         }
     });
 }
@@ -837,4 +855,176 @@ fn a_stopped_engine_fails_the_deploy_before_any_host_changes() {
         ))
         .unwrap();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_failed_service_reverts_the_services_already_switched_on_every_host() {
+    let _g = serial();
+    let env = env();
+    let hosts = env.hosts(2);
+    let addrs = env.addresses(2);
+    let (name, web_port, api_port) = ("multi", 8109, 8110);
+    clean(&env, &hosts, name);
+    // Two services behind the proxy: `web`, then `api`.
+    let project = |web: &str, api: &str| {
+        let mut p = env.project(name, web_port, web, rolling());
+        let mut second = env
+            .project(name, api_port, api, rolling())
+            .services
+            .remove(0);
+        second.name = "api".into();
+        p.services.push(second);
+        p
+    };
+    let r = env
+        .deploy(&project("v1", "v1"), &hosts, &opts(), None)
+        .unwrap();
+    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    assert_serves(&addrs, web_port, "v1");
+    assert_serves(&addrs, api_port, "v1");
+
+    // web goes to v2 on both hosts, then api never turns healthy: web must come back to v1 too.
+    let web_switched = Arc::new(Mutex::new(Vec::new()));
+    let ws = web_switched.clone();
+    let notes: Notes = Arc::new(move |n: &Note| {
+        if let Note::Service {
+            service,
+            note:
+                DriverNote::Event {
+                    event:
+                        davit_rollout::Event::Completed {
+                            host,
+                            step: Step::Route { weight: 100 },
+                        },
+                    ..
+                },
+        } = n
+            && service == "web"
+        {
+            ws.lock().unwrap().push(host.clone());
+        }
+    });
+    let quick = Options {
+        gates: Gates {
+            healthy_deadline: Duration::from_secs(20),
+            ..opts().gates
+        },
+        ..opts()
+    };
+    let load = Load::start(&addrs, web_port);
+    let r = env
+        .deploy(&project("v2", "broken"), &hosts, &quick, Some(notes))
+        .unwrap();
+    let (served, failed, errors, versions) = load.stop();
+    assert_eq!(
+        web_switched.lock().unwrap().len(),
+        2,
+        "web switched on every host before api failed"
+    );
+    assert_eq!(r.outcome, ReleaseOutcome::RolledBack, "{:?}", r.message);
+    let message = r.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("service api") && message.contains("web reverted"),
+        "{message}"
+    );
+    let outcomes: Vec<(&str, bool)> = r
+        .services
+        .iter()
+        .map(|(s, o)| {
+            (
+                s.as_str(),
+                matches!(o, davit_rollout::Outcome::RolledBack { .. }),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![("web", true), ("api", true)],
+        "{:?}",
+        r.services
+    );
+    assert_eq!(failed, 0, "{errors:?}");
+    assert!(served > 10);
+    assert!(
+        versions.contains_key("v2"),
+        "web served v2 while held: {versions:?}"
+    );
+    eprintln!("web v2 then api broken: {served} served, {failed} failed, {versions:?}");
+    // The project as a whole is back on the previous release, on every host.
+    assert_serves(&addrs, web_port, "v1");
+    assert_serves(&addrs, api_port, "v1");
+    let v1 = env.rt.block_on(releases(name, &hosts)).unwrap();
+    let first = v1.last().unwrap().id.clone();
+    for h in &hosts {
+        let list = env
+            .rt
+            .block_on(davit_engine::hostops::list_containers(
+                &h.docker(),
+                name,
+                None,
+            ))
+            .unwrap();
+        let releases: Vec<String> = list
+            .iter()
+            .filter_map(|c| davit_engine::hostops::label(c, "dev.davit.release"))
+            .collect();
+        assert_eq!(releases, vec![first.clone(), first.clone()], "{}", h.name());
+    }
+}
+
+#[test]
+fn a_slow_canary_is_rolled_back_on_its_p99() {
+    let _g = serial();
+    let env = env();
+    let hosts = env.hosts(2);
+    let addrs = env.addresses(2);
+    let (name, port) = ("slowcan", 8111);
+    clean(&env, &hosts, name);
+    let r = env
+        .deploy(
+            &env.project(name, port, "v1", rolling()),
+            &hosts,
+            &opts(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+
+    // Every request takes 250 ms: no error, but the new version's p99 is above its 100 ms bound.
+    let canary = Strategy::Canary(davit_rollout::Canary {
+        steps: vec![50, 100],
+        hold: Duration::from_secs(3),
+        max_error_rate: 0.01,
+        max_p99: Duration::from_millis(100),
+    });
+    let load = Load::start_path(&addrs, port, "/slow?ms=250", 3);
+    let r = env
+        .deploy(
+            &env.project(name, port, "v2", canary),
+            &hosts,
+            &opts(),
+            None,
+        )
+        .unwrap();
+    let (served, failed, errors, _) = load.stop();
+    assert_eq!(r.outcome, ReleaseOutcome::RolledBack, "{:?}", r.message);
+    match &r.services[0].1 {
+        davit_rollout::Outcome::RolledBack {
+            cause:
+                davit_rollout::Cause::CanaryBounds {
+                    weight,
+                    requests,
+                    errors,
+                    p99_ms,
+                },
+        } => {
+            assert_eq!(*weight, 50);
+            assert!(*requests > 0 && *errors == 0, "{:?}", r.services);
+            assert!(*p99_ms >= 250, "p99 {p99_ms} ms");
+        }
+        other => panic!("expected a canary bound failure: {other:?}"),
+    }
+    assert_eq!(failed, 0, "{errors:?}");
+    assert!(served > 10);
+    assert_serves(&addrs, port, "v1");
 }

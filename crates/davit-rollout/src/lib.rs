@@ -24,6 +24,7 @@
 //! Time is a [`Duration`] since any epoch the driver chooses (the engine uses the deploy's start).
 
 mod error;
+mod latency;
 mod machine;
 
 use std::fmt;
@@ -32,6 +33,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use error::Error;
+pub use latency::Histogram;
 pub use machine::Rollout;
 
 /// A point in time: the duration since an epoch chosen by the driver.

@@ -37,6 +37,9 @@ enum Stage {
         weight: u8,
     },
     Promotion(Option<Duration>),
+    /// Held before the point of no return until [`Rollout::commit`] (or an abort): the engine
+    /// commits every service of a deploy only once all of them are through.
+    Commit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -204,6 +207,34 @@ impl Rollout {
     /// Whether the rollout is holding at the blue-green promotion gate.
     pub fn awaiting_promotion(&self) -> bool {
         matches!(self.current, Some(Stage::Promotion(_)))
+    }
+
+    /// Holds the rollout before its point of no return (the cleanup stage that removes the old
+    /// containers) until [`Rollout::commit`]: every host runs the new version, the old containers
+    /// are kept, and [`Rollout::abort`] still reverts every host. A deploy of several services holds
+    /// each one here, so that a later service's failure can revert the services already switched.
+    #[must_use]
+    pub fn hold_before_cleanup(mut self) -> Rollout {
+        if !self.stages.iter().any(|s| matches!(s, Stage::Commit)) {
+            let at = self.stages.len().saturating_sub(1);
+            self.stages.insert(at, Stage::Commit);
+        }
+        self
+    }
+
+    /// Whether the rollout is held before its point of no return (see
+    /// [`Rollout::hold_before_cleanup`]).
+    pub fn awaiting_commit(&self) -> bool {
+        self.mode == Mode::Forward && matches!(self.current, Some(Stage::Commit))
+    }
+
+    /// Passes the point of no return of a rollout held by [`Rollout::hold_before_cleanup`]. No
+    /// effect unless [`Rollout::awaiting_commit`].
+    pub fn commit(&mut self, now: Time) {
+        self.now = now;
+        if self.awaiting_commit() {
+            self.end_gate();
+        }
     }
 
     /// Blue-green: keep the new set and retire the old one. No effect elsewhere.
@@ -573,6 +604,7 @@ impl Rollout {
                     self.gate_until = after.map(|d| self.now + d);
                     self.current = Some(stage);
                 }
+                Stage::Commit => self.current = Some(stage),
             }
         }
     }

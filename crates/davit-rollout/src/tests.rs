@@ -44,6 +44,8 @@ struct World {
     promote_at: Option<Time>,
     /// Extra events injected at a time (e.g. stale or duplicate ones).
     inject: Vec<(Time, Event)>,
+    /// Hold before cleanup; once held, wait this long, then commit (true) or abort (false).
+    at_commit: Option<(Duration, bool)>,
 }
 
 impl World {
@@ -58,6 +60,7 @@ impl World {
             abort_at: None,
             promote_at: None,
             inject: Vec::new(),
+            at_commit: None,
         }
     }
     fn first_deploy(mut self) -> World {
@@ -104,6 +107,10 @@ fn run(strategy: Strategy, world: World) -> (String, Outcome) {
         gates: gates(),
     };
     let mut r = Rollout::new(config, world.hosts.clone()).expect("valid rollout");
+    if world.at_commit.is_some() {
+        r = r.hold_before_cleanup();
+    }
+    let mut commit_at: Option<Time> = None;
     let mut trace = String::new();
     let mut now = Duration::ZERO;
     // Pending events: (time, seq, event, watch generation it depends on).
@@ -215,6 +222,13 @@ fn run(strategy: Strategy, world: World) -> (String, Outcome) {
                 }
             }
         }
+        if let Some((after, _)) = world.at_commit
+            && r.awaiting_commit()
+            && commit_at.is_none()
+        {
+            writeln!(trace, "{} -- held before cleanup", ts(now)).unwrap();
+            commit_at = Some(now + after);
+        }
         // The next thing to happen: an event, a timer, or a scripted abort/promote/injection.
         let next_event = pending.iter().map(|p| (p.0, p.1)).min();
         let candidates = [
@@ -223,6 +237,7 @@ fn run(strategy: Strategy, world: World) -> (String, Outcome) {
             abort_at,
             promote_at,
             inject.first().map(|i| i.0),
+            commit_at.filter(|_| r.awaiting_commit()),
         ];
         let Some(t) = candidates.iter().flatten().min().copied() else {
             panic!("deadlock: nothing pending and no timer\n{trace}");
@@ -233,6 +248,19 @@ fn run(strategy: Strategy, world: World) -> (String, Outcome) {
             abort_at = None;
             writeln!(trace, "{} -> abort (ctrl-c)", ts(now)).unwrap();
             r.abort(now, "interrupted");
+            continue;
+        }
+        if let (Some((_, commit)), Some(at)) = (world.at_commit, commit_at)
+            && at <= now
+            && r.awaiting_commit()
+        {
+            if commit {
+                writeln!(trace, "{} -> commit", ts(now)).unwrap();
+                r.commit(now);
+            } else {
+                writeln!(trace, "{} -> abort (a later service failed)", ts(now)).unwrap();
+                r.abort(now, "a later service failed");
+            }
             continue;
         }
         if promote_at.is_some_and(|a| a <= now) {
@@ -520,6 +548,58 @@ fn stale_and_unknown_events_are_ignored() {
     assert!(o.is_success());
 }
 
+// ---------- held before cleanup (deploys of several services) ----------
+
+#[test]
+fn held_rollout_keeps_old_containers_until_committed() {
+    let mut w = World::new(2);
+    w.at_commit = Some((s(5), true));
+    let o = check("rolling_held_then_committed", ROLLING1, w);
+    assert!(o.is_success());
+}
+
+#[test]
+fn held_rollout_aborted_reverts_every_switched_host() {
+    let mut w = World::new(2);
+    w.at_commit = Some((s(5), false));
+    let o = check("rolling_held_then_aborted", ROLLING1, w);
+    assert!(matches!(rolled_back(&o), Cause::Aborted { why } if why == "a later service failed"));
+}
+
+#[test]
+fn held_first_deploy_aborted_removes_the_new_containers() {
+    let mut w = World::new(2).first_deploy();
+    w.at_commit = Some((s(1), false));
+    let o = check("rolling_first_deploy_held_then_aborted", ROLLING1, w);
+    assert!(matches!(rolled_back(&o), Cause::Aborted { .. }));
+}
+
+#[test]
+fn held_rollout_unhealthy_while_held_reverts() {
+    let mut w = World::new(1).host("h1", |b| b.flap_after = Some(s(10)));
+    w.at_commit = Some((s(60), true));
+    let o = check("rolling_unhealthy_while_held", ROLLING1, w);
+    assert!(matches!(rolled_back(&o), Cause::Unhealthy { .. }));
+}
+
+#[test]
+fn held_blue_green_and_canary_commit_after_their_own_gates() {
+    let mut w = World::new(1);
+    w.at_commit = Some((s(1), true));
+    let o = check(
+        "blue_green_held_then_committed",
+        Strategy::BlueGreen {
+            promote_after: Some(s(3)),
+        },
+        w,
+    );
+    assert!(o.is_success());
+    let mut w = World::new(1);
+    w.at_commit = Some((s(1), false));
+    let o = check("canary_held_then_aborted", Strategy::Canary(canary()), w);
+    assert!(matches!(rolled_back(&o), Cause::Aborted { .. }));
+}
+
 // ---------- blue-green ----------
 
 #[test]
@@ -711,4 +791,44 @@ fn actions_and_outcomes_serialize_for_the_json_stream() {
         serde_json::to_string(&o).unwrap(),
         r#"{"outcome":"rolled-back","cause":{"reason":"healthy-deadline","host":"h1"}}"#
     );
+}
+
+// ---------- latency histograms ----------
+
+fn hist(buckets: &[(f64, u64)], count: u64) -> crate::Histogram {
+    crate::Histogram {
+        buckets: buckets.to_vec(),
+        count,
+    }
+}
+
+#[test]
+fn histogram_quantiles_interpolate_like_prometheus() {
+    let h = hist(&[(0.01, 50), (0.1, 90), (1.0, 100)], 100);
+    let ms = |q: f64| h.quantile(q).map(|d| d.as_micros());
+    // Rank 50 is the top of the first bucket; rank 99 is 9/10 into (0.1, 1.0].
+    assert_eq!(ms(0.5), Some(10_000));
+    assert_eq!(ms(0.99), Some(910_000));
+    assert_eq!(ms(0.9), Some(100_000));
+    assert_eq!(hist(&[(0.01, 0)], 0).quantile(0.99), None);
+    // Everything above the last finite bound: that bound.
+    assert_eq!(
+        hist(&[(0.01, 0), (0.1, 0)], 7).quantile(0.99),
+        Some(Duration::from_millis(100))
+    );
+}
+
+#[test]
+fn histogram_difference_and_merge() {
+    let before = hist(&[(0.01, 10), (0.1, 10), (1.0, 10)], 10);
+    let after = hist(&[(0.01, 10), (0.1, 10), (1.0, 30)], 31);
+    let d = after.since(&before);
+    assert_eq!(d, hist(&[(0.01, 0), (0.1, 0), (1.0, 20)], 21));
+    // The new requests were all slow: p99 is near the top of (0.1, 1.0], not the old fast ones.
+    assert!(d.quantile(0.99).unwrap() > Duration::from_millis(900));
+    // A counter reset (proxy restarted) counts from zero.
+    assert_eq!(before.since(&after), before);
+    let mut m = d.clone();
+    m.merge(&hist(&[(0.01, 5), (0.1, 5), (1.0, 5)], 5));
+    assert_eq!(m, hist(&[(0.01, 5), (0.1, 5), (1.0, 25)], 26));
 }

@@ -84,9 +84,16 @@ pub struct Args {
     /// Take the deploy lock even if another deploy holds it.
     #[arg(long)]
     pub force_unlock: bool,
+    /// The deploy lock's lease: renewed every third of it while davit runs; a deploy that died
+    /// (killed, machine lost) leaves a lock that others may take over once it is this old.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub lock_ttl: String,
     /// Releases kept per host.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub keep_releases: usize,
+    /// Do not run the `x-davit.hooks` (pre-deploy, post-deploy).
+    #[arg(long)]
+    pub skip_hooks: bool,
     #[command(flatten)]
     pub notify: super::notify::NotifyArgs,
 }
@@ -94,6 +101,18 @@ pub struct Args {
 fn duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
     parse_duration(s)
         .ok_or_else(|| Usage(format!("{flag} {s}: not a duration (e.g. 500ms, 10s, 1m)")).into())
+}
+
+/// `--lock-ttl`: at least 3 s (the lease is renewed every third of it, and stamped in seconds).
+pub fn lock_ttl(s: &str) -> anyhow::Result<Duration> {
+    let d = duration("--lock-ttl", s)?;
+    if d < Duration::from_secs(3) {
+        return Err(Usage(format!(
+            "--lock-ttl {s}: too short; the lease is renewed every third of it and stamped in seconds, so give at least 3s"
+        ))
+        .into());
+    }
+    Ok(d)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -121,13 +140,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (Some(project), urls) = (ready.spec, ready.urls) else {
         return Err(Usage("davit deploy needs a compose file (-f FILE)".into()).into());
     };
+    let mut hooks = ready.hooks;
+    if let Some(h) = &mut hooks {
+        h.timeout = gates.progress_deadline;
+    }
     let opts = Options {
         services: args.services.clone(),
         strategy,
         gates,
         dry_run: args.dry_run,
         force_unlock: args.force_unlock,
+        lock_ttl: lock_ttl(&args.lock_ttl)?,
         keep_releases: args.keep_releases.max(1),
+        hooks: hooks
+            .filter(|h| !args.skip_hooks && h.any())
+            .map(|h| Arc::new(h) as Arc<dyn davit_engine::hooks::Hooks>),
         ..Options::default()
     };
     let rt = runtime()?;

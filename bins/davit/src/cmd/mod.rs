@@ -6,6 +6,7 @@ pub mod build;
 pub mod compose_args;
 pub mod config;
 pub mod deploy;
+pub mod hooks;
 pub mod hosts;
 pub mod lab;
 pub mod logs;

@@ -144,6 +144,8 @@ pub struct Ready {
     pub secret_keys: BTreeSet<String>,
     pub x_davit: Option<serde_json::Value>,
     pub environment: Option<davit_ops::Environment>,
+    /// The project's `x-davit.hooks`, run in its directory.
+    pub hooks: Option<super::hooks::LocalHooks>,
 }
 
 impl Ready {
@@ -216,6 +218,7 @@ pub fn ready(project: &ProjectArgs, services: &[String]) -> anyhow::Result<Ready
             secret_keys: BTreeSet::new(),
             x_davit: None,
             environment: None,
+            hooks: None,
         });
     }
     let checked = check(&project.compose, project.env.as_deref(), services, &cwd)?;
@@ -249,6 +252,10 @@ pub fn ready(project: &ProjectArgs, services: &[String]) -> anyhow::Result<Ready
         secret_keys,
         x_davit: checked.x_davit,
         environment: checked.environment,
+        hooks: Some(super::hooks::LocalHooks::new(
+            checked.project.hooks.clone(),
+            &checked.project.working_dir,
+        )),
     })
 }
 

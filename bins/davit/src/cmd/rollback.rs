@@ -26,11 +26,15 @@ pub struct Args {
     /// Take the deploy lock even if another deploy holds it.
     #[arg(long)]
     pub force_unlock: bool,
+    /// The deploy lock's lease (see `davit deploy --lock-ttl`).
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub lock_ttl: String,
     #[command(flatten)]
     pub notify: super::notify::NotifyArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let lock_ttl = super::deploy::lock_ttl(&args.lock_ttl)?;
     let ready = super::preflight::ready(&args.project, &[])?;
     let mut ops = ready.deploy_ops(&args.notify)?;
     let (name, urls) = (ready.name.clone(), ready.urls.clone());
@@ -66,6 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let opts = Options {
             dry_run: args.dry_run,
             force_unlock: args.force_unlock,
+            lock_ttl,
             rollback_of: Some(target.id.clone()),
             ..Options::default()
         };

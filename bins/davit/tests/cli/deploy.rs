@@ -1,0 +1,428 @@
+//! `davit deploy` as users run it, against lab instance 9 (2 hosts, the real registry, the real
+//! davit-proxy): the real binary killed with SIGKILL in the middle of a rollout, under load.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const INSTANCE: u8 = 9;
+const HOSTS: u16 = 2;
+
+/// The static proxy: `$DAVIT_PROXY_BIN`, else a static release build of the `davit-proxy-bin` package.
+fn proxy_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("DAVIT_PROXY_BIN") {
+        return p.into();
+    }
+    let root = davit_lab::workspace_root().expect("the workspace");
+    davit_lab::build_static(&root, &["davit-proxy-bin"]).expect("static build of davit-proxy");
+    davit_lab::static_target_dir(&root)
+        .join(davit_lab::STATIC_TARGET)
+        .join("release")
+        .join("davit-proxy")
+}
+
+/// A compose project of one service behind the proxy, in its own directory.
+struct Project {
+    dir: tempfile::TempDir,
+    info: davit_lab::LabInfo,
+    proxy: PathBuf,
+    name: String,
+}
+
+impl Project {
+    fn new(info: &davit_lab::LabInfo, name: &str, compose: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("compose.yaml"), compose).unwrap();
+        Project {
+            dir,
+            info: info.clone(),
+            proxy: proxy_binary(),
+            name: name.to_string(),
+        }
+    }
+
+    /// `davit ARGS -f compose.yaml --host h1 --host h2` with `TAG=tag`, ready to run.
+    fn command(&self, args: &[&str], tag: &str) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_davit"));
+        cmd.args(args)
+            .arg("-f")
+            .arg(self.dir.path().join("compose.yaml"));
+        for h in &self.info.hosts {
+            cmd.args(["--host", &h.url]);
+        }
+        cmd.current_dir(self.dir.path())
+            .env("REGISTRY", self.info.registry.as_deref().expect("registry"))
+            .env("TAG", tag)
+            .env("DAVIT_INSECURE_REGISTRIES", "10.77.0.0/16")
+            .env("DAVIT_PROXY_BIN", &self.proxy)
+            .env("DAVIT_IDENTITY", &self.info.identity)
+            .env("DAVIT_KNOWN_HOSTS", &self.info.known_hosts)
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("DAVIT_NOTIFY_URL");
+        cmd
+    }
+
+    fn run(&self, args: &[&str], tag: &str) -> Output {
+        self.command(args, tag).output().unwrap()
+    }
+
+    fn addresses(&self) -> Vec<String> {
+        self.info.hosts.iter().map(|h| h.address.clone()).collect()
+    }
+
+    /// Each host's engine, reached directly (for setup and verification only).
+    fn engines(&self) -> Vec<bollard::Docker> {
+        self.info
+            .hosts
+            .iter()
+            .map(|h| {
+                let path = h.docker_host.trim_start_matches("unix://");
+                bollard::Docker::connect_with_unix(path, 60, bollard::API_DEFAULT_VERSION).unwrap()
+            })
+            .collect()
+    }
+
+    /// Every container of the project on a host, with the lock and release records: (name,
+    /// running, release label).
+    fn containers(&self, rt: &tokio::runtime::Runtime, docker: &bollard::Docker) -> Vec<Seen> {
+        rt.block_on(async {
+            let list = docker
+                .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                    all: true,
+                    ..Default::default()
+                }))
+                .await
+                .unwrap();
+            list.into_iter()
+                .filter_map(|c| {
+                    let name = c
+                        .names
+                        .as_ref()?
+                        .first()?
+                        .trim_start_matches('/')
+                        .to_string();
+                    let mine = name.starts_with(&format!("{}-", self.name))
+                        || name.starts_with(&format!("davit-release-{}-", self.name))
+                        || name == format!("davit-lock-{}", self.name);
+                    mine.then(|| Seen {
+                        running: c.state.map(|s| s.to_string()).as_deref() == Some("running"),
+                        release: c
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get("dev.davit.release").cloned()),
+                        name,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Removes what an earlier run of the test left.
+    fn clean(&self, rt: &tokio::runtime::Runtime) {
+        for docker in self.engines() {
+            for c in self.containers(rt, &docker) {
+                rt.block_on(async {
+                    let _ = docker
+                        .remove_container(
+                            &c.name,
+                            Some(bollard::query_parameters::RemoveContainerOptions {
+                                force: true,
+                                ..Default::default()
+                            }),
+                        )
+                        .await;
+                });
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Seen {
+    name: String,
+    running: bool,
+    release: Option<String>,
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `GET /` on `addr`, one connection per request; the body, or why it failed.
+fn get(addr: &str) -> Result<String, String> {
+    let sa: SocketAddr = addr.parse().map_err(|e| format!("{e}"))?;
+    let mut s =
+        TcpStream::connect_timeout(&sa, Duration::from_secs(3)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: demo\r\nconnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    if !text.starts_with("HTTP/1.1 200") {
+        return Err(text.lines().next().unwrap_or("empty answer").to_string());
+    }
+    Ok(text)
+}
+
+fn version_of(body: &str) -> &'static str {
+    ["v1", "v2"]
+        .into_iter()
+        .find(|v| body.contains(&format!("davit-demo {v}")))
+        .unwrap_or("other")
+}
+
+/// Clients hammering `http://ADDR:PORT/` on every host, the whole time.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    errors: Arc<Mutex<Vec<String>>>,
+    versions: Arc<Mutex<BTreeMap<String, u64>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addresses: &[String], port: u16) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let versions = Arc::new(Mutex::new(BTreeMap::new()));
+        let threads = addresses
+            .iter()
+            .map(|a| {
+                let target = format!("{a}:{port}");
+                let (stop, ok, errors, versions) =
+                    (stop.clone(), ok.clone(), errors.clone(), versions.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        match get(&target) {
+                            Ok(body) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                                *versions
+                                    .lock()
+                                    .unwrap()
+                                    .entry(version_of(&body).to_string())
+                                    .or_default() += 1;
+                            }
+                            Err(e) => errors.lock().unwrap().push(format!("{target}: {e}")),
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            errors,
+            versions,
+            threads,
+        }
+    }
+
+    /// Requests served so far, per version.
+    fn versions(&self) -> BTreeMap<String, u64> {
+        self.versions.lock().unwrap().clone()
+    }
+
+    /// Stops; returns (served, failures, versions seen).
+    fn stop(self) -> (u64, Vec<String>, BTreeMap<String, u64>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let errors = self.errors.lock().unwrap().clone();
+        let versions = self.versions.lock().unwrap().clone();
+        (self.ok.load(Ordering::Relaxed), errors, versions)
+    }
+}
+
+fn assert_serves(addresses: &[String], port: u16, version: &str) {
+    for a in addresses {
+        let body = get(&format!("{a}:{port}")).unwrap_or_else(|e| panic!("{a}:{port}: {e}"));
+        assert_eq!(version_of(&body), version, "{a}:{port} serves {body:?}");
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn compose(name: &str, port: u16) -> String {
+    format!(
+        "name: {name}\nservices:\n  web:\n    image: ${{REGISTRY}}/davit-demo:${{TAG}}\n    environment:\n      GREETING: hello\n    x-davit:\n      proxy:\n        port: 8080\n        health: /health\n        publish: {port}\n"
+    )
+}
+
+#[test]
+fn sigkill_mid_rollout_keeps_the_old_version_serving_the_lock_expires_and_a_rerun_converges() {
+    let (_lab, info) = davit_lab::for_tests(INSTANCE, HOSTS);
+    let rt = runtime();
+    let (name, port) = ("killed", 8201);
+    let p = Project::new(&info, name, &compose(name, port));
+    p.clean(&rt);
+    let addrs = p.addresses();
+    // Long enough for a second deploy to reach the lock while the lease is fresh on a busy machine.
+    let ttl = Duration::from_secs(12);
+    let deploy = ["deploy", "--lock-ttl", "12s", "--min-healthy-time", "1s"];
+
+    let out = p.run(&deploy, "v1");
+    assert_eq!(out.status.code(), Some(0), "deploy v1: {}", text(&out));
+    assert_serves(&addrs, port, "v1");
+
+    // v2 rolls out under load; davit is SIGKILLed as soon as the first host's new container is
+    // started (before any host switched).
+    let load = Load::start(&addrs, port);
+    let mut args = deploy.to_vec();
+    args.push("--json");
+    let mut child = p
+        .command(&args, "v2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = info.hosts[0].url.clone();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("no start-new on {first} ({e}); saw:\n{}", seen.join("\n")));
+        let started = line.contains("\"completed\"")
+            && line.contains("\"start-new\"")
+            && line.contains(&format!("\"{first}\""));
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    let killed_at = Instant::now();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), None, "davit was killed by a signal");
+    let killed_release = seen
+        .iter()
+        .find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            v["plan"]["release"].as_str().map(str::to_string)
+        })
+        .expect("the plan event names the release");
+
+    // The old version keeps serving: the new container exists on the first host, no traffic
+    // reaches it, and the lock is left behind on every host.
+    let engines = p.engines();
+    let on_first = p.containers(&rt, &engines[0]);
+    assert!(
+        on_first
+            .iter()
+            .any(|c| c.release.as_deref() == Some(killed_release.as_str())),
+        "the killed deploy's container is not on the first host: {on_first:?}"
+    );
+    for docker in &engines {
+        let list = p.containers(&rt, docker);
+        assert!(
+            list.iter().any(|c| c.name == format!("davit-lock-{name}")),
+            "no lock left behind: {list:?}"
+        );
+    }
+    assert_serves(&addrs, port, "v1");
+
+    // While the lease is fresh, another deploy is refused (and says how to get past it).
+    let out = p.run(&deploy, "v2");
+    eprintln!(
+        "a deploy {:?} after the kill: {}",
+        killed_at.elapsed(),
+        text(&out).trim()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("is being deployed by") && text(&out).contains("--force-unlock"),
+        "{}",
+        text(&out)
+    );
+    let before_rerun = load.versions();
+    assert_eq!(
+        before_rerun.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["v1"],
+        "only the old version served after the kill"
+    );
+
+    // Once the lease expired (no heartbeat since the kill), a re-run of the same deploy converges.
+    let expired = killed_at + ttl + Duration::from_secs(2);
+    std::thread::sleep(expired.saturating_duration_since(Instant::now()));
+    let out = p.run(&deploy, "v2");
+    assert_eq!(out.status.code(), Some(0), "re-run: {}", text(&out));
+    std::thread::sleep(Duration::from_millis(300));
+    let (served, errors, versions) = load.stop();
+    assert!(
+        errors.is_empty(),
+        "{} failed requests, first: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+    assert!(served > 50, "only {served} requests served");
+    assert!(versions.contains_key("v2"), "{versions:?}");
+    eprintln!("SIGKILL mid-rollout then re-run: {served} served, 0 failed, {versions:?}");
+    assert_serves(&addrs, port, "v2");
+
+    // Releases: v1 and the re-run's v2, both succeeded (the killed deploy recorded nothing).
+    let out = p.run(&["releases", "--json"], "v2");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let releases = v["releases"].as_array().unwrap();
+    assert_eq!(releases.len(), 2, "{v}");
+    for r in releases {
+        assert_eq!(r["outcome"], "succeeded", "{r}");
+        assert_ne!(r["id"], killed_release.as_str());
+    }
+    let newest = releases[0]["id"].as_str().unwrap().to_string();
+    assert_ne!(
+        releases[0]["services"][0]["pinned"], releases[1]["services"][0]["pinned"],
+        "{v}"
+    );
+
+    // Nothing left over: on every host one running container, of the newest release, its release
+    // record, the v1 record, and no lock.
+    for docker in &engines {
+        let list = p.containers(&rt, docker);
+        let app: Vec<&Seen> = list
+            .iter()
+            .filter(|c| c.name.starts_with(&format!("{name}-")))
+            .collect();
+        assert_eq!(app.len(), 1, "{list:?}");
+        assert!(app[0].running, "{list:?}");
+        assert_eq!(app[0].release.as_deref(), Some(newest.as_str()), "{list:?}");
+        assert!(
+            !list.iter().any(|c| c.name == format!("davit-lock-{name}")),
+            "{list:?}"
+        );
+        let records = list
+            .iter()
+            .filter(|c| c.name.starts_with("davit-release-"))
+            .count();
+        assert_eq!(records, 2, "{list:?}");
+    }
+}
