@@ -25,7 +25,8 @@ pub struct Args {
     pub service: String,
     #[command(flatten)]
     pub project: ProjectArgs,
-    /// Keep streaming new lines (until Ctrl-C or the containers stop).
+    /// Keep streaming new lines of the containers running when it starts (until Ctrl-C or they
+    /// stop).
     #[arg(long)]
     pub follow: bool,
     /// Only the last N lines of each container.

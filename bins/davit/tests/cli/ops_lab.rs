@@ -165,6 +165,29 @@ fn containers(docker_host: &str, label: &str) -> Vec<bollard::models::ContainerI
     })
 }
 
+/// Removes what earlier runs left of `project` on the hosts (its containers and release records),
+/// so a test starts from an empty history whatever ran on the lab before.
+fn reset(info: &LabInfo, project: &str) {
+    for h in &info.hosts {
+        let d = docker(&h.docker_host);
+        for label in [
+            format!("com.docker.compose.project={project}"),
+            format!("dev.davit.release.project={project}"),
+        ] {
+            for c in containers(&h.docker_host, &label) {
+                block_on(d.remove_container(
+                    c.id.as_deref().unwrap(),
+                    Some(bollard::query_parameters::RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                ))
+                .unwrap();
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The shared deploy: `ops-lab` on both hosts of instance 8, with secrets in its env file.
 
@@ -197,6 +220,7 @@ fn shared() -> &'static Shared {
             "DB_PASSWORD={}\nSESSION_KEY={}\nDAVIT_DEMO_VERSION={}\nPORT=8080\n",
             secrets[0], secrets[1], secrets[2]
         );
+        reset(&info, "ops-lab");
         let project = Project::new(&info, "ops-lab", SHARED_PORT, 2, &env);
         // Debug logs include the Docker API request bodies (bollard logs them), which carry the
         // containers' environment: they must come out masked.
@@ -699,6 +723,7 @@ fn outcomes(rx: &mpsc::Receiver<serde_json::Value>, n: usize) -> Vec<serde_json:
 #[test]
 fn webhooks_hear_start_success_failure_and_rollback_and_a_down_one_fails_nothing() {
     let info = lab();
+    reset(&info, "ops-hooks");
     let secret = hex(9);
     let p = Project::new(
         &info,
@@ -822,6 +847,7 @@ fn run_plain(p: &Project, tag: &str) -> Output {
 #[test]
 fn prune_on_hosts_removes_old_releases_images_and_stopped_containers() {
     let (_lab, info) = davit_lab::for_tests(PRUNE_INSTANCE, 1);
+    reset(&info, "ops-prune");
     let p = Project::new(&info, "ops-prune", 18083, 1, "API_TOKEN=abcdefgh\n");
     let host = &info.hosts[0];
     let registry = info.registry.clone().unwrap();
