@@ -111,10 +111,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
         (None, Some(_)) => None,
     };
-    let admin_task = match admin {
+    let mut admin_task = match admin {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
+            // SO_REUSEPORT like the routes' listeners: a new proxy can start (and take the admin API
+            // over) while this one still runs.
+            let listener = proxy::bind_listener(addr)
                 .with_context(|| format!("cannot open the admin API on {addr}"))?;
             tracing::info!(%addr, "admin API listening");
             let proxy = proxy.clone();
@@ -129,11 +130,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         _ = int.recv() => tracing::info!("SIGINT: stopping"),
-        r = async { match admin_task { Some(t) => t.await, None => std::future::pending().await } } => {
+        r = async { match &mut admin_task { Some(t) => t.await, None => std::future::pending().await } } => {
             r.context("admin API task")?.context("admin API stopped")?;
         }
     }
-    // Stop accepting, let the requests in flight finish (bounded), then exit.
+    // The admin API goes first (a proxy taking over gets every admin call from now on), then the
+    // listeners; connections are closed gracefully and the requests in flight finish (bounded).
+    if let Some(t) = admin_task {
+        t.abort();
+    }
     let left = proxy.shutdown(Duration::from_secs(args.drain_secs)).await;
     if left > 0 {
         tracing::warn!(left, "requests still in flight at exit");

@@ -93,6 +93,20 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Like [`get`], with I/O errors returned instead of panicking.
+async fn try_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map_or("", |b| b.1).to_owned();
+    Ok((status, body))
+}
+
 fn state_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -312,4 +326,219 @@ async fn the_binary_switches_targets_under_load_without_losing_a_request() {
         all.iter().any(|(_, b)| b == "davit-demo v1\n")
             && all.iter().any(|(_, b)| b == "davit-demo v2\n")
     );
+}
+
+/// A keep-alive HTTP/1.1 client sending `GET /` in a loop until `stop`; it reconnects when an answer
+/// says `Connection: close` (and counts any other broken exchange as a failure). Returns (successes,
+/// failures).
+async fn keep_alive_client(
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (u64, Vec<String>) {
+    use tokio::io::AsyncBufReadExt;
+    let (mut ok, mut failures) = (0, Vec::new());
+    let mut conn: Option<tokio::io::BufReader<tokio::net::TcpStream>> = None;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let c = match &mut conn {
+            Some(c) => c,
+            None => match tokio::net::TcpStream::connect(addr).await {
+                Ok(s) => conn.insert(tokio::io::BufReader::new(s)),
+                Err(e) => {
+                    failures.push(format!("connect: {e}"));
+                    continue;
+                }
+            },
+        };
+        let exchange = async {
+            c.get_mut()
+                .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+                .await?;
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                if c.read_line(&mut line).await? == 0 {
+                    return Err(std::io::Error::other(format!(
+                        "closed after {} header lines",
+                        head.len()
+                    )));
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                head.push(line.trim_end().to_lowercase());
+            }
+            let len: usize = head
+                .iter()
+                .find_map(|h| h.strip_prefix("content-length: "))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; len];
+            c.read_exact(&mut body).await?;
+            let close = head.iter().any(|h| h == "connection: close");
+            Ok::<_, std::io::Error>((
+                head[0].clone(),
+                String::from_utf8_lossy(&body).into_owned(),
+                close,
+            ))
+        };
+        match exchange.await {
+            Ok((status, body, close)) => {
+                if status.starts_with("http/1.1 200") && body == "davit-demo v1\n" {
+                    ok += 1;
+                } else {
+                    failures.push(format!("{status} {body}"));
+                }
+                if close {
+                    conn = None;
+                }
+            }
+            Err(e) => {
+                failures.push(format!("keep-alive exchange: {e}"));
+                conn = None;
+            }
+        }
+    }
+    (ok, failures)
+}
+
+/// A process in the network namespace `ns` (a lab host's).
+fn in_netns(ns: &str, program: &str, args: &[&str]) -> Proc {
+    Proc(
+        Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{ns}"))
+            .arg(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Route `default`'s requests according to the admin API at `admin`, once its target is active.
+async fn served(admin: &AdminClient<proxy::client::TcpConnect>) -> u64 {
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        if let Ok(Some(r)) = admin.route("default").await
+            && r.targets.iter().all(|t| t.state == TargetState::Active)
+        {
+            return r.targets.iter().map(|t| t.requests).sum();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the proxy's target never became active"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_proxy_takes_the_port_over_while_the_old_one_drains_on_sigterm() {
+    // Both proxies run in a lab host's own network namespace (instance 12), where the kernel may be
+    // told to move connections queued on a closing SO_REUSEPORT listener to the other one
+    // (net.ipv4.tcp_migrate_req) without touching this machine's settings.
+    let info = tokio::task::spawn_blocking(|| {
+        davit_lab::Lab::up(&davit_lab::Options::new(12, 1, false))
+            .unwrap_or_else(|e| panic!("lab instance 12 did not come up: {e}"))
+    })
+    .await
+    .unwrap();
+    let host = &info.hosts[0];
+    let sysctl = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", host.netns))
+        .args(["sysctl", "-qw", "net.ipv4.tcp_migrate_req=1"])
+        .status()
+        .unwrap();
+    assert!(
+        sysctl.success(),
+        "cannot set net.ipv4.tcp_migrate_req in the lab host"
+    );
+    let demo_bin =
+        std::env::var("DAVIT_DEMO_BIN").expect("DAVIT_DEMO_BIN must name the davit-demo binary");
+    let _demo = in_netns(
+        &host.netns,
+        &demo_bin,
+        &["--listen", "127.0.0.1:18301", "--version", "v1"],
+    );
+    let web: SocketAddr = format!("{}:18300", host.address).parse().unwrap();
+    let (admin_a, admin_b): (SocketAddr, SocketAddr) = (
+        format!("{}:18302", host.address).parse().unwrap(),
+        format!("{}:18303", host.address).parse().unwrap(),
+    );
+    let args = |admin: SocketAddr| {
+        vec![
+            "--listen".to_owned(),
+            "0.0.0.0:18300".into(),
+            "--target".into(),
+            "127.0.0.1:18301".into(),
+            "--health".into(),
+            "/health".into(),
+            "--admin".into(),
+            admin.to_string(),
+        ]
+    };
+    let a_args = args(admin_a);
+    let old = in_netns(
+        &host.netns,
+        BIN,
+        &a_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    wait_listening(admin_a).await;
+    let (a, b) = (AdminClient::tcp(admin_a), AdminClient::tcp(admin_b));
+    served(&a).await;
+
+    // Constant load: new connections (one request each) and keep-alive clients.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut fresh = Vec::new();
+    let mut kept = Vec::new();
+    for _ in 0..3 {
+        let halt = stop.clone();
+        fresh.push(tokio::spawn(async move {
+            let (mut ok, mut failures) = (0u64, Vec::new());
+            while !halt.load(std::sync::atomic::Ordering::Relaxed) {
+                match tokio::time::timeout(BOUND, try_get(web, "/")).await {
+                    Ok(Ok((200, body))) if body == "davit-demo v1\n" => ok += 1,
+                    Ok(other) => failures.push(format!("{other:?}")),
+                    Err(_) => failures.push("timed out".into()),
+                }
+            }
+            (ok, failures)
+        }));
+        kept.push(tokio::spawn(keep_alive_client(web, stop.clone())));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The new proxy binds the same port while the old one still listens.
+    let b_args = args(admin_b);
+    let _new = in_netns(
+        &host.netns,
+        BIN,
+        &b_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    wait_listening(admin_b).await;
+    served(&b).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let old_served = served(&a).await;
+    assert!(old_served > 0);
+    assert_eq!(old.terminate(), Some(0), "the old proxy drains and exits 0");
+    let b_at_exit = served(&b).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failures) = (0, Vec::new());
+    for t in fresh.into_iter().chain(kept) {
+        let (o, f) = t.await.unwrap();
+        ok += o;
+        failures.extend(f);
+    }
+    assert_eq!(
+        failures,
+        Vec::<String>::new(),
+        "requests failed during the handover"
+    );
+    let b_final = served(&b).await;
+    assert!(
+        b_final > b_at_exit,
+        "the new proxy serves once the old one is gone ({b_at_exit} -> {b_final})"
+    );
+    assert!(ok > 100, "the load ran: {ok} requests");
 }

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("DAVIT_LOG")
                 .unwrap_or_else(|_| "warn".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(cmd::secrets::log_writer)
         .init();
     let cli = Cli::parse();
     match cmd::run(cli.command) {

@@ -45,8 +45,12 @@ fn lab_up_refuses_a_non_number() {
 mod deploy;
 #[path = "cli/hosts.rs"]
 mod hosts;
+#[path = "cli/jobs.rs"]
+mod jobs;
 #[path = "cli/ops.rs"]
 mod ops;
+#[path = "cli/ops_lab.rs"]
+mod ops_lab;
 #[path = "cli/probe.rs"]
 mod probe;
 #[path = "cli/registry.rs"]

@@ -43,8 +43,8 @@ pub use error::Error;
 pub use interp::{InterpolationError, interpolate, interpolate_collecting};
 pub use loader::{FsLoader, LoadOptions, Loader, load};
 pub use model::{
-    DavitEnvironment, DavitService, Dependency, DependencyCondition, EnvFile, Healthcheck, Port,
-    Project, Proxy, Service, Strategy, UpdateConfig, Volume,
+    DavitEnvironment, DavitHooks, DavitService, Dependency, DependencyCondition, EnvFile,
+    Healthcheck, Port, Project, Proxy, Service, Strategy, UpdateConfig, Volume,
 };
 
 #[cfg(test)]

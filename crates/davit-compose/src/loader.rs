@@ -138,6 +138,26 @@ impl Ctx<'_> {
         self.diags.push(d);
     }
 
+    /// Parses the env file `path` (its text `src`); a syntax error is reported at its line and
+    /// gives no variables.
+    pub fn parse_env_file(
+        &mut self,
+        path: &Path,
+        src: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> indexmap::IndexMap<String, String> {
+        crate::dotenv::parse_dotenv(src, lookup).unwrap_or_else(|e| {
+            let id = self.file_id(path);
+            let pos = Pos {
+                file: id,
+                line: e.line as u32,
+                col: 1,
+            };
+            self.error(pos, e.message, Some("fix the env file syntax"));
+            indexmap::IndexMap::new()
+        })
+    }
+
     pub fn file_id(&mut self, p: &Path) -> u32 {
         if let Some(i) = self.files.iter().position(|f| f == p) {
             return i as u32;
@@ -255,21 +275,8 @@ fn load_inner(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Dia
         match fs.read(&f) {
             Ok(src) => {
                 let lookup = |k: &str| os_env.get(k).cloned().or_else(|| dot.get(k).cloned());
-                match crate::dotenv::parse_dotenv(&src, &lookup) {
-                    Ok(vars) => dot.extend(vars),
-                    Err(e) => {
-                        let id = ctx.file_id(&f);
-                        ctx.error(
-                            Pos {
-                                file: id,
-                                line: e.line as u32,
-                                col: 1,
-                            },
-                            e.message,
-                            Some("fix the env file syntax"),
-                        );
-                    }
-                }
+                let vars = ctx.parse_env_file(&f, &src, &lookup);
+                dot.extend(vars);
             }
             Err(_) if !required => {}
             Err(e) => {
@@ -361,6 +368,8 @@ fn load_inner(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Dia
         &project_dir,
         &mut ctx,
     );
+    // The `x-davit` parts keep their positions for the model's own checks (finalize drops them).
+    let davit_parts = davit_subtrees(&model);
     let json = if opts.interpolate {
         crate::normalize::finalize(model, &name, &profiles, &project_dir, &env, &mut ctx)
     } else {
@@ -378,9 +387,81 @@ fn load_inner(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Dia
         .into_iter()
         .filter(|d| d.severity == crate::Severity::Warning)
         .collect();
-    let mut p = crate::model::build(json, project_dir, opts.interpolate)?;
+    let mut p = crate::model::build(json, project_dir, opts.interpolate).map_err(|mut diags| {
+        place_davit_diagnostics(&mut diags, &davit_parts, &ctx.files);
+        diags
+    })?;
     p.warnings = warnings;
     Ok(p)
+}
+
+/// The top-level `x-davit` and every service's `x-davit`, in a tree of the same shape.
+fn davit_subtrees(model: &Node) -> Node {
+    let mut top = yaml::Map::new();
+    if let Some(m) = model.as_map() {
+        if let Some(x) = m.get("x-davit") {
+            top.insert("x-davit".into(), x.clone());
+        }
+        if let Some((spos, services)) = m.get("services")
+            && let Some(sm) = services.as_map()
+        {
+            let mut out = yaml::Map::new();
+            for (name, (kpos, svc)) in sm {
+                if let Some(x) = svc.as_map().and_then(|m| m.get("x-davit")) {
+                    let mut one = yaml::Map::new();
+                    one.insert("x-davit".into(), x.clone());
+                    out.insert(name.clone(), (*kpos, Node::at(Value::Map(one), svc.pos)));
+                }
+            }
+            top.insert(
+                "services".into(),
+                (*spos, Node::at(Value::Map(out), services.pos)),
+            );
+        }
+    }
+    Node::new(Value::Map(top))
+}
+
+/// Gives the model's `x-davit` diagnostics (which name their place as a dotted path, e.g.
+/// `services.web.x-davit.proxy.port must be …` or `x-davit.hooks: unknown hook "x"`) the file, line
+/// and column of that place.
+fn place_davit_diagnostics(diags: &mut Diagnostics, parts: &Node, files: &[PathBuf]) {
+    for d in diags.0.iter_mut().filter(|d| d.line == 0) {
+        let head = d
+            .message
+            .split([' ', ':'])
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let mut path: Vec<String> = head.split('.').map(String::from).collect();
+        // `unknown key "k"`: point at the key itself; otherwise at the value that is wrong.
+        let key = d
+            .message
+            .split("unknown ")
+            .nth(1)
+            .and_then(|rest| rest.split('"').nth(1));
+        if let Some(k) = key {
+            path.push(k.to_string());
+        }
+        let mut node = parts;
+        let mut pos = None;
+        for (i, step) in path.iter().enumerate() {
+            let Some((kpos, next)) = node.as_map().and_then(|m| m.get(step.as_str())) else {
+                break;
+            };
+            pos = Some(if key.is_some() && i + 1 == path.len() {
+                *kpos
+            } else {
+                next.pos
+            });
+            node = next;
+        }
+        if let Some(p) = pos.filter(|p| p.line > 0) {
+            d.file = files.get(p.file as usize).cloned().unwrap_or_default();
+            d.line = p.line as usize;
+            d.column = p.col as usize;
+        }
+    }
 }
 
 /// Reads, parses, interpolates and canonicalises one file, with its includes and extends applied.
@@ -546,21 +627,8 @@ fn load_include(
         match ctx.fs.read(&f) {
             Ok(src) => {
                 let lookup = |k: &str| env.get(k).cloned().or_else(|| dot.get(k).cloned());
-                match crate::dotenv::parse_dotenv(&src, &lookup) {
-                    Ok(v) => dot.extend(v),
-                    Err(e) => {
-                        let id = ctx.file_id(&f);
-                        ctx.error(
-                            Pos {
-                                file: id,
-                                line: e.line as u32,
-                                col: 1,
-                            },
-                            e.message,
-                            None,
-                        );
-                    }
-                }
+                let vars = ctx.parse_env_file(&f, &src, &lookup);
+                dot.extend(vars);
             }
             Err(_) if !required => {}
             Err(_) => {

@@ -22,6 +22,8 @@ pub struct Project {
     pub services: Vec<Service>,
     /// Top-level `x-davit.environments`, by name (`davit deploy --env NAME`).
     pub environments: BTreeMap<String, DavitEnvironment>,
+    /// Top-level `x-davit.hooks`: local commands run around a deploy.
+    pub hooks: DavitHooks,
     /// Warnings Compose would print (unset variables), each at its position.
     pub warnings: Vec<crate::Diagnostic>,
     /// The canonical document, values unescaped (a `$` is a `$`).
@@ -318,6 +320,17 @@ pub struct DavitEnvironment {
     pub variables: BTreeMap<String, String>,
 }
 
+/// Top-level `x-davit.hooks`: commands run on the machine that deploys, under the deploy lock.
+/// Each is an argv; a string in the file becomes `["sh", "-c", string]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct DavitHooks {
+    /// `pre-deploy`: after the lock is taken, before anything changes; failing fails the deploy.
+    pub pre_deploy: Option<Vec<String>>,
+    /// `post-deploy`: after the release is recorded, before the lock is released.
+    pub post_deploy: Option<Vec<String>>,
+}
+
 // ---------------------------------------------------------------- building from the document
 
 use serde_json::Value as J;
@@ -468,6 +481,51 @@ fn davit_err(errs: &mut Diagnostics, msg: String, hint: &str) {
     errs.push(Diagnostic::error("", 0, 0, msg).with_hint(hint));
 }
 
+fn davit_hooks(h: &J, errs: &mut Diagnostics) -> DavitHooks {
+    let mut out = DavitHooks::default();
+    let Some(o) = h.as_object() else {
+        davit_err(
+            errs,
+            "x-davit.hooks must be a mapping".into(),
+            "write `hooks: {pre-deploy: ./scripts/check.sh}`",
+        );
+        return out;
+    };
+    for (k, v) in o {
+        let argv = match v {
+            J::String(cmd) if !cmd.trim().is_empty() => {
+                Some(vec!["sh".to_string(), "-c".to_string(), cmd.clone()])
+            }
+            J::Array(a) if !a.is_empty() && a.iter().all(J::is_string) => Some(
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let Some(argv) = argv else {
+            davit_err(
+                errs,
+                format!(
+                    "x-davit.hooks.{k} must be a command: a non-empty string or list of strings"
+                ),
+                "e.g. `pre-deploy: ./scripts/check.sh` or `pre-deploy: [./check, --strict]`",
+            );
+            continue;
+        };
+        match k.as_str() {
+            "pre-deploy" => out.pre_deploy = Some(argv),
+            "post-deploy" => out.post_deploy = Some(argv),
+            _ => davit_err(
+                errs,
+                format!("x-davit.hooks: unknown hook {k:?}"),
+                "the hooks are `pre-deploy` and `post-deploy`",
+            ),
+        }
+    }
+    out
+}
+
 fn davit_service(name: &str, x: Option<&J>, errs: &mut Diagnostics) -> DavitService {
     let mut out = DavitService::default();
     let Some(x) = x else { return out };
@@ -510,29 +568,33 @@ fn davit_service(name: &str, x: Option<&J>, errs: &mut Diagnostics) -> DavitServ
                 }
             }
         }
-        match (port, publish, health) {
-            (Some(port), Some(publish), Some(health)) => {
-                out.proxy = Some(Proxy {
-                    port,
-                    health,
-                    publish,
-                })
-            }
-            (None, _, _) => davit_err(
+        if port.is_none() {
+            davit_err(
                 errs,
                 format!("services.{name}.x-davit.proxy.port must be a port number (1-65535)"),
                 "set `port:` to the container port that receives traffic",
-            ),
-            (_, None, _) => davit_err(
+            );
+        }
+        if publish.is_none() {
+            davit_err(
                 errs,
                 format!("services.{name}.x-davit.proxy.publish must be a port number (1-65535)"),
                 "set `publish:` to the host port, or leave it out for 80",
-            ),
-            (_, _, None) => davit_err(
+            );
+        }
+        if health.is_none() {
+            davit_err(
                 errs,
                 format!("services.{name}.x-davit.proxy.health must be a path starting with /"),
                 "e.g. `health: /health`",
-            ),
+            );
+        }
+        if let (Some(port), Some(publish), Some(health)) = (port, publish, health) {
+            out.proxy = Some(Proxy {
+                port,
+                health,
+                publish,
+            });
         }
     }
     out.strategy = if out.proxy.is_some() {
@@ -637,6 +699,11 @@ pub(crate) fn build(
             environments.insert(k.clone(), DavitEnvironment { hosts, variables });
         }
     }
+    let hooks = json
+        .get("x-davit")
+        .and_then(|x| x.get("hooks"))
+        .map(|h| davit_hooks(h, &mut errs))
+        .unwrap_or_default();
     if errs.has_errors() {
         return Err(errs);
     }
@@ -645,6 +712,7 @@ pub(crate) fn build(
         working_dir,
         services: dependency_order(services),
         environments,
+        hooks,
         json,
         interpolated,
         warnings: Vec::new(),

@@ -1267,10 +1267,30 @@ pub(crate) fn project_name(
     normalize_name(&base)
 }
 
+/// A blkio device entry as Compose's Go struct marshals it: `Path`, `Weight`, `Rate` (a byte size
+/// as a number string).
+fn blkio_go_fields(m: &JMap<String, J>) -> JMap<String, J> {
+    let mut out = JMap::new();
+    if let Some(p) = m.get("path") {
+        out.insert("Path".into(), p.clone());
+    }
+    if let Some(w) = m.get("weight") {
+        out.insert("Weight".into(), w.clone());
+    }
+    if let Some(r) = m.get("rate") {
+        let b = json_scalar(r).and_then(|x| parse_bytes(&x));
+        out.insert(
+            "Rate".into(),
+            b.map_or_else(|| r.clone(), |b| J::String(b.to_string())),
+        );
+    }
+    out
+}
+
 // ---------------------------------------------------------------- finalize
 
 /// Go struct field order of a service, as `docker compose config --format json` prints it.
-const SERVICE_ORDER: &[&str] = &[
+pub(crate) const SERVICE_ORDER: &[&str] = &[
     "profiles",
     "annotations",
     "attach",
@@ -1587,24 +1607,8 @@ pub(crate) fn finalize(
                     }
                     Ok(src) => {
                         let lookup = |k: &str| env.get(k).cloned();
-                        match crate::dotenv::parse_dotenv(&src, &lookup) {
-                            Ok(vars) => {
-                                for (k, v) in vars {
-                                    envmap.insert(k, J::String(v));
-                                }
-                            }
-                            Err(e) => {
-                                let id = ctx.file_id(Path::new(&path));
-                                ctx.error(
-                                    Pos {
-                                        file: id,
-                                        line: e.line as u32,
-                                        col: 1,
-                                    },
-                                    e.message,
-                                    Some("fix the env file syntax"),
-                                );
-                            }
+                        for (k, v) in ctx.parse_env_file(Path::new(&path), &src, &lookup) {
+                            envmap.insert(k, J::String(v));
                         }
                     }
                     Err(_) if !required => {}
@@ -1863,21 +1867,7 @@ fn fix_types(
                 }
                 Some(Typed::Blkio) => {
                     if let J::Object(m) = v {
-                        let mut out = JMap::new();
-                        if let Some(p) = m.get("path") {
-                            out.insert("Path".into(), p.clone());
-                        }
-                        if let Some(w) = m.get("weight") {
-                            out.insert("Weight".into(), w.clone());
-                        }
-                        if let Some(r) = m.get("rate") {
-                            let b = json_scalar(r).and_then(|x| parse_bytes(&x));
-                            out.insert(
-                                "Rate".into(),
-                                b.map_or_else(|| r.clone(), |b| J::String(b.to_string())),
-                            );
-                        }
-                        *v = J::Object(out);
+                        *m = blkio_go_fields(m);
                     }
                 }
                 Some(Typed::Mode) => {
@@ -1947,21 +1937,7 @@ fn fix_types(
                         let ip: Vec<&str> = path.iter().map(String::as_str).collect();
                         if matches!(type_of(&ip), Some(Typed::Blkio)) {
                             if let J::Object(m) = it {
-                                let mut out = JMap::new();
-                                if let Some(p) = m.get("path") {
-                                    out.insert("Path".into(), p.clone());
-                                }
-                                if let Some(w) = m.get("weight") {
-                                    out.insert("Weight".into(), w.clone());
-                                }
-                                if let Some(r) = m.get("rate") {
-                                    let b = json_scalar(r).and_then(|x| parse_bytes(&x));
-                                    out.insert(
-                                        "Rate".into(),
-                                        b.map_or_else(|| r.clone(), |b| J::String(b.to_string())),
-                                    );
-                                }
-                                *m = out;
+                                *m = blkio_go_fields(m);
                             }
                         } else if let J::Object(m) = it {
                             fix_types(path, m, ctx, svc, sname);

@@ -2,105 +2,30 @@
 //! types, each reported at its own position. Every problem is reported, not only the first.
 
 use crate::loader::Ctx;
+use crate::normalize::SERVICE_ORDER;
 use crate::yaml::{Node, Value};
 
 const TOP: &[&str] = &[
     "version", "name", "include", "services", "networks", "volumes", "secrets", "configs", "models",
 ];
 
-pub(crate) const SERVICE_KEYS: &[&str] = &[
-    "profiles",
-    "annotations",
-    "attach",
-    "build",
-    "develop",
-    "blkio_config",
-    "cap_add",
-    "cap_drop",
-    "cgroup_parent",
-    "cgroup",
-    "cpu_count",
-    "cpu_percent",
-    "cpu_period",
-    "cpu_quota",
-    "cpu_rt_period",
-    "cpu_rt_runtime",
-    "cpus",
-    "cpuset",
-    "cpu_shares",
-    "command",
-    "configs",
-    "container_name",
-    "credential_spec",
-    "depends_on",
-    "deploy",
-    "device_cgroup_rules",
-    "devices",
-    "dns",
-    "dns_opt",
-    "dns_search",
-    "domainname",
-    "entrypoint",
-    "provider",
-    "environment",
-    "env_file",
-    "expose",
-    "extends",
-    "external_links",
-    "extra_hosts",
-    "group_add",
-    "gpus",
-    "hostname",
-    "healthcheck",
-    "image",
-    "init",
-    "ipc",
-    "isolation",
-    "labels",
-    "label_file",
-    "links",
-    "logging",
-    "mem_limit",
-    "mem_reservation",
-    "memswap_limit",
-    "mem_swappiness",
-    "mac_address",
-    "models",
-    "network_mode",
-    "networks",
-    "oom_kill_disable",
-    "oom_score_adj",
-    "pid",
-    "pids_limit",
-    "platform",
-    "ports",
-    "privileged",
-    "pull_policy",
-    "read_only",
-    "restart",
-    "runtime",
-    "scale",
-    "secrets",
-    "security_opt",
-    "shm_size",
-    "stdin_open",
-    "stop_grace_period",
-    "stop_signal",
-    "storage_opt",
-    "sysctls",
-    "tmpfs",
-    "tty",
-    "ulimits",
-    "use_api_socket",
-    "user",
-    "userns_mode",
-    "uts",
-    "volumes",
-    "volumes_from",
-    "working_dir",
-    "post_start",
-    "pre_stop",
-];
+/// The keys a service may have: the fields of Compose's Go struct ([`SERVICE_ORDER`]), less the
+/// legacy ones its schema refuses.
+pub(crate) static SERVICE_KEYS: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| {
+        const NOT_IN_SCHEMA: [&str; 5] = [
+            "dockerfile",
+            "log_driver",
+            "log_opt",
+            "net",
+            "volume_driver",
+        ];
+        SERVICE_ORDER
+            .iter()
+            .copied()
+            .filter(|k| !NOT_IN_SCHEMA.contains(k))
+            .collect()
+    });
 
 fn unknown(ctx: &mut Ctx<'_>, n: &Node, allowed: &[&str], what: &str) {
     let Some(m) = n.as_map() else { return };
@@ -470,7 +395,7 @@ fn walk(ctx: &mut Ctx<'_>, n: &Node, path: &mut Vec<String>, what: &str) {
 }
 
 fn validate_service(ctx: &mut Ctx<'_>, svc: &Node, what: &str) {
-    unknown(ctx, svc, SERVICE_KEYS, what);
+    unknown(ctx, svc, &SERVICE_KEYS, what);
     if let Some(m) = svc.as_map() {
         for (k, (_, v)) in m {
             if k.starts_with("x-") {

@@ -106,6 +106,9 @@ services:
 x-davit:
   environments:
     production: {hosts: ["ssh://root@10.0.0.1"], variables: {VERSION: "2"}}
+  hooks:
+    pre-deploy: ./check.sh "$$DAVIT_RELEASE"
+    post-deploy: [./notify, --done]
 "#,
     )
     .unwrap();
@@ -130,6 +133,20 @@ x-davit:
     assert_eq!(p.service("db").unwrap().davit.strategy, Strategy::Recreate);
     assert_eq!(p.environments["production"].hosts, ["ssh://root@10.0.0.1"]);
     assert_eq!(p.environments["production"].variables["VERSION"], "2");
+    assert_eq!(
+        p.hooks.pre_deploy.as_deref(),
+        Some(
+            &[
+                "sh".to_string(),
+                "-c".into(),
+                "./check.sh \"$DAVIT_RELEASE\"".into()
+            ][..]
+        )
+    );
+    assert_eq!(
+        p.hooks.post_deploy.as_deref(),
+        Some(&["./notify".to_string(), "--done".into()][..])
+    );
     assert_eq!(p.name, "app");
     // x-davit stays out of the Compose document (Compose drops service extensions in its JSON).
     assert!(p.to_json()["services"]["web"].get("x-davit").is_none());
@@ -142,6 +159,16 @@ fn invalid_davit_extension_is_reported() {
     let text = e.to_string();
     assert!(text.contains("proxy.port"), "{text}");
     assert!(text.contains("unknown strategy"), "{text}");
+    // Each problem at its place in the file.
+    let got: Vec<(usize, usize)> = e.iter().map(|d| (d.line, d.column)).collect();
+    assert_eq!(got, [(5, 21), (5, 32), (6, 17)], "{text}");
+    let e = load_str(
+        "services:\n  web:\n    image: x\nx-davit:\n  hooks:\n    pre-deploy: []\n    after: x\n",
+    )
+    .unwrap_err();
+    let got: Vec<(usize, usize)> = e.iter().map(|d| (d.line, d.column)).collect();
+    assert_eq!(got, [(6, 17), (7, 5)], "{e}");
+    assert!(e.to_string().contains("unknown hook"), "{e}");
 }
 
 #[test]

@@ -69,6 +69,14 @@ impl Resolver for RegistryResolver {
 /// The engine's project from a loaded compose project. Bad input (a service without image, a
 /// published port range) is an [`Error::Input`].
 pub fn from_compose(p: &davit_compose::Project) -> Result<ProjectSpec, Error> {
+    // Services something waits on with `service_completed_successfully` are jobs (migrations).
+    let jobs: std::collections::BTreeSet<&str> = p
+        .services
+        .iter()
+        .flat_map(|s| &s.depends_on)
+        .filter(|d| d.condition == davit_compose::DependencyCondition::CompletedSuccessfully)
+        .map(|d| d.service.as_str())
+        .collect();
     let mut services = Vec::new();
     for s in &p.services {
         let image = s.image.clone().ok_or_else(|| {
@@ -139,6 +147,32 @@ pub fn from_compose(p: &davit_compose::Project) -> Result<ProjectSpec, Error> {
         spec.restart = s.restart.clone();
         spec.user = s.user.clone();
         spec.working_dir = s.working_dir.clone();
+        if let Some(uc) = &s.update_config {
+            // `parallelism` is how many hosts roll at once; `monitor` how long a new container
+            // must stay healthy. (0 means "all at once" in Compose.)
+            if let Some(n) = uc.parallelism {
+                let n = if n == 0 { usize::MAX } else { n as usize };
+                spec.strategy = match spec.strategy {
+                    davit_rollout::Strategy::Rolling { .. } => {
+                        davit_rollout::Strategy::Rolling { max_parallel: n }
+                    }
+                    davit_rollout::Strategy::Recreate { .. } => {
+                        davit_rollout::Strategy::Recreate { max_parallel: n }
+                    }
+                    other => other,
+                };
+            }
+            spec.min_healthy_time = uc.monitor;
+        }
+        if jobs.contains(s.name.as_str()) {
+            if spec.proxy.is_some() {
+                return Err(Error::Input(format!(
+                    "service {}: a service others wait on with `service_completed_successfully` runs once to completion (a job, e.g. a migration); it cannot be behind the proxy: remove its `x-davit.proxy`",
+                    s.name
+                )));
+            }
+            spec.job = true;
+        }
         spec.healthcheck = s.healthcheck.as_ref().and_then(|h| {
             if h.disable {
                 Some(vec!["NONE".to_string()])

@@ -17,7 +17,9 @@ use davit_rollout::{Config, Gates, HostSpec, Outcome, Rollout, Strategy};
 use crate::driver::{CommitGate, DriverNote, Observer, drive_gated};
 use crate::error::Error;
 use crate::exec::{HostPart, ServiceExec};
+use crate::hooks::{Hook, HookContext, Hooks};
 use crate::hostops::{self, L_CONFIG_HASH, L_ENV_HASH, L_IMAGE, L_RELEASE};
+use crate::job;
 use crate::model::ProjectSpec;
 use crate::proxyhost::{self, ProxyImage};
 use crate::release::{self, Release, ReleaseOutcome, ReleaseService};
@@ -48,6 +50,8 @@ pub struct Options {
     pub parallel: usize,
     /// Set when this deploy restores an earlier release.
     pub rollback_of: Option<String>,
+    /// Run around the deploy, under its lock (`x-davit.hooks` in the `davit` binary).
+    pub hooks: Option<Arc<dyn Hooks>>,
 }
 
 impl Default for Options {
@@ -63,6 +67,7 @@ impl Default for Options {
             keep_releases: 10,
             parallel: 8,
             rollback_of: None,
+            hooks: None,
         }
     }
 }
@@ -286,7 +291,13 @@ pub async fn plan(
     for s in &project.services {
         let config_hash = s.config_hash();
         let mut hps = Vec::new();
-        for (h, list) in &by_host {
+        // A job runs on the first host only.
+        let hosts_of_service = if s.job {
+            &by_host[..by_host.len().min(1)]
+        } else {
+            &by_host[..]
+        };
+        for (h, list) in hosts_of_service {
             let mine: Vec<_> = list
                 .iter()
                 .filter(|c| hostops::label(c, hostops::L_SERVICE).as_deref() == Some(&s.name))
@@ -302,7 +313,17 @@ pub async fn plan(
                 .filter(|n| !running_names.contains(n))
                 .collect();
             let running_image = running.first().and_then(|c| hostops::label(c, L_IMAGE));
-            let change = if running.is_empty() {
+            let change = if s.job {
+                if job::done(&mine, &config_hash) {
+                    Change::Unchanged
+                } else if mine.is_empty() {
+                    Change::Create
+                } else {
+                    Change::Update {
+                        reasons: vec!["the last run differs or did not succeed".into()],
+                    }
+                }
+            } else if running.is_empty() {
                 Change::Create
             } else {
                 let mut reasons = Vec::new();
@@ -482,16 +503,49 @@ pub async fn deploy(
     });
     let cancel = merge_cancel(cancel, lost_rx);
 
-    let result = execute(
-        &project,
-        &hosts,
-        &the_plan,
-        &release_id,
-        opts,
-        cancel,
-        &notes,
-    )
-    .await;
+    let mut hook_ctx = HookContext {
+        project: project.name.clone(),
+        release: release_id.clone(),
+        hosts: hosts.iter().map(|h| h.name().to_string()).collect(),
+        services: the_plan
+            .services
+            .iter()
+            .filter(|s| s.hosts.iter().any(|h| h.change != Change::Unchanged))
+            .map(|s| s.service.clone())
+            .collect(),
+        who: opts.who.clone(),
+        outcome: None,
+        rollback_of: opts.rollback_of.clone(),
+    };
+    let hooks = opts.hooks.clone().filter(|_| the_plan.has_changes());
+    let pre = match &hooks {
+        Some(h) => {
+            phase("running the pre-deploy hook");
+            h.run(Hook::PreDeploy, &hook_ctx).await
+        }
+        None => Ok(()),
+    };
+    let result = match pre {
+        Ok(()) => {
+            execute(
+                &project,
+                &hosts,
+                &the_plan,
+                &release_id,
+                opts,
+                cancel,
+                &notes,
+            )
+            .await
+        }
+        Err(e) => (
+            ReleaseOutcome::RolledBack,
+            Vec::new(),
+            Some(format!(
+                "the pre-deploy hook failed, nothing was changed: {e}"
+            )),
+        ),
+    };
     heart.abort();
 
     // The release, on every host, whatever the outcome.
@@ -538,6 +592,14 @@ pub async fn deploy(
         release: release_id.clone(),
         outcome: outcome.clone(),
     });
+    if let Some(h) = &hooks {
+        phase("running the post-deploy hook");
+        hook_ctx.outcome = Some(outcome.clone());
+        if let Err(e) = h.run(Hook::PostDeploy, &hook_ctx).await {
+            tracing::warn!("the post-deploy hook failed: {e}");
+            phase(&format!("the post-deploy hook failed: {e}"));
+        }
+    }
     for (h, l) in &leases {
         release::release_lock(h, l).await;
     }
@@ -605,18 +667,73 @@ async fn execute(
     let mut held: Vec<HeldService> = Vec::new();
     let mut failure: Option<(String, Outcome)> = None;
     let mut problem: Option<String> = None;
+    let mut jobs_done: Vec<(String, Outcome)> = Vec::new();
     for (svc, sp) in project.services.iter().zip(&the_plan.services) {
         let changed: Vec<&HostPlan> = sp
             .hosts
             .iter()
             .filter(|h| h.change != Change::Unchanged)
             .collect();
-        if changed.is_empty() {
+        // A job also runs again when a service waiting on it changes.
+        let dependents_change = svc.job
+            && project
+                .services
+                .iter()
+                .zip(&the_plan.services)
+                .any(|(d, dp)| {
+                    d.depends_on.contains(&svc.name)
+                        && dp.hosts.iter().any(|h| h.change != Change::Unchanged)
+                });
+        if changed.is_empty() && !dependents_change {
             continue;
         }
         if *cancel.borrow() {
             problem = Some("interrupted".into());
             break;
+        }
+        if svc.job {
+            let Some(host) = sp
+                .hosts
+                .first()
+                .and_then(|hp| hosts.iter().find(|h| h.name() == hp.host))
+            else {
+                continue;
+            };
+            notes(&Note::Phase {
+                message: format!("running job {} on {}", svc.name, host.name()),
+            });
+            let r = job::run(
+                host,
+                project,
+                svc,
+                release_id,
+                opts.gates.progress_deadline,
+                cancel.clone(),
+            )
+            .await;
+            let outcome = match &r {
+                Ok(()) => Outcome::Succeeded {
+                    warnings: Vec::new(),
+                },
+                Err(message) => Outcome::RolledBack {
+                    cause: davit_rollout::Cause::StepFailed {
+                        host: host.name().to_string(),
+                        step: davit_rollout::Step::StartNew,
+                        message: message.clone(),
+                    },
+                },
+            };
+            if r.is_err() {
+                failure = Some((svc.name.clone(), outcome));
+                break;
+            }
+            // A job that ran cannot be undone (a migration stays migrated): it is reported now.
+            notes(&Note::ServiceDone {
+                service: svc.name.clone(),
+                outcome: outcome.clone(),
+            });
+            jobs_done.push((svc.name.clone(), outcome));
+            continue;
         }
         let mut parts = HashMap::new();
         let mut specs = Vec::new();
@@ -630,9 +747,13 @@ async fn execute(
                 HostPart::new((*remote).clone(), hp.running.clone(), hp.leftovers.clone()),
             );
         }
+        let mut gates = opts.gates.clone();
+        if let Some(t) = svc.min_healthy_time {
+            gates.min_healthy_time = t;
+        }
         let config = Config {
             strategy: svc.strategy.clone(),
-            gates: opts.gates.clone(),
+            gates,
         };
         let rollout = match Rollout::new(config, specs) {
             Ok(r) => r.hold_before_cleanup(),
@@ -719,6 +840,8 @@ async fn execute(
             _ => None,
         })
         .collect();
+    // Jobs that ran come first (they are not reverted: a migration stays migrated).
+    results.splice(0..0, jobs_done);
     if let Some((name, outcome)) = failure {
         notes(&Note::ServiceDone {
             service: name.clone(),

@@ -264,6 +264,8 @@ pub async fn create_container(
         })
         .collect();
     let restart = match svc.restart.as_deref() {
+        // A job runs once.
+        _ if svc.job => Some(RestartPolicyNameEnum::NO),
         Some("always") => Some(RestartPolicyNameEnum::ALWAYS),
         Some("on-failure") => Some(RestartPolicyNameEnum::ON_FAILURE),
         Some("no") => Some(RestartPolicyNameEnum::NO),

@@ -8,8 +8,11 @@
 //! - [`gate`]: the health gate of new containers, with `davit-health`'s probes and policy;
 //! - [`metrics`]: the proxy's latency histograms, for a canary's p99;
 //! - [`release`]: releases and the deploy lock, kept on the hosts;
+//! - [`job`]: one-off jobs (migrations) run under the lock before their dependents;
+//! - [`hooks`]: pre- and post-deploy hooks, run through the [`hooks::Hooks`] trait;
 //! - [`proxyhost`]: the proxy image built in memory and its container on each host;
-//! - [`status`]: what each host runs, and logs.
+//! - [`status`]: what each host runs, and logs;
+//! - [`prune`]: stopped containers and the images of old releases, on every host.
 
 pub mod adapters;
 pub mod deploy;
@@ -17,10 +20,13 @@ pub mod driver;
 mod error;
 pub mod exec;
 pub mod gate;
+pub mod hooks;
 pub mod hostops;
+pub mod job;
 pub mod metrics;
 pub mod model;
 pub mod proxyhost;
+pub mod prune;
 pub mod release;
 pub mod remote;
 pub mod status;

@@ -69,6 +69,14 @@ pub struct ServiceSpec {
     /// A compose `healthcheck:` test (`["CMD", …]`), overriding the image's; `["NONE"]` disables.
     #[serde(default)]
     pub healthcheck: Option<Vec<String>>,
+    /// A one-off job (another service depends on it with `service_completed_successfully`, e.g. a
+    /// migration): run to completion on one host, under the lock, before its dependents roll out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub job: bool,
+    /// How long a new container must stay healthy (`deploy.update_config.monitor`), overriding the
+    /// deploy's `min_healthy_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_healthy_time: Option<Duration>,
     /// The timing of the compose `healthcheck:` (given to Docker, and followed by the health gate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck_timing: Option<HealthTiming>,
@@ -162,6 +170,8 @@ impl ServiceSpec {
             user: None,
             working_dir: None,
             healthcheck: None,
+            job: false,
+            min_healthy_time: None,
             healthcheck_timing: None,
         }
     }

@@ -33,73 +33,17 @@ pub fn find_proxy_binary() -> Result<PathBuf, String> {
     ))
 }
 
-/// True when `data` is an ELF executable without a program interpreter (runs in an empty image).
-pub fn is_static_elf(data: &[u8]) -> bool {
-    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
-        return false;
-    }
-    let u16at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(data[32..40].try_into().unwrap_or_default()) as usize;
-    let (phentsize, phnum) = (u16at(54), u16at(56));
-    (0..phnum).all(|i| {
-        let o = phoff + i * phentsize;
-        o + 4 > data.len() || u32::from_le_bytes(data[o..o + 4].try_into().unwrap_or_default()) != 3
-    })
-}
-
-/// One regular file entry of a ustar archive (header and padded data).
-fn tar_entry(out: &mut Vec<u8>, path: &str, data: &[u8], mode: u32) {
-    let mut h = [0u8; 512];
-    h[..path.len()].copy_from_slice(path.as_bytes());
-    let oct = |field: &mut [u8], v: u64| {
-        let s = format!("{:0width$o}\0", v, width = field.len() - 1);
-        field.copy_from_slice(s.as_bytes());
-    };
-    oct(&mut h[100..108], u64::from(mode));
-    oct(&mut h[108..116], 0);
-    oct(&mut h[116..124], 0);
-    oct(&mut h[124..136], data.len() as u64);
-    oct(&mut h[136..148], 0);
-    h[156] = b'0';
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-    let s = format!("{sum:06o}\0 ");
-    h[148..156].copy_from_slice(s.as_bytes());
-    out.extend_from_slice(&h);
-    out.extend_from_slice(data);
-    out.resize(out.len().div_ceil(512) * 512, 0);
-}
-
 /// A `docker save` archive of an image holding `binary` at `/name` as its entrypoint, tagged `tag`.
 pub fn save_archive(name: &str, binary: &[u8], cmd: &[String], tag: &str) -> Vec<u8> {
-    let mut layer = Vec::new();
-    tar_entry(&mut layer, name, binary, 0o755);
-    layer.extend_from_slice(&[0u8; 1024]);
-    let diff_id = format!("sha256:{}", sha256_hex(&layer));
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Entrypoint": [format!("/{name}")], "Cmd": cmd, "Env": ["PATH=/"]},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created_by": format!("davit: COPY {name} /")}],
-    }))
-    .unwrap_or_default();
-    let config_hex = sha256_hex(&config);
-    let layer_dir = sha256_hex(&layer);
-    let manifest = serde_json::to_vec(&serde_json::json!([{
-        "Config": format!("{config_hex}.json"),
-        "RepoTags": [tag],
-        "Layers": [format!("{layer_dir}/layer.tar")],
-    }]))
-    .unwrap_or_default();
-    let mut out = Vec::new();
-    tar_entry(&mut out, &format!("{config_hex}.json"), &config, 0o644);
-    tar_entry(&mut out, &format!("{layer_dir}/layer.tar"), &layer, 0o644);
-    tar_entry(&mut out, "manifest.json", &manifest, 0o644);
-    out.extend_from_slice(&[0u8; 1024]);
-    out
+    davit_image::StaticImage {
+        name: name.to_string(),
+        binary: binary.to_vec(),
+        env: vec!["PATH=/".to_string()],
+        cmd: cmd.to_vec(),
+        creator: "davit".to_string(),
+        ..davit_image::StaticImage::default()
+    }
+    .save_archive(tag)
 }
 
 /// The proxy image, ready to load on hosts.
@@ -113,7 +57,7 @@ impl ProxyImage {
     /// Reads the static binary at `path`.
     pub fn from_binary(path: &Path) -> Result<ProxyImage, String> {
         let data = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-        if !is_static_elf(&data) {
+        if !davit_image::is_static_elf(&data) {
             return Err(format!(
                 "{} is not a static executable: build it with RUSTFLAGS=\"-C target-feature=+crt-static\" --target x86_64-unknown-linux-gnu",
                 path.display()

@@ -12,7 +12,7 @@ use davit_rollout::{
 
 use crate::driver::{DriverNote, Executor, Observer, drive};
 use crate::model::{ProjectSpec, ServiceSpec};
-use crate::{proxyhost, release};
+use crate::release;
 
 /// A fake world: every step takes 100 ms; new containers turn healthy 1 s after being watched,
 /// except on `bad_host`, where they turn unhealthy.
@@ -141,41 +141,89 @@ fn config_hash_follows_image_and_env_but_not_strategy() {
     assert_ne!(c.config_hash(), base);
 }
 
-#[test]
-fn save_archive_is_a_tar_with_manifest_config_and_layer() {
-    let tar = proxyhost::save_archive("bin", b"\x7fELF....", &[], "davit-proxy:test");
-    assert_eq!(tar.len() % 512, 0);
-    // Walk the headers.
-    let mut names = Vec::new();
-    let mut off = 0;
-    while off + 512 <= tar.len() && tar[off] != 0 {
-        let name = String::from_utf8_lossy(&tar[off..off + 100])
-            .trim_end_matches('\0')
-            .to_string();
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&tar[off + 124..off + 135]).trim(),
-            8,
-        )
-        .unwrap();
-        if name == "manifest.json" {
-            let m: serde_json::Value =
-                serde_json::from_slice(&tar[off + 512..off + 512 + size]).unwrap();
-            assert_eq!(m[0]["RepoTags"][0], "davit-proxy:test");
-        }
-        names.push(name);
-        off += 512 + size.div_ceil(512) * 512;
+fn from_yaml(yaml: &str) -> Result<ProjectSpec, crate::Error> {
+    let dir = std::env::temp_dir();
+    let mut opts = davit_compose::LoadOptions::new(&dir);
+    opts.files = vec![dir.join("compose.yaml")];
+    opts.project_name = Some("app".into());
+    let files = std::collections::BTreeMap::from([(dir.join("compose.yaml"), yaml.to_string())]);
+    let p = davit_compose::load(&opts, &MapLoader(files)).expect("valid compose");
+    crate::adapters::from_compose(&p)
+}
+
+struct MapLoader(std::collections::BTreeMap<std::path::PathBuf, String>);
+
+impl davit_compose::Loader for MapLoader {
+    fn read(&self, path: &std::path::Path) -> std::io::Result<String> {
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
     }
-    assert_eq!(names.len(), 3, "{names:?}");
-    assert!(names[0].ends_with(".json") && names[1].ends_with("/layer.tar"));
-    assert_eq!(names[2], "manifest.json");
 }
 
 #[test]
-fn static_elf_detection() {
-    let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-    // Test binaries are dynamically linked here.
-    assert!(!proxyhost::is_static_elf(&me));
-    assert!(!proxyhost::is_static_elf(b"#!/bin/sh\n"));
+fn completed_successfully_dependencies_are_jobs_and_update_config_is_honoured() {
+    let spec = from_yaml(
+        r#"
+services:
+  migrate:
+    image: r/app:2
+    command: [migrate]
+  web:
+    image: r/app:2
+    depends_on:
+      migrate: {condition: service_completed_successfully}
+    x-davit: {proxy: {port: 8080, health: /health}}
+    deploy:
+      update_config: {parallelism: 3, monitor: 7s}
+  worker:
+    image: r/app:2
+    depends_on: [migrate]
+    deploy:
+      update_config: {parallelism: 0}
+"#,
+    )
+    .unwrap();
+    let names: Vec<&str> = spec.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["migrate", "web", "worker"]);
+    let (migrate, web, worker) = (&spec.services[0], &spec.services[1], &spec.services[2]);
+    assert!(migrate.job && !web.job && !worker.job);
+    assert_eq!(web.strategy, Strategy::Rolling { max_parallel: 3 });
+    assert_eq!(web.min_healthy_time, Some(Duration::from_secs(7)));
+    assert_eq!(
+        worker.strategy,
+        Strategy::Recreate {
+            max_parallel: usize::MAX
+        },
+        "parallelism 0 is every host at once"
+    );
+    // A plain service's config hash does not carry the new fields (hosts keep their containers).
+    let mut plain = worker.clone();
+    plain.job = false;
+    plain.min_healthy_time = None;
+    assert!(!serde_json::to_string(&plain).unwrap().contains("job"));
+}
+
+#[test]
+fn a_job_behind_the_proxy_is_refused() {
+    let e = from_yaml(
+        r#"
+services:
+  migrate:
+    image: r/app:2
+    x-davit: {proxy: {port: 8080, health: /health}}
+  web:
+    image: r/app:2
+    depends_on:
+      migrate: {condition: service_completed_successfully}
+"#,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("service_completed_successfully"),
+        "{e}"
+    );
 }
 
 #[test]

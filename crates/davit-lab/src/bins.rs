@@ -10,21 +10,7 @@ pub const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// Whether the ELF file at `path` needs no dynamic loader (no `PT_INTERP` segment).
 pub fn is_static_elf(path: &Path) -> bool {
-    let Ok(data) = std::fs::read(path) else {
-        return false;
-    };
-    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
-        return false;
-    }
-    let u16_at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(data[0x20..0x28].try_into().unwrap_or([0; 8])) as usize;
-    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
-    (0..phnum).all(|i| {
-        let o = phoff + i * phentsize;
-        data.get(o..o + 4)
-            .map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) != 3)
-            .unwrap_or(false)
-    })
+    std::fs::read(path).is_ok_and(|data| davit_image::is_static_elf(&data))
 }
 
 /// The workspace root this crate was built from, when it is still there.

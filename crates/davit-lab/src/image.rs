@@ -1,139 +1,13 @@
-//! `FROM scratch` images made in memory from one static binary, and a minimal push of them to the lab
-//! registry (plain HTTP, distribution API). Deterministic: the same binary gives the same digests.
+//! A minimal push of `FROM scratch` images (built in memory by `davit-image`) to the lab registry
+//! (plain HTTP, distribution API).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+pub use davit_image::{MANIFEST_MEDIA_TYPE, RegistryImage as Built, StaticImage};
 
 use crate::Error;
-
-/// An image of one static binary at `/<name>`.
-#[derive(Debug, Clone)]
-pub struct StaticImage {
-    /// The binary's file name inside the image (it lives at `/`).
-    pub name: String,
-    /// The binary's bytes.
-    pub binary: Vec<u8>,
-    /// `KEY=value` environment entries.
-    pub env: Vec<String>,
-    /// Arguments after the entrypoint.
-    pub cmd: Vec<String>,
-    /// Exposed TCP ports.
-    pub exposed: Vec<u16>,
-    /// A Docker healthcheck `["CMD", ...]`, with interval seconds.
-    pub healthcheck: Option<(Vec<String>, u64)>,
-}
-
-/// The blobs and manifest of an image, ready to push.
-#[derive(Debug, Clone)]
-pub struct Built {
-    pub layer: Vec<u8>,
-    pub layer_digest: String,
-    pub config: Vec<u8>,
-    pub config_digest: String,
-    pub manifest: Vec<u8>,
-    pub manifest_digest: String,
-}
-
-pub(crate) fn sha256(data: &[u8]) -> String {
-    let d = Sha256::digest(data);
-    let mut s = String::from("sha256:");
-    for b in d {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
-/// One file in a ustar archive.
-pub(crate) fn tar_one(path: &str, data: &[u8], mode: u32) -> Vec<u8> {
-    let mut h = [0u8; 512];
-    h[..path.len()].copy_from_slice(path.as_bytes());
-    let oct = |field: &mut [u8], v: u64| {
-        let s = format!("{:0width$o}\0", v, width = field.len() - 1);
-        field.copy_from_slice(s.as_bytes());
-    };
-    oct(&mut h[100..108], u64::from(mode));
-    oct(&mut h[108..116], 0);
-    oct(&mut h[116..124], 0);
-    oct(&mut h[124..136], data.len() as u64);
-    oct(&mut h[136..148], 0);
-    h[156] = b'0';
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-    let s = format!("{sum:06o}\0 ");
-    h[148..156].copy_from_slice(s.as_bytes());
-    let mut out = h.to_vec();
-    out.extend_from_slice(data);
-    out.resize(out.len().div_ceil(512) * 512, 0);
-    out.extend_from_slice(&[0u8; 1024]);
-    out
-}
-
-impl StaticImage {
-    /// Builds the layer, config and manifest (Docker image manifest v2, schema 2).
-    pub fn build(&self) -> Built {
-        let tar = tar_one(&self.name, &self.binary, 0o755);
-        let diff_id = sha256(&tar);
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&tar).expect("writing to memory");
-        let layer = gz.finish().expect("writing to memory");
-        let layer_digest = sha256(&layer);
-        let mut config = serde_json::json!({
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {
-                "Env": self.env,
-                "Entrypoint": [format!("/{}", self.name)],
-                "Cmd": self.cmd,
-                "ExposedPorts": self.exposed.iter()
-                    .map(|p| (format!("{p}/tcp"), serde_json::json!({})))
-                    .collect::<serde_json::Map<_, _>>(),
-            },
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-            "history": [{"created_by": format!("davit-lab: COPY {} /", self.name)}],
-        });
-        if let Some((test, interval)) = &self.healthcheck {
-            config["config"]["Healthcheck"] = serde_json::json!({
-                "Test": test,
-                "Interval": interval * 1_000_000_000,
-                "Timeout": 2_000_000_000u64,
-                "Retries": 3,
-            });
-        }
-        let config = serde_json::to_vec(&config).expect("json");
-        let config_digest = sha256(&config);
-        let manifest = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": MANIFEST_MEDIA_TYPE,
-            "config": {
-                "mediaType": "application/vnd.docker.container.image.v1+json",
-                "size": config.len(),
-                "digest": config_digest,
-            },
-            "layers": [{
-                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                "size": layer.len(),
-                "digest": layer_digest,
-            }],
-        }))
-        .expect("json");
-        let manifest_digest = sha256(&manifest);
-        Built {
-            layer,
-            layer_digest,
-            config,
-            config_digest,
-            manifest,
-            manifest_digest,
-        }
-    }
-}
-
-pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
 /// A registry answer: status, lower-cased headers, body.
 pub(crate) type Reply = (u16, Vec<(String, String)>, Vec<u8>);
@@ -235,7 +109,7 @@ fn push_blob(address: &str, repo: &str, digest: &str, data: &[u8]) -> Result<(),
 
 /// Pushes the image as `repo:tag`, sending only what the registry lacks. Returns the manifest digest.
 pub fn push(address: &str, repo: &str, tag: &str, image: &StaticImage) -> Result<String, Error> {
-    let built = image.build();
+    let built = image.registry_image();
     push_built(address, repo, tag, &built)?;
     Ok(built.manifest_digest)
 }

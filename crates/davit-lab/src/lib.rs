@@ -624,6 +624,7 @@ impl Lab {
             cmd: vec![],
             exposed: vec![DEMO_PORT],
             healthcheck: Some((vec!["CMD".into(), "/davit-demo".into(), "check".into()], 2)),
+            creator: "davit-lab".into(),
         }
     }
 

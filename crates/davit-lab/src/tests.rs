@@ -1,4 +1,3 @@
-use crate::image::{StaticImage, sha256, tar_one};
 use crate::plan::Instance;
 use crate::{Error, Lab};
 
@@ -45,26 +44,14 @@ fn side_instances_never_overlap() {
 }
 
 #[test]
-fn tar_header_checksum_is_valid() {
-    let t = tar_one("hello", b"abc", 0o755);
-    assert_eq!(t.len(), 512 + 512 + 1024);
-    let mut h = t[..512].to_vec();
-    let stored = u32::from_str_radix(std::str::from_utf8(&h[148..154]).unwrap(), 8).unwrap();
-    h[148..156].copy_from_slice(b"        ");
-    assert_eq!(stored, h.iter().map(|&b| u32::from(b)).sum::<u32>());
-    assert_eq!(&t[512..515], b"abc");
-    assert_eq!(&t[124..135], b"00000000003");
-}
-
-#[test]
 fn images_are_deterministic_and_differ_by_version() {
-    let a = Lab::demo_image(b"bin".to_vec(), "v1").build();
-    let b = Lab::demo_image(b"bin".to_vec(), "v1").build();
-    let c = Lab::demo_image(b"bin".to_vec(), "v2").build();
+    let a = Lab::demo_image(b"bin".to_vec(), "v1").registry_image();
+    let b = Lab::demo_image(b"bin".to_vec(), "v1").registry_image();
+    let c = Lab::demo_image(b"bin".to_vec(), "v2").registry_image();
     assert_eq!(a.manifest_digest, b.manifest_digest);
     assert_eq!(a.layer_digest, c.layer_digest, "versions share their layer");
     assert_ne!(a.config_digest, c.config_digest);
-    assert_eq!(a.manifest_digest, sha256(&a.manifest));
+    assert_eq!(a.manifest_digest, davit_image::sha256_digest(&a.manifest));
     let config: serde_json::Value = serde_json::from_slice(&c.config).unwrap();
     assert!(
         config["config"]["Env"]
@@ -73,8 +60,12 @@ fn images_are_deterministic_and_differ_by_version() {
             .iter()
             .any(|e| e == "DAVIT_DEMO_VERSION=v2")
     );
-    let broken: serde_json::Value =
-        serde_json::from_slice(&Lab::demo_image(b"bin".to_vec(), "broken").build().config).unwrap();
+    let broken: serde_json::Value = serde_json::from_slice(
+        &Lab::demo_image(b"bin".to_vec(), "broken")
+            .registry_image()
+            .config,
+    )
+    .unwrap();
     assert!(
         broken["config"]["Env"]
             .as_array()
@@ -82,14 +73,6 @@ fn images_are_deterministic_and_differ_by_version() {
             .iter()
             .any(|e| e == "DAVIT_DEMO_BROKEN=1")
     );
-    let _ = StaticImage {
-        name: "x".into(),
-        binary: vec![],
-        env: vec![],
-        cmd: vec![],
-        exposed: vec![],
-        healthcheck: None,
-    };
 }
 
 #[test]

@@ -10,11 +10,13 @@
 //!   Slack, Discord or generic JSON shape; a failing webhook never fails the caller.
 //! - [`preflight`]: pure checks over plain inputs (service names, image references, variables, env
 //!   files) that refuse bad input before any host is touched.
+//! - [`metrics`]: the host CPU, memory and disk figures of `davit status`, parsed from `/proc` and `df`.
 //! - [`environments`]: resolves `x-davit.environments.NAME` (hosts, variables) for `--env NAME`.
 
 pub mod dotenv;
 pub mod environments;
 mod error;
+pub mod metrics;
 pub mod notify;
 pub mod preflight;
 pub mod redact;

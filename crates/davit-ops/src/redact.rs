@@ -111,6 +111,58 @@ impl Redactor {
         r
     }
 
+    /// A redactor for what a compose project hands its containers: every value that comes from an
+    /// `env_file` of the `selected` services (all when empty), as the container receives it and as
+    /// the file writes it (see [`is_env_file_secret`]), plus the values of secret-looking variables
+    /// and generated-looking values anywhere in their `environment` (see [`Redactor::from_env_map`]).
+    /// Env files that cannot be read contribute nothing here (preflight reports them).
+    pub fn from_project(project: &davit_compose::Project, selected: &[String]) -> Self {
+        let mut r = Self::new();
+        let chosen = project
+            .services
+            .iter()
+            .filter(|s| selected.is_empty() || selected.contains(&s.name));
+        for service in chosen {
+            let env: Vec<(&str, &str)> = service
+                .environment
+                .iter()
+                .filter_map(|(k, v)| v.as_deref().map(|v| (k.as_str(), v)))
+                .collect();
+            r.extend(&Self::from_env_map(env.iter().copied()));
+            for file in &service.env_files {
+                let Ok(text) = std::fs::read_to_string(&file.path) else {
+                    continue;
+                };
+                for (key, raw) in dotenv::pairs(&text) {
+                    let resolved = service.environment.get(&key).and_then(Option::as_deref);
+                    for value in std::iter::once(raw.as_str()).chain(resolved) {
+                        if is_env_file_secret(&key, value) {
+                            r.add(value);
+                        }
+                    }
+                }
+            }
+        }
+        r
+    }
+
+    /// Also masks the values of `env` that [`Redactor::from_env_map`] would, and every value of a
+    /// key in `secret_keys` that [`is_env_file_secret`] accepts (a release's environment, whose keys
+    /// came from env files).
+    pub fn add_env_map<'a>(
+        &mut self,
+        env: impl IntoIterator<Item = (&'a str, &'a str)>,
+        secret_keys: &std::collections::BTreeSet<String>,
+    ) {
+        let env: Vec<(&str, &str)> = env.into_iter().collect();
+        self.extend(&Self::from_env_map(env.iter().copied()));
+        for (k, v) in env {
+            if secret_keys.contains(k) && is_env_file_secret(k, v) {
+                self.add(v);
+            }
+        }
+    }
+
     /// Also masks everything `other` masks.
     pub fn extend(&mut self, other: &Redactor) {
         for s in &other.secrets {
@@ -242,6 +294,20 @@ impl<W: std::io::Write> Drop for RedactingWriter<W> {
     fn drop(&mut self) {
         let _ = std::io::Write::flush(self);
     }
+}
+
+/// Whether a value read from an `env_file` is masked. Env files are where secrets live, so their
+/// values are secrets by default; what stays readable is what cannot be one and would make every line
+/// unreadable if masked: numbers (`8080`), switch words (`true`), and values under 8 characters unless
+/// the key names a secret ([`is_secret_key`]).
+pub fn is_env_file_secret(key: &str, value: &str) -> bool {
+    if value.chars().count() < MIN_SECRET_LEN || is_flag_word(value) {
+        return false;
+    }
+    if is_secret_key(key) || looks_generated(value) {
+        return true;
+    }
+    value.chars().count() >= 8 && !value.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
 /// True for variable names that conventionally hold secrets: `*PASSWORD*`, `*PASSWD*`, `*SECRET*`,

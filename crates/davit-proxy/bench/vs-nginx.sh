@@ -3,6 +3,7 @@
 #
 #   crates/davit-proxy/bench/vs-nginx.sh            # uses the static release build from tests/setup.sh
 #   PROXY_BIN=path/to/davit-proxy DURATION=20s CONNS=64 ROUNDS=3 crates/davit-proxy/bench/vs-nginx.sh
+#   BASELINE_BIN=path/to/older/davit-proxy ...   # a third contender in the same rounds (before/after)
 #
 # The backend is a one-worker nginx answering a fixed body (fast enough that neither proxy waits on it).
 # Both proxies keep pooled HTTP/1.1 keep-alive connections upstream and add X-Forwarded-*; nginx runs
@@ -16,7 +17,8 @@ DURATION=${DURATION:-15s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
-BACKEND=127.0.0.1:18181 NGINX=127.0.0.1:18182 DAVIT=127.0.0.1:18183
+BASELINE_BIN=${BASELINE_BIN:-}
+BACKEND=127.0.0.1:18181 NGINX=127.0.0.1:18182 DAVIT=127.0.0.1:18183 BASE=127.0.0.1:18184
 
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk curl >/dev/null
@@ -53,6 +55,10 @@ nginx -e "$work/backend.err" -p "$work" -c "$work/backend.conf" & pids+=($!)
 wait_port $BACKEND
 nginx -e "$work/nginx.err" -p "$work" -c "$work/nginx.conf" & pids+=($!)
 DAVIT_LOG=warn "$PROXY_BIN" --listen $DAVIT --target $BACKEND & davit_pid=$!; pids+=($davit_pid)
+if [ -n "$BASELINE_BIN" ]; then
+  DAVIT_LOG=warn "$BASELINE_BIN" --listen $BASE --target $BACKEND & pids+=($!)
+  wait_port $BASE
+fi
 wait_port $NGINX
 wait_port $DAVIT
 sleep 1
@@ -69,30 +75,38 @@ run() {
   rps=$(awk '/^Requests\/sec/ {print $2}' "$work/$2.txt")
   p50=$(awk '$1=="50%" {print $2}' "$work/$2.txt")
   p99=$(awk '$1=="99%" {print $2}' "$work/$2.txt")
-  errs=$(awk '/Non-2xx|Socket errors/ {print}' "$work/$2.txt" | tr '\n' ' ')
-  echo "$rps $p50 $p99 ${errs:-none}"
+  errs=$(awk '/Non-2xx|Socket errors/ {print}' "$work/$2.txt" | tr '\n' ' ' | tr ' ' '_')
+  echo "$rps $p50 $p99 load=$(cut -d' ' -f1 /proc/loadavg) ${errs:-none}"
 }
 # Alternate the two, ROUNDS times each, and keep each one's median round (by throughput): the machine is
 # shared, so a single round of each says more about the neighbours than about the proxies.
-: >"$work/nginx.rounds"; : >"$work/davit.rounds"
+: >"$work/nginx.rounds"; : >"$work/davit.rounds"; : >"$work/base.rounds"
 for _ in $(seq 1 "$ROUNDS"); do
   run $NGINX nginx >>"$work/nginx.rounds"
   run $DAVIT davit >>"$work/davit.rounds"
+  [ -z "$BASELINE_BIN" ] || run $BASE base >>"$work/base.rounds"
 done
 median() { sort -n -k1,1 "$1" | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)'; }
-read -r n_rps n_p50 n_p99 n_err <<<"$(median "$work/nginx.rounds")"
-read -r d_rps d_p50 d_p99 d_err <<<"$(median "$work/davit.rounds")"
+read -r n_rps n_p50 n_p99 _ n_err <<<"$(median "$work/nginx.rounds")"
+read -r d_rps d_p50 d_p99 _ d_err <<<"$(median "$work/davit.rounds")"
 loaded_rss=$(rss_kb "$davit_pid")
 ratio=$(awk -v d="$d_rps" -v n="$n_rps" 'BEGIN { printf "%.2f", d / n }')
 
 echo
 echo "wrk -t$THREADS -c$CONNS -d$DURATION, median of $ROUNDS alternating rounds, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); backend: one-worker nginx returning a fixed body"
-echo "all rounds (requests/s p50 p99): nginx: $(awk '{printf "%s %s %s; ", $1, $2, $3}' "$work/nginx.rounds") davit-proxy: $(awk '{printf "%s %s %s; ", $1, $2, $3}' "$work/davit.rounds")"
+echo "all rounds in order (requests/s p50 p99 load-average-at-end):"
+echo "  nginx:       $(awk '{printf "%s %s %s %s; ", $1, $2, $3, $4}' "$work/nginx.rounds")"
+echo "  davit-proxy: $(awk '{printf "%s %s %s %s; ", $1, $2, $3, $4}' "$work/davit.rounds")"
+[ -z "$BASELINE_BIN" ] || echo "  baseline:    $(awk '{printf "%s %s %s %s; ", $1, $2, $3, $4}' "$work/base.rounds")"
 echo
 echo "| proxy | requests/s | p50 | p99 | errors |"
 echo "| --- | --- | --- | --- | --- |"
 echo "| nginx $(nginx -v 2>&1 | sed 's|.*/||') | $n_rps | $n_p50 | $n_p99 | $n_err |"
 echo "| davit-proxy | $d_rps | $d_p50 | $d_p99 | $d_err |"
+if [ -n "$BASELINE_BIN" ]; then
+  read -r b_rps b_p50 b_p99 _ b_err <<<"$(median "$work/base.rounds")"
+  echo "| davit-proxy baseline ($BASELINE_BIN) | $b_rps | $b_p50 | $b_p99 | $b_err |"
+fi
 echo
 echo "throughput ratio davit-proxy / nginx: $ratio"
 echo "davit-proxy resident memory: idle $((idle_rss / 1024)) MiB ($idle_rss kB), after the load $((loaded_rss / 1024)) MiB ($loaded_rss kB)"

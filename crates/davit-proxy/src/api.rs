@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -120,22 +121,38 @@ impl TargetSpec {
 }
 
 /// How targets are checked before and while they get traffic.
+///
+/// The verdict is `davit-health`'s ongoing policy ([`davit_health::Monitor`]), fed with this
+/// spec as a [`davit_health::Policy`] (see [`HealthSpec::policy`]): the knobs mean what they mean
+/// there (Kubernetes `periodSeconds`, `timeoutSeconds`, `successThreshold`, `failureThreshold`,
+/// Docker `start_period`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthSpec {
     /// HTTP path that must answer 2xx/3xx (`GET`); a plain TCP connect when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Time between the starts of two checks.
     #[serde(default = "defaults::interval_ms")]
     pub interval_ms: u64,
+    /// A check that has not answered after this long is a failure.
     #[serde(default = "defaults::check_timeout_ms")]
     pub timeout_ms: u64,
     /// Consecutive successes that make a target healthy.
     #[serde(default = "defaults::one")]
     pub success_threshold: u32,
-    /// Consecutive failures that make a healthy target unhealthy (it then gets no new requests).
+    /// Consecutive counted failures that make a target unhealthy (it then gets no new requests).
     #[serde(default = "defaults::three")]
     pub failure_threshold: u32,
+    /// Failures of checks started within this time after the target was added are not counted
+    /// (Docker's `start_period`); a success in it counts as usual.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_period_ms: u64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Default for HealthSpec {
@@ -146,6 +163,7 @@ impl Default for HealthSpec {
             timeout_ms: defaults::check_timeout_ms(),
             success_threshold: 1,
             failure_threshold: 3,
+            start_period_ms: 0,
         }
     }
 }
@@ -157,6 +175,36 @@ impl HealthSpec {
         Self {
             path: Some(path.into()),
             ..Self::default()
+        }
+    }
+
+    /// The health crate's policy this spec stands for: what gates the target.
+    #[must_use]
+    pub fn policy(&self) -> davit_health::Policy {
+        davit_health::Policy {
+            start_period: Duration::from_millis(self.start_period_ms),
+            interval: Duration::from_millis(self.interval_ms),
+            timeout: Duration::from_millis(self.timeout_ms),
+            success_threshold: self.success_threshold,
+            failure_threshold: self.failure_threshold,
+            ..davit_health::Policy::default()
+        }
+    }
+
+    /// A check of `path` (a TCP connect when `None`) with the timing and thresholds of `policy`, e.g.
+    /// the one `davit_health::ServiceHealth::from_compose` derives from a service's healthcheck.
+    /// What the proxy cannot use for an ongoing check (`initial_delay`, `min_healthy_time`,
+    /// `deadline`: the engine's own gates) is left out.
+    #[must_use]
+    pub fn from_policy(path: Option<String>, policy: &davit_health::Policy) -> Self {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            path,
+            interval_ms: ms(policy.interval),
+            timeout_ms: ms(policy.timeout),
+            success_threshold: policy.success_threshold,
+            failure_threshold: policy.failure_threshold,
+            start_period_ms: ms(policy.start_period),
         }
     }
 }
@@ -216,13 +264,15 @@ pub struct MaintenanceRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetState {
-    /// Its health check has not passed yet: no traffic.
+    /// Its health check has not passed yet (no threshold reached): no traffic.
     Pending,
     /// Healthy, but not serving yet (the switch waits for every new target) or its weight is 0.
     Healthy,
     /// Receives traffic.
     Active,
-    /// Was healthy, now fails its check: no new requests until it passes again.
+    /// Failed `failure_threshold` checks in a row (not counting the start period): no new requests
+    /// until it passes `success_threshold` in a row again. A target that never passed stays out of
+    /// the route; one that did keeps the route served while it is the only one left.
     Unhealthy,
     /// Removed from the route: no new requests, in-flight ones finish.
     Draining,

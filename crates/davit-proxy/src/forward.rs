@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -17,52 +16,77 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 
 use crate::api::STICKY_COOKIE;
+use crate::drain::Drain;
 use crate::pool::Sender;
-use crate::route::{Route, Target};
+use crate::route::{Route, Snapshot, Target};
 
 /// Attempts per request when connecting fails (the request never reached an upstream).
 const MAX_ATTEMPTS: usize = 3;
 /// Longest wait for a first healthy target (e.g. right after the proxy restarted).
 const MAX_AWAIT: Duration = Duration::from_secs(10);
 
-/// What the client connection is.
-#[derive(Debug, Clone)]
-pub(crate) struct ClientInfo {
+/// One client connection: what every request on it shares. Requests hold it by `Arc`, whose count
+/// only this connection's thread touches.
+pub(crate) struct ClientConn {
+    pub(crate) route: Arc<Route>,
     /// The client's address as an `X-Forwarded-For` entry, rendered once per connection.
     ip: HeaderValue,
     tls: bool,
+    drain: Arc<Drain>,
 }
 
-impl ClientInfo {
-    pub(crate) fn new(peer: SocketAddr, tls: bool) -> Self {
+impl ClientConn {
+    pub(crate) fn new(route: Arc<Route>, peer: SocketAddr, tls: bool, drain: Arc<Drain>) -> Self {
         let ip = HeaderValue::from_str(&peer.ip().to_canonical().to_string())
             .expect("an IP is a valid header value");
-        Self { ip, tls }
+        Self {
+            route,
+            ip,
+            tls,
+            drain,
+        }
     }
 }
 
 /// A request's accounting: in flight from dispatch until its response body ends (or the upgraded
-/// connection closes).
+/// connection closes). It holds the snapshot the target was picked from (the calling thread's copy)
+/// rather than another count on the shared target.
 struct Guard {
-    target: Arc<Target>,
+    snap: Arc<Snapshot>,
+    index: usize,
+    shard: usize,
     start: Instant,
     sender: Option<Sender>,
 }
 
 impl Guard {
+    fn new(snap: &Arc<Snapshot>, index: usize, start: Instant) -> Self {
+        let shard = snap.picks[index].0.stats.enter();
+        Self {
+            snap: snap.clone(),
+            index,
+            shard,
+            start,
+            sender: None,
+        }
+    }
+
+    fn target(&self) -> &Target {
+        &self.snap.picks[self.index].0
+    }
+
     fn finish(mut self, reusable: bool) {
         if let Some(sender) = self.sender.take()
             && reusable
         {
-            self.target.pool.checkin(sender);
+            self.target().pool.checkin(sender);
         }
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.target.stats.observe(self.start.elapsed());
-        self.target.stats.in_flight.fetch_sub(1, Relaxed);
+        self.target().stats.leave(self.shard, self.start.elapsed());
     }
 }
 
@@ -168,6 +192,10 @@ pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a
         })
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -194,12 +222,23 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Serves one client request on `route`.
+/// Serves one client request of `conn`; once the proxy is stopping, HTTP/1 answers close their
+/// connection (the client reconnects, to the proxy that takes over).
 pub(crate) async fn handle(
-    route: Arc<Route>,
-    client: ClientInfo,
+    conn: Arc<ClientConn>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    let http1 = req.version() < Version::HTTP_2;
+    let mut resp = forward(&conn, req).await;
+    if http1 && conn.drain.closing() && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(resp)
+}
+
+async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBody> {
+    let (route, client) = (&conn.route, conn);
     let start = Instant::now();
     let mut snap = route.snapshot();
     if let Some(page) = &snap.maintenance {
@@ -210,22 +249,19 @@ pub(crate) async fn handle(
         );
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-        return Ok(r);
+        return r;
     }
-    let spec = snap.spec.clone();
+    let max_body_bytes = snap.spec.max_body_bytes;
     if let Some(len) = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        && len > spec.max_body_bytes
+        && len > max_body_bytes
     {
-        return Ok(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body too large",
-        ));
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
     }
-    let request_timeout = Duration::from_millis(spec.timeouts.request_ms.max(1));
-    let connect_timeout = Duration::from_millis(spec.timeouts.connect_ms.max(1));
+    let request_timeout = Duration::from_millis(snap.spec.timeouts.request_ms.max(1));
+    let connect_timeout = Duration::from_millis(snap.spec.timeouts.connect_ms.max(1));
     if snap.picks.is_empty() && snap.awaiting {
         let deadline = tokio::time::Instant::now() + request_timeout.min(MAX_AWAIT);
         while snap.picks.is_empty() && snap.awaiting {
@@ -244,7 +280,11 @@ pub(crate) async fn handle(
     }
 
     let (mut parts, body) = req.into_parts();
-    let cookie = cookie_value(&parts.headers, STICKY_COOKIE).map(str::to_owned);
+    let cookie = if snap.picks.len() > 1 {
+        cookie_value(&parts.headers, STICKY_COOKIE).map(str::to_owned)
+    } else {
+        None
+    };
     let wants_upgrade =
         parts.version == Version::HTTP_11 && parts.headers.contains_key(header::UPGRADE);
     let upgrade_value = wants_upgrade
@@ -255,6 +295,7 @@ pub(crate) async fn handle(
         .flatten();
 
     // The upstream request: origin-form, HTTP/1.1, hop-by-hop headers gone, X-Forwarded-* added.
+    // HTTP/2 carries the host in the URI's authority.
     let host = parts.headers.get(header::HOST).cloned().or_else(|| {
         parts
             .uri
@@ -262,17 +303,17 @@ pub(crate) async fn handle(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     strip_hop_by_hop(&mut parts.headers);
-    if let Some(h) = &host {
-        parts.headers.insert(header::HOST, h.clone());
-        if !parts.headers.contains_key("x-forwarded-host") {
-            parts
-                .headers
-                .insert(HeaderName::from_static("x-forwarded-host"), h.clone());
+    if let Some(h) = host {
+        if !parts.headers.contains_key(header::HOST) {
+            parts.headers.insert(header::HOST, h.clone());
+        }
+        if !parts.headers.contains_key(X_FORWARDED_HOST) {
+            parts.headers.insert(X_FORWARDED_HOST, h);
         }
     }
     let xff = match parts
         .headers
-        .get("x-forwarded-for")
+        .get(X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
     {
         Some(prev) => HeaderValue::from_str(&format!(
@@ -283,12 +324,10 @@ pub(crate) async fn handle(
         None => Some(client.ip.clone()),
     };
     if let Some(v) = xff {
-        parts
-            .headers
-            .insert(HeaderName::from_static("x-forwarded-for"), v);
+        parts.headers.insert(X_FORWARDED_FOR, v);
     }
     parts.headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if client.tls { "https" } else { "http" }),
     );
     if let Some(u) = upgrade_value {
@@ -310,71 +349,60 @@ pub(crate) async fn handle(
         );
         parts.uri = http::Uri::from_parts(origin).unwrap_or_else(|_| http::Uri::from_static("/"));
     }
-    let limit = usize::try_from(spec.max_body_bytes).unwrap_or(usize::MAX);
+    let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
     let mut req = Request::from_parts(parts, Limited::new(body, limit));
 
-    let mut tried: Vec<Arc<Target>> = Vec::new();
+    let mut tried: Vec<usize> = Vec::new();
     let mut last_error = String::from("no target");
     for _ in 0..MAX_ATTEMPTS {
-        let exclude: Vec<&Arc<Target>> = tried.iter().collect();
-        let Some((target, set_cookie)) = route.pick(&snap, cookie.as_deref(), &exclude) else {
-            return Ok(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no healthy upstream",
-            ));
+        let Some((index, set_cookie)) = Route::pick(&snap, cookie.as_deref(), &tried) else {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
         };
-        target.stats.in_flight.fetch_add(1, Relaxed);
-        let mut guard = Guard {
-            target: target.clone(),
-            start,
-            sender: None,
-        };
+        let mut guard = Guard::new(&snap, index, start);
+        let target = &snap.picks[index].0;
         let mut sender = match target.pool.checkout(target.addr, connect_timeout).await {
             Ok((s, _reused)) => s,
             Err(e) => {
-                target.stats.connect_errors.fetch_add(1, Relaxed);
+                target.stats.add_connect_error();
                 tracing::debug!(route = %route.name, target = %target.id, error = %e.0, "connect failed, retrying");
                 last_error = e.0;
                 drop(guard);
-                tried.push(target);
+                tried.push(index);
                 continue;
             }
         };
-        target.stats.requests.fetch_add(1, Relaxed);
+        target.stats.add_request();
         let sent = tokio::time::timeout(request_timeout, sender.try_send_request(req)).await;
         let resp = match sent {
             Err(_) => {
-                target.stats.responses_5xx.fetch_add(1, Relaxed);
-                return Ok(error(StatusCode::GATEWAY_TIMEOUT, "upstream timed out"));
+                target.stats.add_5xx();
+                return error(StatusCode::GATEWAY_TIMEOUT, "upstream timed out");
             }
             Ok(Ok(resp)) => resp,
             Ok(Err(mut e)) => match e.take_message() {
                 // The connection closed before the request went out: nothing reached the upstream.
                 Some(back) => {
-                    target.stats.requests.fetch_sub(1, Relaxed);
+                    target.stats.undo_request();
                     req = back;
                     last_error = e.into_error().to_string();
                     drop(guard);
                     continue;
                 }
                 None => {
-                    target.stats.responses_5xx.fetch_add(1, Relaxed);
+                    target.stats.add_5xx();
                     let e = e.into_error();
                     let too_large = std::error::Error::source(&e)
                         .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
                     if too_large {
-                        return Ok(error(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "request body too large",
-                        ));
+                        return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
                     }
                     tracing::debug!(route = %route.name, target = %target.id, error = %e, "upstream failed");
-                    return Ok(error(StatusCode::BAD_GATEWAY, "upstream failed"));
+                    return error(StatusCode::BAD_GATEWAY, "upstream failed");
                 }
             },
         };
         if resp.status().is_server_error() {
-            target.stats.responses_5xx.fetch_add(1, Relaxed);
+            target.stats.add_5xx();
         }
         let mut resp = resp;
         let upstream_upgrade = (resp.status() == StatusCode::SWITCHING_PROTOCOLS)
@@ -383,10 +411,10 @@ pub(crate) async fn handle(
         let mut out_headers = std::mem::take(&mut rparts.headers);
         if let Some(upstream_upgrade) = upstream_upgrade {
             let Some(client_upgrade) = client_upgrade else {
-                return Ok(error(
+                return error(
                     StatusCode::BAD_GATEWAY,
                     "upstream switched protocols unasked",
-                ));
+                );
             };
             drop(sender);
             tokio::spawn(async move {
@@ -406,7 +434,7 @@ pub(crate) async fn handle(
             let mut r = Response::new(ProxyBody::local(Bytes::new()));
             *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
             *r.headers_mut() = out_headers;
-            return Ok(r);
+            return r;
         }
         strip_hop_by_hop(&mut out_headers);
         if set_cookie
@@ -424,8 +452,8 @@ pub(crate) async fn handle(
         });
         *r.status_mut() = rparts.status;
         *r.headers_mut() = out_headers;
-        return Ok(r);
+        return r;
     }
     tracing::warn!(route = %route.name, error = %last_error, "no upstream reachable");
-    Ok(error(StatusCode::BAD_GATEWAY, "no upstream reachable"))
+    error(StatusCode::BAD_GATEWAY, "no upstream reachable")
 }

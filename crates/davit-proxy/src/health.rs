@@ -1,88 +1,24 @@
-//! Target health: a minimal threshold policy (consecutive successes make a target healthy, consecutive
-//! failures unhealthy) behind a small interface, and the probe that feeds it.
-//!
-//! Why not `davit-health`'s `Machine`: it reaches one final verdict (the rollout's "did it turn
-//! healthy?"), while the proxy needs a continuous up/down signal for as long as a target serves, and
-//! that crate brings bollard into what must stay a small static binary. `Policy::record` is the seam
-//! where a shared policy type would slot in.
+//! Target health: the probe (a TCP connect, or `GET path` that must answer 2xx/3xx) whose outcomes
+//! feed `davit-health`'s [`Monitor`](davit_health::Monitor), the ongoing readiness policy the route
+//! gates its targets with (see `route.rs`). The probe is the proxy's own so that the binary stays
+//! small: `davit-health` is used with `default-features = false`, the pure part only.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use davit_health::Outcome;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::api::HealthSpec;
-
-/// What the policy concludes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// Never passed yet.
-    Pending,
-    Healthy,
-    /// Passed once, now failing.
-    Unhealthy,
-}
-
-/// Consecutive-threshold policy.
-#[derive(Debug, Clone)]
-pub(crate) struct Policy {
-    success_threshold: u32,
-    failure_threshold: u32,
-    successes: u32,
-    failures: u32,
-    verdict: Verdict,
-}
-
-impl Policy {
-    pub(crate) fn new(spec: &HealthSpec) -> Self {
-        Self {
-            success_threshold: spec.success_threshold.max(1),
-            failure_threshold: spec.failure_threshold.max(1),
-            successes: 0,
-            failures: 0,
-            verdict: Verdict::Pending,
-        }
-    }
-
-    /// Takes new thresholds, keeping the current verdict.
-    pub(crate) fn reconfigure(&mut self, spec: &HealthSpec) {
-        self.success_threshold = spec.success_threshold.max(1);
-        self.failure_threshold = spec.failure_threshold.max(1);
-    }
-
-    pub(crate) fn verdict(&self) -> Verdict {
-        self.verdict
-    }
-
-    /// Records one probe outcome and returns the verdict after it.
-    pub(crate) fn record(&mut self, ok: bool) -> Verdict {
-        if ok {
-            self.failures = 0;
-            self.successes = self.successes.saturating_add(1);
-            if self.successes >= self.success_threshold {
-                self.verdict = Verdict::Healthy;
-            }
-        } else {
-            self.successes = 0;
-            self.failures = self.failures.saturating_add(1);
-            if self.verdict == Verdict::Healthy && self.failures >= self.failure_threshold {
-                self.verdict = Verdict::Unhealthy;
-            }
-        }
-        self.verdict
-    }
-}
-
-/// Probes `addr` once: a TCP connect, or `GET path` that must answer 2xx/3xx. `Ok` and `Err` both carry a
-/// short description for the admin API.
-pub(crate) async fn probe(addr: SocketAddr, spec: &HealthSpec) -> Result<String, String> {
-    let timeout = Duration::from_millis(spec.timeout_ms.max(1));
-    match tokio::time::timeout(timeout, probe_inner(addr, spec.path.as_deref())).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("timed out after {}ms", spec.timeout_ms)),
+/// Probes `addr` once within `timeout`. The outcome carries a short description for the admin API
+/// (`200 OK`, `connect: connection refused`, …).
+pub(crate) async fn probe(addr: SocketAddr, path: Option<&str>, timeout: Duration) -> Outcome {
+    match tokio::time::timeout(timeout, probe_inner(addr, path)).await {
+        Ok(Ok(detail)) => Outcome::Success(detail),
+        Ok(Err(detail)) => Outcome::Failure(detail),
+        Err(_) => Outcome::Failure(format!("timed out after {}ms", timeout.as_millis())),
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod client;
+mod drain;
 mod error;
 mod forward;
 mod health;
@@ -19,7 +20,7 @@ pub mod tls;
 
 pub use error::Error;
 pub use pool::set_worker_index;
-pub use server::{Proxy, ProxyConfig};
+pub use server::{Proxy, ProxyConfig, bind_listener};
 
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,8 @@
 //! One route's live state: its targets, their health and drain phases, and the immutable snapshot the
 //! request path reads (who gets traffic, with which weights), replaced atomically on every change.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -10,10 +10,12 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
+use davit_health::{Monitor, Status, Step};
+
 use crate::api::{RouteSpec, RouteStatus, TargetState, TargetStatus};
-use crate::health::{self, Policy, Verdict};
+use crate::health;
 use crate::metrics::{Series, TargetStats};
-use crate::pool::Pool;
+use crate::pool::{Pool, SHARDS, shard};
 
 /// How long a drained target stays listed (so the engine sees `drained`) before it is forgotten.
 const FORGET_DRAINED_AFTER: Duration = Duration::from_secs(600);
@@ -34,10 +36,16 @@ enum Phase {
 struct TargetSt {
     weight: u32,
     phase: Phase,
-    policy: Policy,
+    /// The health crate's ongoing verdict on this target, fed by its checker task.
+    monitor: Monitor,
+    /// Whether the monitor ever said healthy since the target was (re)added: a target gets traffic
+    /// only once it has.
     ever_passed: bool,
-    last_check: Option<String>,
     checker: Option<AbortHandle>,
+}
+
+fn monitor(spec: &RouteSpec) -> Monitor {
+    Monitor::new(spec.health.policy(), Instant::now())
 }
 
 /// An upstream of a route.
@@ -57,6 +65,7 @@ impl Target {
 }
 
 /// What the request path needs, read once per request.
+#[derive(Clone)]
 pub(crate) struct Snapshot {
     pub(crate) picks: Vec<(Arc<Target>, u32)>,
     total: u32,
@@ -66,13 +75,31 @@ pub(crate) struct Snapshot {
     pub(crate) maintenance: Option<Bytes>,
 }
 
+/// One thread's copy of the snapshot, on cache lines of its own: reading it (the lock, the `Arc`'s
+/// count) never touches memory another worker thread writes.
+#[repr(align(128))]
+struct SnapshotSlot(RwLock<Arc<Snapshot>>);
+
 pub(crate) struct Route {
     pub(crate) name: String,
     state: Mutex<RouteState>,
-    snapshot: RwLock<Arc<Snapshot>>,
+    /// The same snapshot once per thread shard (see [`crate::pool::set_worker_index`]).
+    snapshots: Box<[SnapshotSlot]>,
     /// Signalled whenever the snapshot changes.
     pub(crate) changed: Notify,
-    seed: AtomicU64,
+}
+
+thread_local! {
+    /// The weighted choice's random state, per thread (no shared counter on the request path).
+    static RNG: Cell<u64> = const { Cell::new(0x853c_49e6_748f_ea9b) };
+}
+
+fn next_random() -> u64 {
+    RNG.with(|r| {
+        let v = r.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        r.set(v);
+        splitmix(v)
+    })
 }
 
 struct RouteState {
@@ -101,15 +128,14 @@ impl Route {
                 targets: Vec::new(),
                 controller: None,
             }),
-            snapshot: RwLock::new(Arc::new(Snapshot {
+            snapshots: Self::slots(&Snapshot {
                 picks: Vec::new(),
                 total: 0,
                 awaiting: false,
                 maintenance: maintenance_page(&spec),
                 spec,
-            })),
+            }),
             changed: Notify::new(),
-            seed: AtomicU64::new(0x853c_49e6_748f_ea9b),
         });
         let weak = Arc::downgrade(&route);
         let handle = tokio::spawn(async move {
@@ -127,8 +153,19 @@ impl Route {
         self.state.lock().expect("route lock")
     }
 
+    fn slots(snap: &Snapshot) -> Box<[SnapshotSlot]> {
+        (0..SHARDS)
+            .map(|_| SnapshotSlot(RwLock::new(Arc::new(snap.clone()))))
+            .collect()
+    }
+
+    /// The calling thread's copy of the current snapshot.
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.read().expect("snapshot lock").clone()
+        self.snapshots[shard()]
+            .0
+            .read()
+            .expect("snapshot lock")
+            .clone()
     }
 
     pub(crate) fn spec(&self) -> Arc<RouteSpec> {
@@ -153,10 +190,10 @@ impl Route {
                 Some(x) => {
                     let mut s = x.st();
                     s.weight = t.weight;
-                    s.policy.reconfigure(&spec.health);
+                    s.monitor.reconfigure(spec.health.policy());
                     if matches!(s.phase, Phase::Drained(_)) {
                         // Stopped, maybe gone: it must pass its check again.
-                        s.policy = Policy::new(&spec.health);
+                        s.monitor = monitor(&spec);
                         s.ever_passed = false;
                     }
                     s.phase = Phase::Desired;
@@ -171,9 +208,8 @@ impl Route {
                     st: Mutex::new(TargetSt {
                         weight: t.weight,
                         phase: Phase::Desired,
-                        policy: Policy::new(&spec.health),
+                        monitor: monitor(&spec),
                         ever_passed: false,
-                        last_check: None,
                         checker: None,
                     }),
                 }),
@@ -210,13 +246,13 @@ impl Route {
         let now = Instant::now();
         let prev = self.snapshot();
         let drain_timeout = Duration::from_millis(st.spec.drain_timeout_ms);
-        let desired: Vec<(&Arc<Target>, u32, bool, Verdict)> = st
+        let desired: Vec<(&Arc<Target>, u32, bool, Status)> = st
             .targets
             .iter()
             .filter_map(|t| {
                 let s = t.st();
                 (s.phase == Phase::Desired)
-                    .then(|| (t, s.weight, s.ever_passed, s.policy.verdict()))
+                    .then(|| (t, s.weight, s.ever_passed, s.monitor.status()))
             })
             .collect();
         let all_zero = desired.iter().all(|d| d.1 == 0);
@@ -225,7 +261,7 @@ impl Route {
         let mut picks: Vec<(Arc<Target>, u32)> = if ready {
             let healthy: Vec<_> = desired
                 .iter()
-                .filter(|d| d.1 > 0 && d.3 == Verdict::Healthy)
+                .filter(|d| d.1 > 0 && d.3 == Status::Healthy)
                 .map(|d| (d.0.clone(), d.1))
                 .collect();
             if healthy.is_empty() {
@@ -247,14 +283,14 @@ impl Route {
                 .collect();
             let healthy: Vec<_> = serving
                 .iter()
-                .filter(|(t, _)| t.st().policy.verdict() != Verdict::Unhealthy)
+                .filter(|(t, _)| t.st().monitor.status() != Status::Unhealthy)
                 .cloned()
                 .collect();
             if healthy.is_empty() { serving } else { healthy }
         };
         picks.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         let awaiting = picks.is_empty()
-            && desired.iter().any(|d| d.1 > 0 && d.3 == Verdict::Pending)
+            && desired.iter().any(|d| d.1 > 0 && d.3 == Status::Unknown)
             && st.spec.maintenance.is_none();
         drop(desired);
         for t in &st.targets {
@@ -267,8 +303,7 @@ impl Route {
                 }
             }
             if let Phase::Draining(since) = s.phase
-                && (t.stats.in_flight.load(Relaxed) == 0
-                    || now.duration_since(since) >= drain_timeout)
+                && (t.stats.in_flight() == 0 || now.duration_since(since) >= drain_timeout)
             {
                 s.phase = Phase::Drained(now);
                 t.pool.clear();
@@ -288,60 +323,58 @@ impl Route {
             return;
         }
         let total = picks.iter().map(|p| p.1).sum();
-        let snap = Arc::new(Snapshot {
+        let snap = Snapshot {
             picks,
             total,
             awaiting,
             maintenance: maintenance_page(&st.spec),
             spec: st.spec.clone(),
-        });
-        *self.snapshot.write().expect("snapshot lock") = snap;
+        };
+        for slot in &self.snapshots {
+            *slot.0.write().expect("snapshot lock") = Arc::new(snap.clone());
+        }
         drop(st);
         self.changed.notify_waiters();
     }
 
-    /// Chooses a target: the one named by the sticky cookie when it still serves, else by weight.
-    /// Targets in `exclude` (already failed to connect) are avoided while others remain.
-    /// The bool says whether to (re)set the sticky cookie.
+    /// Chooses a target of `snap` (its index in `snap.picks`): the one named by the sticky cookie
+    /// when it still serves, else by weight. Targets in `exclude` (already failed to connect) are
+    /// avoided while others remain. The bool says whether to (re)set the sticky cookie.
     pub(crate) fn pick(
-        &self,
         snap: &Snapshot,
         cookie: Option<&str>,
-        exclude: &[&Arc<Target>],
-    ) -> Option<(Arc<Target>, bool)> {
-        if exclude.is_empty() && snap.picks.len() == 1 {
-            return Some((snap.picks[0].0.clone(), false));
+        exclude: &[usize],
+    ) -> Option<(usize, bool)> {
+        let n = snap.picks.len();
+        if exclude.is_empty() && n == 1 {
+            return Some((0, false));
         }
-        let excluded = |t: &Arc<Target>| exclude.iter().any(|e| Arc::ptr_eq(e, t));
-        let sticky = snap.picks.len() > 1;
+        let sticky = n > 1;
         if let Some(id) = cookie
-            && let Some((t, _)) = snap.picks.iter().find(|(t, _)| t.id == id && !excluded(t))
+            && let Some(i) = (0..n).find(|i| snap.picks[*i].0.id == id && !exclude.contains(i))
         {
-            return Some((t.clone(), false));
+            return Some((i, false));
         }
-        let candidates: Vec<&(Arc<Target>, u32)> =
-            snap.picks.iter().filter(|(t, _)| !excluded(t)).collect();
-        let (list, total): (Vec<&(Arc<Target>, u32)>, u32) = if candidates.is_empty() {
-            (snap.picks.iter().collect(), snap.total)
-        } else {
-            let total = candidates.iter().map(|c| c.1).sum();
-            (candidates, total)
+        let candidates = (0..n).filter(|i| !exclude.contains(i));
+        let total: u32 = candidates.clone().map(|i| snap.picks[i].1).sum();
+        let (first, total, all) = match candidates.clone().next() {
+            Some(first) => (first, total, false),
+            None if n > 0 => (0, snap.total, true),
+            None => return None,
         };
-        let first = list.first()?;
-        if list.len() == 1 || total == 0 {
-            return Some((first.0.clone(), sticky));
+        let mut list = (0..n).filter(|i| all || !exclude.contains(i));
+        if total == 0 || list.clone().nth(1).is_none() {
+            return Some((first, sticky));
         }
-        let mut r = u32::try_from(
-            splitmix(self.seed.fetch_add(0x9e37_79b9_7f4a_7c15, Relaxed)) % u64::from(total),
-        )
-        .expect("below a u32 total");
-        for (t, w) in &list {
-            if r < *w {
-                return Some((t.clone(), sticky));
+        let mut r = u32::try_from(next_random() % u64::from(total)).expect("below a u32 total");
+        for i in list.by_ref() {
+            let w = snap.picks[i].1;
+            if r < w {
+                return Some((i, sticky));
             }
             r -= w;
         }
-        Some((first.0.clone(), sticky))
+        Some((first, sticky))
     }
 
     pub(crate) fn status(&self) -> RouteStatus {
@@ -357,10 +390,10 @@ impl Route {
                     addr: t.addr,
                     weight: s.weight,
                     state: target_state(&snap, t, &s),
-                    in_flight: t.stats.in_flight.load(Relaxed),
-                    requests: t.stats.requests.load(Relaxed),
-                    responses_5xx: t.stats.responses_5xx.load(Relaxed),
-                    last_check: s.last_check.clone(),
+                    in_flight: t.stats.in_flight(),
+                    requests: t.stats.requests(),
+                    responses_5xx: t.stats.responses_5xx(),
+                    last_check: s.monitor.last().map(str::to_owned),
                 }
             })
             .collect();
@@ -391,7 +424,7 @@ impl Route {
         self.state()
             .targets
             .iter()
-            .map(|t| t.stats.in_flight.load(Relaxed))
+            .map(|t| t.stats.in_flight())
             .sum()
     }
 
@@ -438,10 +471,10 @@ fn target_state(snap: &Snapshot, t: &Arc<Target>, s: &TargetSt) -> TargetState {
         Phase::Drained(_) => TargetState::Drained,
         Phase::Draining(_) => TargetState::Draining,
         _ if snap.picks.iter().any(|(p, _)| Arc::ptr_eq(p, t)) => TargetState::Active,
-        _ => match s.policy.verdict() {
-            Verdict::Pending => TargetState::Pending,
-            Verdict::Healthy => TargetState::Healthy,
-            Verdict::Unhealthy => TargetState::Unhealthy,
+        _ => match s.monitor.status() {
+            Status::Unknown => TargetState::Pending,
+            Status::Healthy => TargetState::Healthy,
+            Status::Unhealthy => TargetState::Unhealthy,
         },
     }
 }
@@ -452,37 +485,42 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Runs a target's checks on the schedule its [`Monitor`] sets (interval between the starts of two
+/// checks, timeout, start period, thresholds: the health crate's semantics) and republishes the route
+/// when the monitor's status changes.
 fn spawn_checker(route: Weak<Route>, target: Weak<Target>) -> AbortHandle {
     tokio::spawn(async move {
         loop {
             let (Some(r), Some(t)) = (route.upgrade(), target.upgrade()) else { return };
-            let spec = r.spec();
+            let step = t.st().monitor.poll(Instant::now());
+            let (attempt, timeout) = match step {
+                Step::Wait { until } => {
+                    drop(r);
+                    drop(t);
+                    tokio::time::sleep_until(until.into()).await;
+                    continue;
+                }
+                Step::Probe { attempt, timeout } => (attempt, timeout),
+            };
+            let path = r.spec().health.path.clone();
             let addr = t.addr;
             drop(r);
             drop(t);
-            let outcome = health::probe(addr, &spec.health).await;
+            let outcome = health::probe(addr, path.as_deref(), timeout).await;
             let (Some(r), Some(t)) = (route.upgrade(), target.upgrade()) else { return };
             let changed = {
                 let mut s = t.st();
-                let before = s.policy.verdict();
-                let after = s.policy.record(outcome.is_ok());
-                if after == Verdict::Healthy {
+                let ok = outcome.is_success();
+                let changed = s.monitor.record(attempt, Instant::now(), outcome);
+                if s.monitor.status() == Status::Healthy {
                     s.ever_passed = true;
                 }
-                let text = match &outcome {
-                    Ok(t) => t.clone(),
-                    Err(e) => e.clone(),
-                };
-                s.last_check = Some(text);
-                before != after
+                changed.map(|status| (status, ok))
             };
-            if changed {
-                tracing::info!(route = %r.name, target = %t.id, ok = outcome.is_ok(), "health verdict changed");
+            if let Some((status, ok)) = changed {
+                tracing::info!(route = %r.name, target = %t.id, ?status, ok, "health status changed");
                 r.reconcile();
             }
-            drop(r);
-            drop(t);
-            tokio::time::sleep(Duration::from_millis(spec.health.interval_ms.max(10))).await;
         }
     })
     .abort_handle()

@@ -16,16 +16,21 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use serde::{Deserialize, Serialize};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::Error;
 use crate::api::{ApiError, Maintenance, MaintenanceRequest, RouteSpec, RouteStatus, TlsSpec};
-use crate::forward::{self, ClientInfo};
+use crate::drain::Drain;
+use crate::forward::{self, ClientConn};
 use crate::route::{self, Route};
 use crate::tls::{self, FileCertResolver};
+
+/// How long a stopping proxy answers HTTP/1 requests with `Connection: close` before it closes the
+/// connections left (idle ones, mostly).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// How the proxy starts.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +53,7 @@ struct Inner {
     routes: tokio::sync::Mutex<BTreeMap<String, Entry>>,
     state_file: Option<PathBuf>,
     workers: Vec<Handle>,
+    drain: Arc<Drain>,
 }
 
 struct Entry {
@@ -127,6 +133,23 @@ fn load_tls(name: &str, spec: Option<&TlsSpec>) -> Result<Option<TlsAcceptor>, E
     tls::acceptor(Arc::new(resolver)).map(Some).map_err(tls_err)
 }
 
+/// Opens a listening socket with `SO_REUSEPORT` (and `SO_REUSEADDR`): another davit-proxy process
+/// can bind the same address while this one still listens, so a new proxy takes over the ports before
+/// the old one stops (on SIGTERM it closes its listeners and drains). The kernel spreads new
+/// connections over both meanwhile. Connections still queued on a listener when it closes are reset
+/// unless `net.ipv4.tcp_migrate_req` is 1, which moves them to the other listener.
+pub fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 /// Opens a route's listener and starts accepting: connections go to the worker runtimes in turn (each
 /// client connection, and the upstream connections it uses, then stay on one thread), or are served on
 /// the current runtime when there are no workers.
@@ -135,11 +158,12 @@ async fn listen(
     route: &Arc<Route>,
     tls: &Arc<RwLock<Option<TlsAcceptor>>>,
     workers: &[Handle],
+    drain: &Arc<Drain>,
 ) -> Result<Vec<AbortHandle>, Error> {
     // A listener of this address that was just closed may take a moment to go.
     let mut tries = 0;
     loop {
-        match listen_once(addr, route, tls, workers).await {
+        match listen_once(addr, route, tls, workers, drain) {
             Ok(h) => return Ok(h),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 20 => {
                 tries += 1;
@@ -150,21 +174,27 @@ async fn listen(
     }
 }
 
-async fn listen_once(
+fn listen_once(
     addr: SocketAddr,
     route: &Arc<Route>,
     tls: &Arc<RwLock<Option<TlsAcceptor>>>,
     workers: &[Handle],
+    drain: &Arc<Drain>,
 ) -> std::io::Result<Vec<AbortHandle>> {
+    let listener = bind_listener(addr)?;
     if workers.is_empty() {
-        let listener = TcpListener::bind(addr).await?;
-        let task = tokio::spawn(accept_loop(listener, route.clone(), tls.clone()));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            route.clone(),
+            tls.clone(),
+            drain.clone(),
+        ));
         return Ok(vec![task.abort_handle()]);
     }
     // One accepting task hands connections to the workers in turn, so each worker gets an equal share
     // (a shared socket lets the first thread awake take a whole burst of new connections).
-    let listener = TcpListener::bind(addr).await?;
-    let (route, tls, workers) = (route.clone(), tls.clone(), workers.to_vec());
+    let (route, tls, workers, drain) =
+        (route.clone(), tls.clone(), workers.to_vec(), drain.clone());
     let task = workers[0].clone().spawn(async move {
         let mut next = 0usize;
         loop {
@@ -181,10 +211,10 @@ async fn listen_once(
             next = next.wrapping_add(1);
             match stream.into_std() {
                 Ok(std) => {
-                    let route = route.clone();
+                    let (route, drain) = (route.clone(), drain.clone());
                     worker.spawn(async move {
                         match TcpStream::from_std(std) {
-                            Ok(stream) => serve_client(route, acceptor, stream, peer).await,
+                            Ok(stream) => serve_client(route, acceptor, stream, peer, drain).await,
                             Err(e) => {
                                 tracing::warn!(error = %e, "cannot hand a connection to a worker")
                             }
@@ -202,6 +232,7 @@ async fn accept_loop(
     listener: TcpListener,
     route: Arc<Route>,
     tls: Arc<RwLock<Option<TlsAcceptor>>>,
+    drain: Arc<Drain>,
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -213,8 +244,32 @@ async fn accept_loop(
             }
         };
         let acceptor = tls.read().expect("tls lock").clone();
-        tokio::spawn(serve_client(route.clone(), acceptor, stream, peer));
+        tokio::spawn(serve_client(
+            route.clone(),
+            acceptor,
+            stream,
+            peer,
+            drain.clone(),
+        ));
     }
+}
+
+/// Drives one client connection until it ends; when the drain fires, shuts it down gracefully and
+/// lets it finish.
+macro_rules! drive {
+    ($conn:expr, $stop:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        let mut stop = $stop;
+        tokio::select! {
+            biased;
+            r = conn.as_mut() => r,
+            _ = &mut stop => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    }};
 }
 
 async fn serve_client(
@@ -222,9 +277,11 @@ async fn serve_client(
     tls: Option<TlsAcceptor>,
     stream: TcpStream,
     peer: SocketAddr,
+    drain: Arc<Drain>,
 ) {
+    let (_ticket, stop) = drain.register();
     let _ = stream.set_nodelay(true);
-    let idle = Duration::from_millis(route.spec().timeouts.idle_ms.max(1));
+    let idle = Duration::from_millis(route.snapshot().spec.timeouts.idle_ms.max(1));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -236,20 +293,19 @@ async fn serve_client(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(idle))
         .keep_alive_timeout(idle);
-    let info = ClientInfo::new(peer, tls.is_some());
-    let svc = service_fn(move |req| forward::handle(route.clone(), info.clone(), req));
+    let tls_on = tls.is_some();
+    let conn = Arc::new(ClientConn::new(route, peer, tls_on, drain));
+    let svc = service_fn(move |req| forward::handle(conn.clone(), req));
     let result = match tls {
-        None => {
-            builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .await
-        }
+        None => drive!(
+            builder.serve_connection_with_upgrades(TokioIo::new(stream), svc),
+            stop
+        ),
         Some(acceptor) => match acceptor.accept(stream).await {
-            Ok(s) => {
-                builder
-                    .serve_connection_with_upgrades(TokioIo::new(s), svc)
-                    .await
-            }
+            Ok(s) => drive!(
+                builder.serve_connection_with_upgrades(TokioIo::new(s), svc),
+                stop
+            ),
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
                 return;
@@ -270,13 +326,14 @@ impl Proxy {
                 routes: tokio::sync::Mutex::new(BTreeMap::new()),
                 state_file: config.state_file,
                 workers: config.workers,
+                drain: Arc::new(Drain::default()),
             }),
         };
         if let Some(path) = &proxy.inner.state_file {
             let saved = read_state(path)?;
             let mut routes = proxy.inner.routes.lock().await;
             for (name, spec) in saved.routes {
-                match Self::apply(&mut routes, &name, spec.clone(), &proxy.inner.workers).await {
+                match Self::apply(&mut routes, &name, spec.clone(), &proxy.inner).await {
                     Ok(()) => tracing::info!(route = %name, "route restored"),
                     Err(e) => {
                         tracing::error!(route = %name, error = %e, "route restored without its listener");
@@ -301,8 +358,9 @@ impl Proxy {
         routes: &mut BTreeMap<String, Entry>,
         name: &str,
         spec: RouteSpec,
-        workers: &[Handle],
+        inner: &Inner,
     ) -> Result<(), Error> {
+        let (workers, drain) = (&inner.workers, &inner.drain);
         validate(name, &spec)?;
         if let Some((other, _)) = routes
             .iter()
@@ -319,7 +377,7 @@ impl Proxy {
         let tls = load_tls(name, spec.tls.as_ref())?;
         if let Some(entry) = routes.get_mut(name) {
             if entry.listen != spec.listen || entry.accept.is_empty() {
-                let accept = listen(spec.listen, &entry.route, &entry.tls, workers).await?;
+                let accept = listen(spec.listen, &entry.route, &entry.tls, workers, drain).await?;
                 entry.accept.drain(..).for_each(|a| a.abort());
                 entry.accept = accept;
                 entry.listen = spec.listen;
@@ -333,7 +391,7 @@ impl Proxy {
         }
         let route = Route::new(name, spec.clone());
         let tls = Arc::new(RwLock::new(tls));
-        let accept = listen(spec.listen, &route, &tls, workers).await?;
+        let accept = listen(spec.listen, &route, &tls, workers, drain).await?;
         let entry = Entry {
             route: route.clone(),
             listen: spec.listen,
@@ -377,7 +435,7 @@ impl Proxy {
     /// Makes `spec` the whole desired state of route `name` (created if new) and saves the state.
     pub async fn put_route(&self, name: &str, spec: RouteSpec) -> Result<RouteStatus, Error> {
         let mut routes = self.inner.routes.lock().await;
-        Self::apply(&mut routes, name, spec, &self.inner.workers).await?;
+        Self::apply(&mut routes, name, spec, &self.inner).await?;
         self.save(&routes)?;
         Ok(routes[name].route.status())
     }
@@ -405,7 +463,7 @@ impl Proxy {
             .ok_or_else(|| Error::NoSuchRoute(name.to_owned()))?;
         let mut spec = (*entry.route.spec()).clone();
         spec.maintenance = enabled.then_some(Maintenance { page });
-        Self::apply(&mut routes, name, spec, &self.inner.workers).await?;
+        Self::apply(&mut routes, name, spec, &self.inner).await?;
         self.save(&routes)?;
         Ok(routes[name].route.status())
     }
@@ -445,8 +503,12 @@ impl Proxy {
         crate::metrics::render(&route::series_of(&all))
     }
 
-    /// Stops accepting clients on every route, then waits (up to `timeout`) until no request is in
-    /// flight: what the binary does on SIGTERM. Returns the requests still in flight at the end.
+    /// Stops the client side gracefully, as the binary does on SIGTERM: closes every route's listener
+    /// (a proxy that bound the same addresses with `SO_REUSEPORT` gets every new connection from
+    /// then on), answers HTTP/1 requests with `Connection: close` for a short grace so busy
+    /// keep-alive clients leave after their response, then shuts every remaining connection down
+    /// gracefully (idle HTTP/1 closed, HTTP/2 sent GOAWAY) and waits (up to `timeout` in all) for
+    /// the requests in flight. Returns the requests still in flight at the end.
     pub async fn shutdown(&self, timeout: Duration) -> u64 {
         let routes: Vec<Arc<Route>> = {
             let mut routes = self.inner.routes.lock().await;
@@ -455,13 +517,23 @@ impl Proxy {
             }
             routes.values().map(|e| e.route.clone()).collect()
         };
-        let deadline = tokio::time::Instant::now() + timeout;
+        let drain = &self.inner.drain;
+        let now = tokio::time::Instant::now();
+        let deadline = now + timeout;
+        drain.start_closing();
+        let grace = deadline.min(now + CLOSE_GRACE);
+        while drain.connections() > 0 && tokio::time::Instant::now() < grace {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drain.close_all();
         loop {
             let in_flight: u64 = routes.iter().map(|r| r.in_flight()).sum();
-            if in_flight == 0 || tokio::time::Instant::now() >= deadline {
+            if (in_flight == 0 && drain.connections() == 0)
+                || tokio::time::Instant::now() >= deadline
+            {
                 return in_flight;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

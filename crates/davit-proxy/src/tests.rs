@@ -45,35 +45,95 @@ fn settled_means_desired_active_and_others_drained() {
 }
 
 #[test]
-fn health_policy_needs_consecutive_results() {
-    use crate::health::{Policy, Verdict};
+fn health_spec_is_the_health_crate_policy() {
+    use std::time::Duration;
+    let spec: crate::api::HealthSpec = serde_json::from_str(
+        r#"{"path":"/up","interval_ms":250,"timeout_ms":100,"success_threshold":2,"failure_threshold":4,"start_period_ms":5000}"#,
+    )
+    .unwrap();
+    let policy = spec.policy();
+    assert_eq!(
+        policy,
+        davit_health::Policy {
+            start_period: Duration::from_secs(5),
+            interval: Duration::from_millis(250),
+            timeout: Duration::from_millis(100),
+            success_threshold: 2,
+            failure_threshold: 4,
+            ..davit_health::Policy::default()
+        }
+    );
+    assert_eq!(
+        crate::api::HealthSpec::from_policy(Some("/up".into()), &policy),
+        spec
+    );
+    // The engine's older specs (no start period) still parse, and serialize as before.
+    let old: crate::api::HealthSpec = serde_json::from_str(r#"{"interval_ms":500}"#).unwrap();
+    assert_eq!(old.start_period_ms, 0);
+    assert_eq!(
+        serde_json::to_string(&old).unwrap(),
+        r#"{"interval_ms":500,"timeout_ms":2000,"success_threshold":1,"failure_threshold":3}"#
+    );
+}
+
+#[test]
+fn the_gate_follows_the_monitor_thresholds_and_start_period() {
+    use davit_health::{Monitor, Outcome, Status, Step};
+    use std::time::{Duration, Instant};
     let spec = crate::api::HealthSpec {
+        interval_ms: 100,
         success_threshold: 2,
         failure_threshold: 2,
+        start_period_ms: 250,
         ..Default::default()
     };
-    let mut p = Policy::new(&spec);
-    let seen: Vec<Verdict> = [
-        true, false, true, true, false, true, false, false, true, true,
+    let t0 = Instant::now();
+    let mut m = Monitor::new(spec.policy(), t0);
+    let mut seen = Vec::new();
+    // Checks every 100 ms; the first three start within the start period (failures not counted).
+    for (i, ok) in [
+        false, false, false, true, true, false, true, false, false, true, true,
     ]
     .into_iter()
-    .map(|ok| p.record(ok))
-    .collect();
-    use Verdict::{Healthy as H, Pending as P, Unhealthy as U};
-    // Failures before the first pass keep it pending; one failure between passes changes nothing.
-    assert_eq!(seen, [P, P, P, H, H, H, H, U, U, H]);
+    .enumerate()
+    {
+        let now = t0 + Duration::from_millis(100 * i as u64);
+        let Step::Probe { attempt, .. } = m.poll(now) else {
+            panic!("check {i} is due at {now:?}");
+        };
+        let outcome = if ok {
+            Outcome::Success("200 OK".into())
+        } else {
+            Outcome::Failure("500 Internal Server Error".into())
+        };
+        m.record(attempt, now + Duration::from_millis(1), outcome);
+        seen.push(m.status());
+        assert!(matches!(
+            m.poll(now + Duration::from_millis(2)),
+            Step::Wait { .. }
+        ));
+    }
+    use Status::{Healthy as H, Unhealthy as U, Unknown as P};
+    assert_eq!(seen, [P, P, P, P, H, H, H, H, U, U, H]);
 }
 
 #[test]
 fn metrics_render_in_prometheus_text_format() {
-    use std::sync::atomic::Ordering::Relaxed;
     use std::time::Duration;
     let stats = crate::metrics::TargetStats::default();
-    stats.requests.fetch_add(3, Relaxed);
-    stats.responses_5xx.fetch_add(1, Relaxed);
-    for ms in [1, 20, 3000] {
-        stats.observe(Duration::from_millis(ms));
+    for (i, ms) in [1, 20, 3000].into_iter().enumerate() {
+        // Spread over the per-thread shards, as several worker threads would.
+        crate::set_worker_index(i);
+        stats.add_request();
+        let shard = stats.enter();
+        stats.leave(shard, Duration::from_millis(ms));
     }
+    stats.add_5xx();
+    let still = stats.enter();
+    crate::set_worker_index(0);
+    assert_eq!((stats.requests(), stats.in_flight()), (3, 1));
+    stats.leave(still, Duration::from_millis(5));
+    assert_eq!(stats.in_flight(), 0);
     let series = [crate::metrics::Series {
         route: "web",
         target: "app-\"1\"",

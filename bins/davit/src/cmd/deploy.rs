@@ -7,16 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use davit_compose::{FsLoader, LoadOptions, load};
-use davit_engine::adapters::{RegistryResolver, SshRemote, from_compose};
-use davit_engine::deploy::{Note, Notes, Options};
+use davit_engine::adapters::{RegistryResolver, SshRemote};
+use davit_engine::deploy::{Note, Notes, Options, Report};
 use davit_engine::driver::DriverNote;
 use davit_engine::release::ReleaseOutcome;
 use davit_engine::{Error as EngineError, ProjectSpec, RemoteRef};
 use davit_rollout::{Action, Gates, Strategy};
 
 use super::compose_args::ComposeArgs;
-use super::hosts::{SshArgs, parse_duration, parse_hosts};
+use super::hosts::{SshArgs, parse_duration};
 use crate::Usage;
 
 /// Which project, and where.
@@ -33,72 +32,6 @@ pub struct ProjectArgs {
     pub hosts: Vec<String>,
     #[command(flatten)]
     pub ssh: SshArgs,
-}
-
-impl ProjectArgs {
-    fn load_options(
-        &self,
-        extra: &std::collections::BTreeMap<String, String>,
-    ) -> anyhow::Result<LoadOptions> {
-        let cwd = std::env::current_dir()?;
-        let mut env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-        for (k, v) in extra {
-            env.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        Ok(self.compose.load_options(cwd, env))
-    }
-
-    /// Loads the compose project (with the chosen environment's variables) and picks the hosts.
-    /// Everything wrong here is a usage error: no host has been touched.
-    pub fn load(&self) -> anyhow::Result<(ProjectSpec, Vec<davit_ssh::HostUrl>)> {
-        let load_with = |extra: &std::collections::BTreeMap<String, String>| -> anyhow::Result<davit_compose::Project> {
-            let opts = self.load_options(extra)?;
-            load(&opts, &FsLoader).map_err(|diags| {
-                let mut msg = String::new();
-                for d in diags.iter() {
-                    msg.push_str(&format!("\n{d}"));
-                }
-                Usage(format!("invalid compose project:{msg}")).into()
-            })
-        };
-        let none = std::collections::BTreeMap::new();
-        let mut project = load_with(&none)?;
-        let mut env_hosts = Vec::new();
-        if let Some(name) = &self.env {
-            let Some(env) = project.environments.get(name).cloned() else {
-                let known: Vec<&String> = project.environments.keys().collect();
-                return Err(Usage(format!(
-                    "--env {name}: no such environment in x-davit.environments (known: {known:?})"
-                ))
-                .into());
-            };
-            if !env.variables.is_empty() {
-                project = load_with(&env.variables)?;
-            }
-            env_hosts = env.hosts;
-        }
-        let spec = from_compose(&project).map_err(|e| Usage(e.to_string()))?;
-        let hosts = if self.hosts.is_empty() && !env_hosts.is_empty() {
-            parse_hosts(&env_hosts)?
-        } else {
-            parse_hosts(&self.hosts)?
-        };
-        Ok((spec, hosts))
-    }
-
-    /// The project name and hosts, for commands that do not deploy: from the compose files, or
-    /// from `-p NAME` alone when there are none.
-    pub fn load_for_name(&self) -> anyhow::Result<(String, Vec<davit_ssh::HostUrl>)> {
-        match self.load() {
-            Ok((spec, hosts)) => Ok((spec.name, hosts)),
-            Err(e) => match &self.compose.project_name {
-                Some(name) if self.compose.files.is_empty() && self.env.is_none() => {
-                    Ok((name.clone(), parse_hosts(&self.hosts)?))
-                }
-                _ => Err(e),
-            },
-        }
-    }
 }
 
 /// Connects to every host in parallel; any failure is exit 1.
@@ -158,6 +91,11 @@ pub struct Args {
     /// Releases kept per host.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub keep_releases: usize,
+    /// Do not run the `x-davit.hooks` (pre-deploy, post-deploy).
+    #[arg(long)]
+    pub skip_hooks: bool,
+    #[command(flatten)]
+    pub notify: super::notify::NotifyArgs,
 }
 
 fn duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
@@ -197,7 +135,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         healthy_deadline: duration("--healthy-deadline", &args.healthy_deadline)?,
         progress_deadline: duration("--progress-deadline", &args.progress_deadline)?,
     };
-    let (project, urls) = args.project.load()?;
+    let ready = super::preflight::ready(&args.project, &args.services)?;
+    let ops = ready.deploy_ops(&args.notify)?;
+    let (Some(project), urls) = (ready.spec, ready.urls) else {
+        return Err(Usage("davit deploy needs a compose file (-f FILE)".into()).into());
+    };
+    let mut hooks = ready.hooks;
+    if let Some(h) = &mut hooks {
+        h.timeout = gates.progress_deadline;
+    }
     let opts = Options {
         services: args.services.clone(),
         strategy,
@@ -206,6 +152,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         force_unlock: args.force_unlock,
         lock_ttl: lock_ttl(&args.lock_ttl)?,
         keep_releases: args.keep_releases.max(1),
+        hooks: hooks
+            .filter(|h| !args.skip_hooks && h.any())
+            .map(|h| Arc::new(h) as Arc<dyn davit_engine::hooks::Hooks>),
         ..Options::default()
     };
     let rt = runtime()?;
@@ -215,55 +164,108 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         opts,
         &args.project.ssh,
         args.json,
+        &ops,
     ))
 }
 
-/// Prepares, connects, deploys and reports; shared by `deploy` and `rollback`.
+/// Prepares, connects, deploys and reports; shared by `deploy` and `rollback`. Announces the
+/// deploy to `ops`' webhooks (start, then success, or failure and rollback; never for a dry run)
+/// and masks `ops`' secrets in everything it prints and in its error.
 pub async fn run_deploy(
     project: ProjectSpec,
     urls: Vec<davit_ssh::HostUrl>,
     opts: Options,
     ssh: &SshArgs,
     json: bool,
+    ops: &super::notify::DeployOps,
 ) -> anyhow::Result<ExitCode> {
-    let resolver = RegistryResolver {
-        settings: davit_registry::Settings::from_env(),
-    };
-    let project = match davit_engine::prepare(&project, &opts, &resolver).await {
-        Ok(p) => p,
-        Err(e) if e.is_input() => return Err(Usage(e.to_string()).into()),
-        Err(e) => return Err(e.into()),
-    };
-    let hosts = connect(&urls, ssh).await?;
-    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: putting the old release back…");
-            let _ = cancel_tx.send(true);
+    use davit_ops::Outcome as Announce;
+    let name = project.name.clone();
+    let host_names: Vec<String> = urls.iter().map(ToString::to_string).collect();
+    let announce = async |outcome, release: Option<&str>, message: String| {
+        if !opts.dry_run {
+            ops.announce(outcome, &name, release, &host_names, message, json)
+                .await;
         }
-    });
-    let progress = Progress::new(json, opts.dry_run);
-    let p = progress.clone();
-    let notes: Notes = Arc::new(move |n: &Note| p.note(n));
-    let result = davit_engine::deploy(project, hosts, &opts, None, cancel_rx, notes).await;
-    progress.finish();
-    let (plan, report) = match result {
-        Ok(r) => r,
-        Err(e @ EngineError::Input(_)) => return Err(Usage(e.to_string()).into()),
-        Err(e) => return Err(e.into()),
     };
-    let Some(report) = report else {
-        // With --json the plan was already printed as a `plan` event.
-        if !json {
-            print!("{}", plan.render());
+    let redactor = ops.redactor.clone();
+    let what = match &opts.rollback_of {
+        Some(to) => format!("rollback to release {to}"),
+        None => "deploy".to_string(),
+    };
+    announce(
+        Announce::Started,
+        None,
+        format!("{what} of {name} started by {}", opts.who),
+    )
+    .await;
+    let result: anyhow::Result<Option<Report>> = async {
+        let resolver = RegistryResolver {
+            settings: davit_registry::Settings::from_env(),
+        };
+        let project = match davit_engine::prepare(&project, &opts, &resolver).await {
+            Ok(p) => p,
+            Err(e) if e.is_input() => return Err(Usage(e.to_string()).into()),
+            Err(e) => return Err(e.into()),
+        };
+        let hosts = connect(&urls, ssh).await?;
+        let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: putting the old release back…");
+                let _ = cancel_tx.send(true);
+            }
+        });
+        let progress = Progress::new(json, opts.dry_run, redactor.clone());
+        let p = progress.clone();
+        let r = redactor.clone();
+        let notes: Notes = Arc::new(move |n: &Note| {
+            if !json {
+                return p.note(n);
+            }
+            // JSON lines, every string masked.
+            if let Ok(mut v) = serde_json::to_value(n) {
+                r.redact_json(&mut v);
+                let mut o = std::io::stdout().lock();
+                let _ = writeln!(o, "{v}");
+                let _ = o.flush();
+            }
+        });
+        let result = davit_engine::deploy(project, hosts, &opts, None, cancel_rx, notes).await;
+        progress.finish();
+        let (plan, report) = match result {
+            Ok(r) => r,
+            Err(e @ EngineError::Input(_)) => return Err(Usage(e.to_string()).into()),
+            Err(e) => return Err(e.into()),
+        };
+        if report.is_none() && !json {
+            // With --json the plan was already printed as a `plan` event.
+            print!("{}", redactor.redact(&plan.render()));
         }
-        return Ok(ExitCode::SUCCESS);
+        Ok(report)
+    }
+    .await;
+    let report = match result {
+        Ok(Some(report)) => report,
+        Ok(None) => return Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            let e = super::preflight::redact_error(&redactor, e);
+            announce(
+                Announce::Failed,
+                None,
+                format!("{what} of {name} failed: {e:#}"),
+            )
+            .await;
+            return Err(e);
+        }
     };
+    let message = report
+        .message
+        .as_deref()
+        .map(|m| redactor.redact(m).into_owned());
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"event": "result", "release": report.release, "outcome": report.outcome, "message": report.message})
-        );
+        let line = serde_json::json!({"event": "result", "release": report.release, "outcome": report.outcome, "message": message});
+        println!("{}", redactor.redact(&line.to_string()));
     } else {
         match report.outcome {
             ReleaseOutcome::Succeeded => println!("release {} deployed", report.release),
@@ -271,8 +273,40 @@ pub async fn run_deploy(
                 "release {} {}: {}",
                 report.release,
                 report.outcome,
-                report.message.as_deref().unwrap_or("")
+                message.as_deref().unwrap_or("")
             ),
+        }
+    }
+    let release = Some(report.release.as_str());
+    let why = message.clone().unwrap_or_default();
+    match (&report.outcome, &opts.rollback_of) {
+        (ReleaseOutcome::Succeeded, None) => {
+            announce(Announce::Succeeded, release, format!("{name} deployed")).await;
+        }
+        (ReleaseOutcome::Succeeded, Some(to)) => {
+            announce(
+                Announce::RolledBack,
+                release,
+                format!("{name} rolled back to release {to}"),
+            )
+            .await;
+        }
+        (ReleaseOutcome::RolledBack, _) => {
+            announce(Announce::Failed, release, format!("{what} failed: {why}")).await;
+            announce(
+                Announce::RolledBack,
+                release,
+                format!("every host was returned to the previous release ({why})"),
+            )
+            .await;
+        }
+        (_, _) => {
+            announce(
+                Announce::Failed,
+                release,
+                format!("{what} failed and the rollback is incomplete: {why}"),
+            )
+            .await;
         }
     }
     Ok(if report.outcome == ReleaseOutcome::Succeeded {
@@ -289,10 +323,11 @@ struct Progress {
     dry_run: bool,
     bar: Option<indicatif::ProgressBar>,
     out: Arc<Mutex<()>>,
+    redactor: Arc<davit_ops::Redactor>,
 }
 
 impl Progress {
-    fn new(json: bool, dry_run: bool) -> Progress {
+    fn new(json: bool, dry_run: bool, redactor: Arc<davit_ops::Redactor>) -> Progress {
         let bar = (!json).then(|| {
             let b = indicatif::ProgressBar::new_spinner();
             b.enable_steady_tick(Duration::from_millis(120));
@@ -303,6 +338,7 @@ impl Progress {
             dry_run,
             bar,
             out: Arc::new(Mutex::new(())),
+            redactor,
         }
     }
 
@@ -317,6 +353,7 @@ impl Progress {
             return;
         }
         let Some(bar) = &self.bar else { return };
+        let bar = &Masked(bar, &self.redactor);
         match n {
             Note::Phase { message } => bar.set_message(message.clone()),
             // A dry run prints its plan on stdout at the end.
@@ -342,5 +379,17 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
+    }
+}
+
+/// The spinner, printing through the project's redactor.
+struct Masked<'a>(&'a indicatif::ProgressBar, &'a davit_ops::Redactor);
+
+impl Masked<'_> {
+    fn set_message(&self, m: String) {
+        self.0.set_message(self.1.redact(&m).into_owned());
+    }
+    fn println(&self, m: impl AsRef<str>) {
+        self.0.println(self.1.redact(m.as_ref()));
     }
 }

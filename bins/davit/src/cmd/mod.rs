@@ -6,6 +6,7 @@ pub mod build;
 pub mod compose_args;
 pub mod config;
 pub mod deploy;
+pub mod hooks;
 pub mod hosts;
 pub mod lab;
 pub mod logs;
@@ -46,7 +47,8 @@ pub enum Command {
     Push(push::PushArgs),
     /// List the tags of a repository.
     Tags(tags::TagsArgs),
-    /// Delete all but the newest N tags of a repository.
+    /// Delete all but the newest N tags of a repository; without REPOSITORY, the stopped containers
+    /// and old releases' images on the project's hosts.
     Prune(prune::PruneArgs),
     /// Deploy the compose project to every host: zero-downtime behind the proxy, rolled back if unhealthy.
     Deploy(deploy::Args),

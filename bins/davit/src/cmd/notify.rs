@@ -119,3 +119,58 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => Err(format!("`{s}` is not a duration: use e.g. 500ms, 5s, 1m")),
     }
 }
+
+/// What `deploy` and `rollback` announce to webhooks and mask in their output: built by
+/// [`super::preflight::Ready`] before any host is touched.
+pub struct DeployOps {
+    pub notifier: Notifier,
+    pub redactor: std::sync::Arc<davit_ops::Redactor>,
+    /// `--env NAME`, for the messages.
+    pub environment: Option<String>,
+}
+
+impl DeployOps {
+    /// Posts one event to every webhook (a failing webhook is a warning, never an error). With
+    /// `json`, each delivery is reported as a `{"event":"notified",…}` line on stdout.
+    pub async fn announce(
+        &self,
+        outcome: Outcome,
+        project: &str,
+        release: Option<&str>,
+        hosts: &[String],
+        message: String,
+        json: bool,
+    ) {
+        if self.notifier.is_empty() {
+            return;
+        }
+        let event = Event {
+            outcome,
+            project: project.to_string(),
+            environment: self.environment.clone(),
+            release: release.map(str::to_string),
+            hosts: hosts.to_vec(),
+            message: self.redactor.redact(&message).into_owned(),
+        };
+        let deliveries = self.notifier.send(&event).await;
+        for d in &deliveries {
+            let (status, error) = match &d.result {
+                Ok(s) => (Some(*s), None),
+                Err(e) => (None, Some(e.clone())),
+            };
+            if json {
+                let line = serde_json::json!({
+                    "event": "notified", "outcome": outcome, "target": d.target,
+                    "ok": d.ok(), "status": status, "error": error,
+                });
+                println!("{}", self.redactor.redact(&line.to_string()));
+            } else if !d.ok() {
+                let why = error.unwrap_or_else(|| format!("HTTP {}", status.unwrap_or(0)));
+                eprintln!(
+                    "warning: webhook {} not notified ({why}); the deploy goes on",
+                    d.target
+                );
+            }
+        }
+    }
+}

@@ -14,45 +14,48 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (name, urls) = args.project.load_for_name()?;
+    let ready = super::preflight::ready(&args.project, &[])?;
+    let name = ready.name.clone();
     let rt = runtime()?;
+    let r = ready.redactor.clone();
     rt.block_on(async {
-        let hosts = connect(&urls, &args.project.ssh).await?;
+        let hosts = connect(&ready.urls, &args.project.ssh).await?;
         let list = davit_engine::deploy::releases(&name, &hosts).await?;
         if args.json {
-            println!(
-                "{}",
-                serde_json::json!({ "project": name, "releases": list })
-            );
+            let mut doc = serde_json::json!({ "project": name, "releases": list });
+            r.redact_json(&mut doc);
+            println!("{doc}");
             return Ok(ExitCode::SUCCESS);
         }
         if list.is_empty() {
             println!("no release of {name} on these hosts");
             return Ok(ExitCode::SUCCESS);
         }
-        println!(
-            "{:<22} {:<22} {:<20} {:<18} IMAGES",
+        let mut out = format!(
+            "{:<22} {:<22} {:<20} {:<18} IMAGES\n",
             "RELEASE", "TIME", "OUTCOME", "WHO"
         );
-        for r in &list {
-            let images: Vec<String> = r
+        for rel in &list {
+            let images: Vec<String> = rel
                 .services
                 .iter()
                 .map(|s| format!("{}={}", s.name, s.pinned))
                 .collect();
-            let outcome = match &r.rollback_of {
-                Some(of) => format!("{} (rollback to {of})", r.outcome),
-                None => r.outcome.to_string(),
+            let outcome = match &rel.rollback_of {
+                Some(of) => format!("{} (rollback to {of})", rel.outcome),
+                None => rel.outcome.to_string(),
             };
-            println!(
-                "{:<22} {:<22} {:<20} {:<18} {}",
-                r.id,
-                r.time,
+            out.push_str(&format!(
+                "{:<22} {:<22} {:<20} {:<18} {}\n",
+                rel.id,
+                rel.time,
                 outcome,
-                r.who,
+                rel.who,
                 images.join(" ")
-            );
+            ));
         }
+        print!("{}", r.redact(&out));
         Ok(ExitCode::SUCCESS)
     })
+    .map_err(|e| super::preflight::redact_error(&ready.redactor, e))
 }

@@ -1,7 +1,9 @@
 //! `davit rollback [--to RELEASE]`: puts every host back on the previous (or the named) release,
 //! restored from the snapshot recorded on the hosts (images by digest; no registry lookup).
+//! Preflight runs first (exit 2, nothing touched); webhooks hear the start and the outcome.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use davit_engine::deploy::{Options, rollback_target};
 
@@ -27,11 +29,15 @@ pub struct Args {
     /// The deploy lock's lease (see `davit deploy --lock-ttl`).
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub lock_ttl: String,
+    #[command(flatten)]
+    pub notify: super::notify::NotifyArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let lock_ttl = super::deploy::lock_ttl(&args.lock_ttl)?;
-    let (name, urls) = args.project.load_for_name()?;
+    let ready = super::preflight::ready(&args.project, &[])?;
+    let mut ops = ready.deploy_ops(&args.notify)?;
+    let (name, urls) = (ready.name.clone(), ready.urls.clone());
     let rt = runtime()?;
     rt.block_on(async {
         let hosts = connect(&urls, &args.project.ssh).await?;
@@ -40,8 +46,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(e @ davit_engine::Error::NoRelease(_)) if args.to.is_some() => {
                 return Err(Usage(e.to_string()).into());
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(ready.redact_error(e.into())),
         };
+        // The restored environment is masked too: env-file keys and secret-looking values.
+        let mut redactor = (*ready.redactor).clone();
+        for s in &spec.services {
+            redactor.add_env_map(
+                s.environment.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                &ready.secret_keys,
+            );
+        }
+        let redactor = Arc::new(redactor);
+        super::secrets::redact_logs(redactor.clone());
+        ops.notifier = ops.notifier.with_redactor((*redactor).clone());
+        ops.redactor = redactor;
         if !args.json {
             eprintln!(
                 "rolling back {name} to release {} ({}, by {})",
@@ -56,6 +74,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             rollback_of: Some(target.id.clone()),
             ..Options::default()
         };
-        run_deploy(spec, urls, opts, &args.project.ssh, args.json).await
+        run_deploy(spec, urls, opts, &args.project.ssh, args.json, &ops).await
     })
 }

@@ -82,3 +82,26 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     }
     msg
 }
+
+/// The secrets every log line is masked with (see [`log_writer`]); set by commands once their
+/// project is loaded.
+static LOG_REDACTOR: std::sync::RwLock<Option<std::sync::Arc<davit_ops::Redactor>>> =
+    std::sync::RwLock::new(None);
+
+/// Masks `redactor`'s secrets in every log line from now on.
+pub fn redact_logs(redactor: std::sync::Arc<davit_ops::Redactor>) {
+    if let Ok(mut g) = LOG_REDACTOR.write() {
+        *g = Some(redactor);
+    }
+}
+
+/// The log writer of the `davit` binary: stderr, through the project's [`davit_ops::Redactor`]
+/// once a command has set one with [`redact_logs`].
+pub fn log_writer() -> davit_ops::RedactingWriter<std::io::Stderr> {
+    let r = LOG_REDACTOR
+        .read()
+        .ok()
+        .and_then(|g| g.clone())
+        .unwrap_or_default();
+    davit_ops::RedactingWriter::new(r, std::io::stderr())
+}

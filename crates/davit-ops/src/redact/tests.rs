@@ -142,3 +142,38 @@ fn bytes_that_are_not_utf8_are_redacted_too() {
         b"\xff ******** \xfe"
     );
 }
+
+#[test]
+fn env_file_values_are_secrets_unless_they_cannot_be_one() {
+    let cases = [
+        ("DAVIT_DEMO_VERSION", "9f86d081884c7d659a2f", true),
+        ("GREETING", "hello world, friend", true),
+        ("APP_NAME", "shop", false),
+        ("PORT", "8080", false),
+        ("TIMEOUT_SECONDS", "1234567890", false),
+        ("DEBUG", "false", false),
+        ("DB_PASSWORD", "pw-1", true),
+        ("DB_PASSWORD", "abc", false),
+    ];
+    for (key, value, secret) in cases {
+        assert_eq!(is_env_file_secret(key, value), secret, "{key}={value}");
+    }
+}
+
+#[test]
+fn a_release_environment_masks_env_file_keys_and_secret_looking_ones() {
+    let keys: std::collections::BTreeSet<String> = ["FROM_FILE".to_string()].into();
+    let mut r = Redactor::new();
+    r.add_env_map(
+        [
+            ("FROM_FILE", "plain-looking-value"),
+            ("API_TOKEN", "tok-1"),
+            ("GREETING", "hello everyone"),
+        ],
+        &keys,
+    );
+    assert_eq!(
+        r.redact("plain-looking-value tok-1 hello everyone"),
+        "******** ******** hello everyone"
+    );
+}

@@ -86,7 +86,7 @@ impl Drop for Demo {
 
 /// A proxy in this process with its admin API on a loopback port.
 pub struct TestProxy {
-    _proxy: Proxy,
+    pub proxy: Proxy,
     pub admin: AdminClient<TcpConnect>,
     pub admin_addr: SocketAddr,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -94,9 +94,11 @@ pub struct TestProxy {
 
 impl TestProxy {
     pub async fn start() -> Self {
-        let proxy = Proxy::start(ProxyConfig::default())
-            .await
-            .expect("start the proxy");
+        Self::start_with(ProxyConfig::default()).await
+    }
+
+    pub async fn start_with(config: ProxyConfig) -> Self {
+        let proxy = Proxy::start(config).await.expect("start the proxy");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("admin listener");
@@ -104,7 +106,7 @@ impl TestProxy {
         let p = proxy.clone();
         let task = tokio::spawn(async move { p.serve_admin(listener).await });
         Self {
-            _proxy: proxy,
+            proxy,
             admin: AdminClient::tcp(admin_addr),
             admin_addr,
             task,

@@ -164,6 +164,27 @@ async fn tls_from_certificate_files_with_http2_by_alpn() {
         .to_bytes();
     assert_eq!(&body[..], b"davit-demo v1\n");
 
+    // X-Forwarded-Proto says https to an upstream behind a TLS route.
+    let echo = crate::traffic::echo_server().await;
+    let echo_listen = free_addr();
+    let mut echo_spec = route(echo_listen, vec![TargetSpec::new("echo", echo)]);
+    echo_spec.tls = spec.tls.clone();
+    p.admin.put_route("echo", &echo_spec).await.unwrap();
+    p.wait_state("echo", "echo", TargetState::Active).await;
+    let tcp = tokio::net::TcpStream::connect(echo_listen).await.unwrap();
+    let mut tls = connector(&dir.path().join("ca.pem"), &[b"http/1.1"])
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tls.read_to_string(&mut out).await.unwrap();
+    assert!(out.contains("\r\n\r\nGET /x HTTP/1.1\n"), "{out}");
+    assert!(out.contains("\nx-forwarded-proto: https"), "{out}");
+    assert!(out.contains("\nx-forwarded-host: localhost"), "{out}");
+
     // A key file that is not there is refused with the route named.
     spec.tls = Some(TlsSpec {
         cert_file: dir.path().join("leaf.pem"),

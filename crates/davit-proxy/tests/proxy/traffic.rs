@@ -276,12 +276,9 @@ async fn a_target_that_never_turns_healthy_gets_no_traffic() {
         .put_route("web", &route(listen, vec![broken.target()]))
         .await
         .unwrap();
-    let status = p
-        .wait_route("web", "broken checked", |s| {
-            s.target("broken").unwrap().last_check.is_some()
-        })
-        .await;
-    assert_eq!(status.target("broken").unwrap().state, TargetState::Pending);
+    // Three failures in a row (the default failure threshold) make it unhealthy; it never passed,
+    // so it never got traffic.
+    let status = p.wait_state("web", "broken", TargetState::Unhealthy).await;
     assert_eq!(
         status.target("broken").unwrap().last_check.as_deref(),
         Some("500 Internal Server Error")
@@ -371,7 +368,7 @@ async fn maintenance_mode_serves_503_with_the_page_and_is_remembered_in_the_rout
 
 /// An upstream that answers every request with the headers it got, and upgrades `Upgrade: echo`
 /// requests to a byte echo.
-async fn echo_server() -> SocketAddr {
+pub(crate) async fn echo_server() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -384,6 +381,14 @@ async fn echo_server() -> SocketAddr {
                             return Ok::<_, Infallible>(http::Response::new(Full::new(
                                 Bytes::from("ok"),
                             )));
+                        }
+                        if req.method() == http::Method::POST {
+                            let body = http_body_util::BodyExt::collect(req.into_body())
+                                .await
+                                .map(|b| b.to_bytes().len());
+                            return Ok(http::Response::new(Full::new(Bytes::from(format!(
+                                "got {body:?}"
+                            )))));
                         }
                         if req.headers().get("upgrade").is_some_and(|v| v == "echo") {
                             let on = hyper::upgrade::on(&mut req);
@@ -615,4 +620,359 @@ async fn request_and_idle_timeouts() {
         text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("davit-demo v1\n"),
         "{text}"
     );
+}
+
+/// An upstream whose `/health` fails its first `fail_first` checks, then passes; it counts the checks
+/// and answers `scripted` everywhere else.
+async fn scripted_server(fail_first: usize) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let checks = Arc::new(AtomicUsize::new(0));
+    let counter = checks.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                    let counter = counter.clone();
+                    async move {
+                        let mut resp = http::Response::new(Full::new(Bytes::from("scripted\n")));
+                        if req.uri().path() == "/health"
+                            && counter.fetch_add(1, SeqCst) < fail_first
+                        {
+                            *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                        }
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, checks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_target_is_gated_by_the_health_crate_policy() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let v1 = Demo::start("v1").await;
+    let (late, late_checks) = scripted_server(3).await;
+    let (never, _) = scripted_server(usize::MAX).await;
+    let p = TestProxy::start().await;
+    let c = client();
+
+    // Start period: its first three failures are not counted (with a failure threshold of 1 they
+    // would make it unhealthy), then two passes in a row (the success threshold) let traffic in.
+    let listen = free_addr();
+    let gated = |targets| {
+        let mut spec = route(listen, targets);
+        spec.health.success_threshold = 2;
+        spec.health.failure_threshold = 1;
+        spec.health.start_period_ms = 60_000;
+        spec
+    };
+    p.admin
+        .put_route("web", &gated(vec![v1.target()]))
+        .await
+        .unwrap();
+    p.wait_state("web", "v1", TargetState::Active).await;
+    p.admin
+        .put_route("web", &gated(vec![TargetSpec::new("late", late)]))
+        .await
+        .unwrap();
+    let mut served_before = 0;
+    loop {
+        let status = p.admin.route("web").await.unwrap().unwrap();
+        let t = status.target("late").unwrap();
+        if t.state == TargetState::Active {
+            break;
+        }
+        assert_eq!(t.state, TargetState::Pending, "{status:#?}");
+        assert_eq!(t.requests, 0);
+        let (code, _, body) = get(&c, &format!("http://{listen}/"), &[]).await.unwrap();
+        assert_eq!((code, body.as_str()), (200, "davit-demo v1\n"));
+        served_before += 1;
+        assert!(served_before < 10_000, "late never became active");
+    }
+    assert!(
+        late_checks.load(SeqCst) >= 5,
+        "3 failures and 2 successes before traffic moved, saw {} checks",
+        late_checks.load(SeqCst)
+    );
+    let (code, _, body) = get(&c, &format!("http://{listen}/"), &[]).await.unwrap();
+    assert_eq!((code, body.as_str()), (200, "scripted\n"));
+
+    // Without a start period, one failure (the threshold) makes a new target unhealthy at once; it
+    // never gets traffic and the old target keeps the route.
+    let listen = free_addr();
+    let strict = |targets| {
+        let mut spec = route(listen, targets);
+        spec.health.failure_threshold = 1;
+        spec
+    };
+    p.admin
+        .put_route("strict", &strict(vec![v1.target()]))
+        .await
+        .unwrap();
+    p.wait_state("strict", "v1", TargetState::Active).await;
+    p.admin
+        .put_route("strict", &strict(vec![TargetSpec::new("never", never)]))
+        .await
+        .unwrap();
+    let status = p
+        .wait_state("strict", "never", TargetState::Unhealthy)
+        .await;
+    assert_eq!(status.target("v1").unwrap().state, TargetState::Active);
+    let (code, _, body) = get(&c, &format!("http://{listen}/"), &[]).await.unwrap();
+    assert_eq!((code, body.as_str()), (200, "davit-demo v1\n"));
+}
+
+/// RFC 6455's `Sec-WebSocket-Accept` for a key.
+fn websocket_accept(key: &str) -> String {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    let mut h = sha1::Sha1::new();
+    h.update(key.as_bytes());
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(h.finalize())
+}
+
+/// A WebSocket echo server (RFC 6455: the handshake, then unmasked frames back for masked frames in,
+/// a close answered with a close).
+async fn websocket_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(|mut req: http::Request<Incoming>| async move {
+                        let mut resp = http::Response::new(Full::new(Bytes::from("ok")));
+                        let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+                            return Ok::<_, Infallible>(resp);
+                        };
+                        assert_eq!(req.headers()["upgrade"], "websocket");
+                        let on = hyper::upgrade::on(&mut req);
+                        tokio::spawn(async move {
+                            let mut io = TokioIo::new(on.await.unwrap());
+                            loop {
+                                let mut head = [0u8; 2];
+                                if io.read_exact(&mut head).await.is_err() {
+                                    return;
+                                }
+                                let (opcode, len) = (head[0] & 0x0f, usize::from(head[1] & 0x7f));
+                                assert!(head[1] & 0x80 != 0, "client frames are masked");
+                                assert!(len < 126, "short frames only here");
+                                let mut mask = [0u8; 4];
+                                io.read_exact(&mut mask).await.unwrap();
+                                let mut payload = vec![0u8; len];
+                                io.read_exact(&mut payload).await.unwrap();
+                                for (i, b) in payload.iter_mut().enumerate() {
+                                    *b ^= mask[i % 4];
+                                }
+                                let mut frame = vec![0x80 | opcode, u8::try_from(len).unwrap()];
+                                frame.extend_from_slice(&payload);
+                                io.write_all(&frame).await.unwrap();
+                                if opcode == 0x8 {
+                                    return;
+                                }
+                            }
+                        });
+                        *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+                        let h = resp.headers_mut();
+                        h.insert("connection", "Upgrade".parse().unwrap());
+                        h.insert("upgrade", "websocket".parse().unwrap());
+                        h.insert(
+                            "sec-websocket-accept",
+                            websocket_accept(key.to_str().unwrap()).parse().unwrap(),
+                        );
+                        Ok(resp)
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// One masked client frame.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x80 | opcode, 0x80 | u8::try_from(payload.len()).unwrap()];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_websocket_passes_through_the_proxy() {
+    let ws = websocket_server().await;
+    let p = TestProxy::start().await;
+    let listen = free_addr();
+    let mut spec = route(listen, vec![TargetSpec::new("ws", ws)]);
+    spec.health.path = None;
+    p.admin.put_route("ws", &spec).await.unwrap();
+    p.wait_state("ws", "ws", TargetState::Active).await;
+
+    let mut s = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    s.write_all(
+        format!(
+            "GET /chat HTTP/1.1\r\nHost: app\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(s.read(&mut b).await.unwrap(), 1, "{head:?}");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_lowercase();
+    assert!(
+        head.starts_with("http/1.1 101 switching protocols\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("upgrade: websocket\r\n"), "{head}");
+    // The RFC's own example: this key's accept value.
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
+        "{head}"
+    );
+    for msg in ["hello", "through the proxy"] {
+        s.write_all(&client_frame(0x1, msg.as_bytes()))
+            .await
+            .unwrap();
+        let mut back = vec![0u8; 2 + msg.len()];
+        s.read_exact(&mut back).await.unwrap();
+        assert_eq!(back[..2], [0x81, u8::try_from(msg.len()).unwrap()]);
+        assert_eq!(&back[2..], msg.as_bytes());
+    }
+    assert_eq!(
+        p.admin
+            .route("ws")
+            .await
+            .unwrap()
+            .unwrap()
+            .target("ws")
+            .unwrap()
+            .in_flight,
+        1,
+        "the open WebSocket counts as in flight"
+    );
+    s.write_all(&client_frame(0x8, &[0x03, 0xe8]))
+        .await
+        .unwrap();
+    let mut close = [0u8; 4];
+    s.read_exact(&mut close).await.unwrap();
+    assert_eq!(close, [0x88, 2, 0x03, 0xe8]);
+    drop(s);
+    p.wait_route("ws", "the WebSocket closed", |s| {
+        s.target("ws").unwrap().in_flight == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_streamed_body_over_the_limit_is_refused() {
+    let echo = echo_server().await;
+    let p = TestProxy::start().await;
+    let listen = free_addr();
+    let mut spec = route(listen, vec![TargetSpec::new("echo", echo)]);
+    spec.max_body_bytes = 16;
+    p.admin.put_route("web", &spec).await.unwrap();
+    p.wait_state("web", "echo", TargetState::Active).await;
+    // Chunked: no Content-Length to refuse up front, the limit applies while the body streams.
+    let post = |chunks: Vec<&'static [u8]>| {
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from_static(c)))),
+        ));
+        http::Request::post(format!("http://{listen}/upload"))
+            .body(body)
+            .unwrap()
+    };
+    let c = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let small = c.request(post(vec![b"0123", b"45678"])).await.unwrap();
+    assert_eq!(small.status(), 200);
+    let body = http_body_util::BodyExt::collect(small.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], b"got Ok(9)");
+    let big = c
+        .request(post(vec![b"0123456789", b"0123456789", b"0123456789"]))
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 413);
+}
+
+/// An upstream that reads each request and closes the connection without answering; it counts the
+/// requests it got.
+async fn swallowing_server() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got = Arc::new(AtomicUsize::new(0));
+    let counter = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&b[..n]),
+                    }
+                }
+                counter.fetch_add(1, SeqCst);
+            });
+        }
+    });
+    (addr, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_that_reached_an_upstream_is_never_retried() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (a, got_a) = swallowing_server().await;
+    let (b, got_b) = swallowing_server().await;
+    let p = TestProxy::start().await;
+    let listen = free_addr();
+    let mut spec = route(
+        listen,
+        vec![TargetSpec::new("a", a), TargetSpec::new("b", b)],
+    );
+    spec.health.path = None;
+    p.admin.put_route("web", &spec).await.unwrap();
+    p.wait_route("web", "both active", |s| {
+        s.targets.iter().all(|t| t.state == TargetState::Active)
+    })
+    .await;
+    let c = client();
+    for i in 1..=20 {
+        let (code, _, body) = get(&c, &format!("http://{listen}/{i}"), &[]).await.unwrap();
+        assert_eq!((code, body.as_str()), (502, "upstream failed\n"));
+        // Each request reached exactly one upstream: it failed there and was not sent again.
+        assert_eq!(got_a.load(SeqCst) + got_b.load(SeqCst), i);
+    }
+    let status = p.admin.route("web").await.unwrap().unwrap();
+    let sent: u64 = status.targets.iter().map(|t| t.requests).sum();
+    let failed: u64 = status.targets.iter().map(|t| t.responses_5xx).sum();
+    assert_eq!((sent, failed), (20, 20));
 }
