@@ -32,8 +32,8 @@ def ts(s):
 
 
 def pairs(kv):
-    """JSON object with duplicate keys kept apart: a driver event line carries `event` twice (the
-    note's kind, then the rollout event), so the second one is kept as `payload`."""
+    """JSON object with duplicate keys kept apart: older builds put a driver event under a second
+    `event` key (now it is under `observed`); the second one is kept as `payload`."""
     out = {}
     for k, v in kv:
         out["payload" if k in out else k] = v
@@ -95,7 +95,7 @@ def batches(lab, events, project):
             a = e["action"]
             out.setdefault(a["host"], {})[f"{a['step']['step']}>"] = t
         elif e.get("kind") == "event":
-            ev = e["payload"]
+            ev = e.get("observed") or e["payload"]
             if ev.get("event") == "completed":
                 out.setdefault(ev["host"], {})[f"{ev['step']['step']}<"] = t
             elif ev.get("event") == "healthy" and ev.get("version") == "new":
