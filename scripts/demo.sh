@@ -71,4 +71,4 @@ touch /tmp/davit-demo-stop
 wait $load
 rm -f /tmp/davit-demo-stop
 for a in $ADDRS; do echo "$a answers: $(python3 -c "import urllib.request,sys; print(urllib.request.urlopen('http://$a/').read().decode().strip())")"; done
-$davit releases $HOSTS
+VERSION=v2 $davit releases $HOSTS
