@@ -41,7 +41,7 @@ pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use dotenv::{DotenvError, parse_dotenv};
 pub use error::Error;
 pub use interp::{InterpolationError, interpolate, interpolate_collecting};
-pub use loader::{FsLoader, LoadOptions, Loader, load};
+pub use loader::{FsLoader, LoadOptions, Loader, compose_files, load};
 pub use model::{
     DavitEnvironment, DavitHooks, DavitService, Dependency, DependencyCondition, EnvFile,
     Healthcheck, Port, Project, Proxy, Service, Strategy, UpdateConfig, Volume,

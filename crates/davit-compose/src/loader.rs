@@ -187,6 +187,44 @@ const OVERRIDE_FILES: [&str; 4] = [
     "docker-compose.override.yaml",
 ];
 
+/// The compose files a load with `opts` reads, as Compose finds them: `-f`, else `COMPOSE_FILE`, else
+/// the first default file (and its override) in the project directory or the nearest parent that
+/// has one. Empty when there is none. (Files pulled in by `include:` and `extends:` are not listed.)
+pub fn compose_files(opts: &LoadOptions, fs: &dyn Loader) -> Vec<PathBuf> {
+    let wd = absolutize(Path::new("/"), &opts.working_dir);
+    let os_env = &opts.environment;
+    let mut files: Vec<PathBuf> = opts.files.iter().map(|f| absolutize(&wd, f)).collect();
+    if !files.is_empty() {
+        return files;
+    }
+    if let Some(cf) = os_env.get("COMPOSE_FILE").filter(|s| !s.is_empty()) {
+        let sep = os_env
+            .get("COMPOSE_PATH_SEPARATOR")
+            .cloned()
+            .unwrap_or_else(|| ":".into());
+        return cf
+            .split(sep.as_str())
+            .filter(|s| !s.is_empty())
+            .map(|f| absolutize(&wd, Path::new(f)))
+            .collect();
+    }
+    let mut dir = opts
+        .project_directory
+        .as_ref()
+        .map_or_else(|| wd.clone(), |d| absolutize(&wd, d));
+    loop {
+        let first = |names: &[&str]| names.iter().map(|n| dir.join(n)).find(|p| fs.is_file(p));
+        if let Some(f) = first(&DEFAULT_FILES) {
+            files.push(f);
+            files.extend(first(&OVERRIDE_FILES));
+            return files;
+        }
+        if !dir.pop() {
+            return files;
+        }
+    }
+}
+
 /// Loads a compose project.
 ///
 /// # Errors
@@ -210,49 +248,14 @@ fn load_inner(opts: &LoadOptions, fs: &dyn Loader) -> Result<crate::Project, Dia
     let os_env = &opts.environment;
 
     // Files.
-    let mut files: Vec<PathBuf> = opts.files.iter().map(|f| absolutize(&wd, f)).collect();
+    let files = compose_files(opts, fs);
     let project_dir_opt = opts.project_directory.as_ref().map(|d| absolutize(&wd, d));
     if files.is_empty() {
-        if let Some(cf) = os_env.get("COMPOSE_FILE").filter(|s| !s.is_empty()) {
-            let sep = os_env
-                .get("COMPOSE_PATH_SEPARATOR")
-                .cloned()
-                .unwrap_or_else(|| ":".into());
-            files = cf
-                .split(sep.as_str())
-                .filter(|s| !s.is_empty())
-                .map(|f| absolutize(&wd, Path::new(f)))
-                .collect();
-        } else {
-            let mut dir = project_dir_opt.clone().unwrap_or_else(|| wd.clone());
-            loop {
-                if let Some(f) = DEFAULT_FILES
-                    .iter()
-                    .map(|n| dir.join(n))
-                    .find(|p| fs.is_file(p))
-                {
-                    files.push(f);
-                    if let Some(o) = OVERRIDE_FILES
-                        .iter()
-                        .map(|n| dir.join(n))
-                        .find(|p| fs.is_file(p))
-                    {
-                        files.push(o);
-                    }
-                    break;
-                }
-                if !dir.pop() {
-                    break;
-                }
-            }
-            if files.is_empty() {
-                ctx.diags.push(
-                    Diagnostic::error("", 0, 0, "no configuration file provided: not found")
-                        .with_hint("create compose.yaml or name a file with -f"),
-                );
-                return Err(ctx.diags);
-            }
-        }
+        ctx.diags.push(
+            Diagnostic::error("", 0, 0, "no configuration file provided: not found")
+                .with_hint("create compose.yaml or name a file with -f"),
+        );
+        return Err(ctx.diags);
     }
     let project_dir = project_dir_opt.unwrap_or_else(|| {
         files[0]

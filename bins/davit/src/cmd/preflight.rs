@@ -32,19 +32,6 @@ pub struct Args {
     notify: super::notify::NotifyArgs,
 }
 
-const DEFAULT_FILES: [&str; 4] = [
-    "compose.yaml",
-    "compose.yml",
-    "docker-compose.yml",
-    "docker-compose.yaml",
-];
-const OVERRIDE_FILES: [&str; 4] = [
-    "compose.override.yaml",
-    "compose.override.yml",
-    "docker-compose.override.yml",
-    "docker-compose.override.yaml",
-];
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir()?;
     let checked = check(&args.compose, args.env.as_deref(), &args.services, &cwd)?;
@@ -266,21 +253,10 @@ fn load_project(opts: &LoadOptions) -> anyhow::Result<davit_compose::Project> {
     })
 }
 
-/// The files Compose reads: `-f`, else the default file (and its override) in the project directory.
-/// (Files pulled in by `include:` and `extends:` are not scanned for variables.)
+/// The files Compose reads, as the loader finds them (`-f`, `COMPOSE_FILE`, the default file and its
+/// override). (Files pulled in by `include:` and `extends:` are not scanned for variables.)
 fn compose_files(compose: &ComposeArgs, cwd: &Path) -> Vec<PathBuf> {
-    if !compose.files.is_empty() {
-        return compose.files.iter().map(|f| cwd.join(f)).collect();
-    }
-    let dir = compose
-        .project_directory
-        .as_ref()
-        .map_or_else(|| cwd.to_owned(), |d| cwd.join(d));
-    let first = |names: &[&str]| names.iter().map(|n| dir.join(n)).find(|p| p.is_file());
-    first(&DEFAULT_FILES)
-        .into_iter()
-        .chain(first(&OVERRIDE_FILES))
-        .collect()
+    davit_compose::compose_files(&compose.load_options(cwd, std::env::vars()), &FsLoader)
 }
 
 /// What interpolation sees: `.env` (or `--env-file`), then the environment's variables, then the
