@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
-use davit_proxy::api::{HealthSpec, RouteSpec, RouteStatus, TargetSpec, TargetState};
+use davit_proxy::api::{HealthSpec, RouteSpec, RouteStatus, TargetSpec, TargetState, TargetStatus};
 use davit_proxy::client::{AdminClient, Connect};
 use davit_rollout::{Event, Histogram, Metrics, Step, Strategy, Version};
 
@@ -221,31 +221,8 @@ impl ServiceExec {
         if self.svc.proxy.is_none() {
             return Ok(());
         }
-        let name = route_name(&self.project.name, &self.svc.name);
-        let admin = admin(part.remote.clone());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
-        loop {
-            let status: Option<RouteStatus> = admin
-                .route(&name)
-                .await
-                .map_err(|e| format!("proxy: {e}"))?;
-            let busy: Vec<String> = status
-                .map(|s| {
-                    s.targets
-                        .iter()
-                        .filter(|t| part.old.contains(&t.id) && t.state != TargetState::Drained)
-                        .map(|t| format!("{} ({} in flight)", t.id, t.in_flight))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if busy.is_empty() {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(format!("not drained: {}", busy.join(", ")));
-            }
-            tokio::time::sleep(PROXY_POLL).await;
-        }
+        // Old targets count until the proxy reports them drained.
+        self.wait_until(part, &part.old, |_| true).await
     }
 
     async fn sample(&self, host: &str) -> Result<Metrics, String> {
@@ -360,6 +337,20 @@ impl ServiceExec {
     /// Waits until none of `names` has a request in flight at the proxy (they left the route, or
     /// are drained), within the drain timeout.
     async fn wait_drained(&self, part: &HostPart, names: &[String]) -> Result<(), String> {
+        self.wait_until(part, names, |t| {
+            t.state == TargetState::Draining || t.in_flight > 0
+        })
+        .await
+    }
+
+    /// Polls the proxy until no target of `names` is `busy` short of drained, within the drain
+    /// timeout; the error names the busy ones.
+    async fn wait_until(
+        &self,
+        part: &HostPart,
+        names: &[String],
+        busy: impl Fn(&TargetStatus) -> bool,
+    ) -> Result<(), String> {
         let name = route_name(&self.project.name, &self.svc.name);
         let admin = admin(part.remote.clone());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
@@ -373,7 +364,7 @@ impl ServiceExec {
                     s.targets
                         .iter()
                         .filter(|t| names.contains(&t.id) && t.state != TargetState::Drained)
-                        .filter(|t| t.state == TargetState::Draining || t.in_flight > 0)
+                        .filter(|t| busy(t))
                         .map(|t| format!("{} ({} in flight)", t.id, t.in_flight))
                         .collect()
                 })
@@ -384,7 +375,7 @@ impl ServiceExec {
             if tokio::time::Instant::now() >= deadline {
                 return Err(format!("not drained: {}", busy.join(", ")));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(PROXY_POLL).await;
         }
     }
 }
