@@ -41,6 +41,8 @@ fn lab_up_refuses_a_non_number() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("three"));
 }
 
+#[path = "cli/demo.rs"]
+mod demo;
 #[path = "cli/deploy.rs"]
 mod deploy;
 #[path = "cli/hosts.rs"]

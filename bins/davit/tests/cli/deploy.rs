@@ -13,17 +13,9 @@ use std::time::{Duration, Instant};
 const INSTANCE: u8 = 9;
 const HOSTS: u16 = 2;
 
-/// The static proxy: `$DAVIT_PROXY_BIN`, else a static release build of the `davit-proxy-bin` package.
-fn proxy_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("DAVIT_PROXY_BIN") {
-        return p.into();
-    }
-    let root = davit_lab::workspace_root().expect("the workspace");
-    davit_lab::build_static(&root, &["davit-proxy-bin"]).expect("static build of davit-proxy");
-    davit_lab::static_target_dir(&root)
-        .join(davit_lab::STATIC_TARGET)
-        .join("release")
-        .join("davit-proxy")
+/// The static proxy (`$DAVIT_PROXY_BIN`, else a static build), as the lab finds it.
+pub(crate) fn proxy_binary() -> PathBuf {
+    davit_lab::static_binary("davit-proxy").expect("a static davit-proxy")
 }
 
 /// A compose project of one service behind the proxy, in its own directory.

@@ -25,12 +25,6 @@ fn lab() -> LabInfo {
     davit_lab::for_tests(INSTANCE, HOSTS).1
 }
 
-/// The static binaries the lab and the engine need, from the environment as `tests/run.sh` sets it.
-fn proxy_bin() -> String {
-    std::env::var("DAVIT_PROXY_BIN")
-        .expect("DAVIT_PROXY_BIN: the static davit-proxy (tests/run.sh sets it)")
-}
-
 /// A project directory: `compose.yaml` with one service `web` behind the proxy, reading
 /// `secrets.env`, and an environment `lab` holding the lab's hosts.
 struct Project {
@@ -80,7 +74,7 @@ x-davit:
             .env_remove("DAVIT_NOTIFY_URL")
             .env_remove("TAG")
             .env("DAVIT_INSECURE_REGISTRIES", "10.77.0.0/16")
-            .env("DAVIT_PROXY_BIN", proxy_bin())
+            .env("DAVIT_PROXY_BIN", crate::deploy::proxy_binary())
             .env("DAVIT_IDENTITY", &self.info.identity)
             .env("DAVIT_KNOWN_HOSTS", &self.info.known_hosts);
         for (k, v) in env {
