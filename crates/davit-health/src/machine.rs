@@ -90,6 +90,73 @@ impl Outcome {
     }
 }
 
+/// Consecutive probe results, counted as Kubernetes counts them. Shared by [`Machine`] and
+/// [`Monitor`](crate::Monitor), so a one-shot verdict and ongoing health agree on every threshold.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Streak {
+    pub(crate) successes: u32,
+    pub(crate) failures: u32,
+}
+
+/// Which threshold a result reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Crossed {
+    /// `success_threshold` consecutive successes (or more).
+    Success,
+    /// `failure_threshold` consecutive counted failures (or more).
+    Failure,
+    /// Neither.
+    Neither,
+}
+
+impl Streak {
+    /// Counts `outcome` of a probe started at `started`, for a target watched since `start`: a
+    /// success resets the failures; anything else resets the successes; failures of probes started
+    /// within `start_period` are not counted (Docker's rule); a `Pending` is neither.
+    pub(crate) fn record(
+        &mut self,
+        policy: &Policy,
+        start: Instant,
+        started: Instant,
+        outcome: &Outcome,
+    ) -> Crossed {
+        match outcome {
+            Outcome::Success(_) => {
+                self.failures = 0;
+                self.successes = self.successes.saturating_add(1);
+                if self.successes >= policy.success_threshold {
+                    return Crossed::Success;
+                }
+            }
+            Outcome::Pending(_) => self.successes = 0,
+            Outcome::Failure(_) => {
+                self.successes = 0;
+                if started.saturating_duration_since(start) >= policy.start_period {
+                    self.failures = self.failures.saturating_add(1);
+                    if self.failures >= policy.failure_threshold {
+                        return Crossed::Failure;
+                    }
+                }
+            }
+        }
+        Crossed::Neither
+    }
+}
+
+/// An answer that came after the probe's `timeout` is a failure, whatever it says.
+pub(crate) fn in_time(
+    outcome: Outcome,
+    started: Instant,
+    now: Instant,
+    timeout: Duration,
+) -> Outcome {
+    if now.saturating_duration_since(started) > timeout {
+        Outcome::Failure(format!("timed out after {}", format_duration(timeout)))
+    } else {
+        outcome
+    }
+}
+
 /// Why a target was judged unhealthy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -173,8 +240,7 @@ pub struct Machine {
     /// The probe started and not yet answered: its number and start time.
     in_flight: Option<(u32, Instant)>,
     attempts: u32,
-    successes: u32,
-    failures: u32,
+    streak: Streak,
     /// Since when the success threshold has been met without a failure.
     passing_since: Option<Instant>,
     last: Option<String>,
@@ -191,8 +257,7 @@ impl Machine {
             start: now,
             in_flight: None,
             attempts: 0,
-            successes: 0,
-            failures: 0,
+            streak: Streak::default(),
             passing_since: None,
             last: None,
             verdict: None,
@@ -325,12 +390,7 @@ impl Machine {
             return;
         }
         self.in_flight = None;
-        let timeout = self.timeout_at(started);
-        let outcome = if now.saturating_duration_since(started) > timeout {
-            Outcome::Failure(format!("timed out after {}", format_duration(timeout)))
-        } else {
-            outcome
-        };
+        let outcome = in_time(outcome, started, now, self.timeout_at(started));
         self.next_probe = (started + self.policy.interval).max(now);
         self.last = Some(outcome.detail().to_string());
         // An answer after the deadline cannot change the verdict the deadline already made.
@@ -338,32 +398,24 @@ impl Machine {
             self.give_up(d);
             return;
         }
-        match outcome {
-            Outcome::Success(_) => {
-                self.failures = 0;
-                self.successes = self.successes.saturating_add(1);
-                if self.successes >= self.policy.success_threshold && self.passing_since.is_none() {
-                    self.passing_since = Some(now);
-                }
+        if !outcome.is_success() {
+            self.passing_since = None;
+        }
+        match self
+            .streak
+            .record(&self.policy, self.start, started, &outcome)
+        {
+            Crossed::Success => {
+                self.passing_since.get_or_insert(now);
             }
-            Outcome::Pending(_) => {
-                self.successes = 0;
-                self.passing_since = None;
+            Crossed::Failure => {
+                let reason = Reason::Failures {
+                    count: self.streak.failures,
+                    last: outcome.detail().to_string(),
+                };
+                self.decide(Verdict::Unhealthy { reason }, now);
             }
-            Outcome::Failure(detail) => {
-                self.successes = 0;
-                self.passing_since = None;
-                if started.saturating_duration_since(self.start) >= self.policy.start_period {
-                    self.failures += 1;
-                    if self.failures >= self.policy.failure_threshold {
-                        let reason = Reason::Failures {
-                            count: self.failures,
-                            last: detail,
-                        };
-                        self.decide(Verdict::Unhealthy { reason }, now);
-                    }
-                }
-            }
+            Crossed::Neither => {}
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::duration::format_duration;
-use crate::machine::{Outcome, Policy};
+use crate::machine::{Crossed, Outcome, Policy, Streak, in_time};
 
 /// A target's current health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -37,8 +37,7 @@ pub struct Monitor {
     next_probe: Instant,
     in_flight: Option<(u32, Instant)>,
     attempts: u32,
-    successes: u32,
-    failures: u32,
+    streak: Streak,
     status: Status,
     last: Option<String>,
 }
@@ -52,8 +51,7 @@ impl Monitor {
             start: now,
             in_flight: None,
             attempts: 0,
-            successes: 0,
-            failures: 0,
+            streak: Streak::default(),
             status: Status::Unknown,
             last: None,
         }
@@ -107,34 +105,16 @@ impl Monitor {
         }
         self.in_flight = None;
         self.next_probe = (started + self.policy.interval).max(now);
-        let outcome = if now.saturating_duration_since(started) > self.policy.timeout {
-            Outcome::Failure(format!(
-                "timed out after {}",
-                format_duration(self.policy.timeout)
-            ))
-        } else {
-            outcome
-        };
+        let outcome = in_time(outcome, started, now, self.policy.timeout);
         self.last = Some(outcome.detail().to_string());
         let before = self.status;
-        match outcome {
-            Outcome::Success(_) => {
-                self.failures = 0;
-                self.successes = self.successes.saturating_add(1);
-                if self.successes >= self.policy.success_threshold {
-                    self.status = Status::Healthy;
-                }
-            }
-            Outcome::Pending(_) => self.successes = 0,
-            Outcome::Failure(_) => {
-                self.successes = 0;
-                if started.saturating_duration_since(self.start) >= self.policy.start_period {
-                    self.failures = self.failures.saturating_add(1);
-                    if self.failures >= self.policy.failure_threshold {
-                        self.status = Status::Unhealthy;
-                    }
-                }
-            }
+        match self
+            .streak
+            .record(&self.policy, self.start, started, &outcome)
+        {
+            Crossed::Success => self.status = Status::Healthy,
+            Crossed::Failure => self.status = Status::Unhealthy,
+            Crossed::Neither => {}
         }
         (self.status != before).then_some(self.status)
     }
