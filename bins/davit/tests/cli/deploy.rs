@@ -1,5 +1,6 @@
 //! `davit deploy` as users run it, against lab instance 9 (2 hosts, the real registry, the real
-//! davit-proxy): the real binary killed with SIGKILL in the middle of a rollout, under load.
+//! davit-proxy): the real binary killed with SIGKILL, or interrupted with Ctrl-C, in the middle of a
+//! rollout, under load.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -258,6 +259,54 @@ fn compose(name: &str, port: u16) -> String {
     )
 }
 
+/// Starts `davit ARGS --json` with `TAG=tag` and reads its events until the new container on host
+/// `first` is started (no host has switched yet). Returns the running child, the lines read, and the
+/// rest of its output as it comes (read in the background, so the child never blocks on the pipe;
+/// the receiver ends when the child closes its stdout).
+fn spawn_until_started(
+    p: &Project,
+    args: &[&str],
+    tag: &str,
+    first: &str,
+) -> (
+    std::process::Child,
+    Vec<String>,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let mut child = p
+        .command(&args, tag)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("no start-new on {first} ({e}); saw:\n{}", seen.join("\n")));
+        let started = line.contains("\"completed\"")
+            && line.contains("\"start-new\"")
+            && line.contains(&format!("\"{first}\""));
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    (child, seen, rx)
+}
+
 #[test]
 fn sigkill_mid_rollout_keeps_the_old_version_serving_the_lock_expires_and_a_rerun_converges() {
     let (_lab, info) = davit_lab::for_tests(INSTANCE, HOSTS);
@@ -276,40 +325,7 @@ fn sigkill_mid_rollout_keeps_the_old_version_serving_the_lock_expires_and_a_reru
     // v2 rolls out under load; davit is SIGKILLed as soon as the first host's new container is
     // started (before any host switched).
     let load = Load::start(&addrs, port);
-    let mut args = deploy.to_vec();
-    args.push("--json");
-    let mut child = p
-        .command(&args, "v2")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = info.hosts[0].url.clone();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|e| panic!("no start-new on {first} ({e}); saw:\n{}", seen.join("\n")));
-        let started = line.contains("\"completed\"")
-            && line.contains("\"start-new\"")
-            && line.contains(&format!("\"{first}\""));
-        seen.push(line);
-        if started {
-            break;
-        }
-    }
+    let (mut child, seen, _rest) = spawn_until_started(&p, &deploy, "v2", &info.hosts[0].url);
     child.kill().unwrap(); // SIGKILL
     let killed_at = Instant::now();
     let status = child.wait().unwrap();
@@ -418,4 +434,114 @@ fn sigkill_mid_rollout_keeps_the_old_version_serving_the_lock_expires_and_a_reru
             .count();
         assert_eq!(records, 2, "{list:?}");
     }
+}
+
+#[test]
+fn ctrl_c_mid_rollout_puts_the_old_release_back_and_frees_the_lock() {
+    let (_lab, info) = davit_lab::for_tests(INSTANCE, HOSTS);
+    let rt = runtime();
+    let (name, port) = ("interrupted", 8202);
+    let p = Project::new(&info, name, &compose(name, port));
+    p.clean(&rt);
+    let addrs = p.addresses();
+    // A long lease: a re-run that gets through at once shows the lock was given back, not expired.
+    let deploy = ["deploy", "--lock-ttl", "300s", "--min-healthy-time", "1s"];
+    let out = p.run(&deploy, "v1");
+    assert_eq!(out.status.code(), Some(0), "deploy v1: {}", text(&out));
+    let v1_release = p
+        .containers(&rt, &p.engines()[0])
+        .into_iter()
+        .find_map(|c| {
+            c.name
+                .starts_with(&format!("{name}-"))
+                .then_some(c.release?)
+        })
+        .expect("v1's container");
+
+    // v2 under load; Ctrl-C (SIGINT) as soon as the first host's new container is started.
+    let load = Load::start(&addrs, port);
+    let (mut child, seen, rest) = spawn_until_started(&p, &deploy, "v2", &info.hosts[0].url);
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "davit did not stop after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let lines: Vec<String> = seen.into_iter().chain(rest.iter()).collect();
+    assert_eq!(status.code(), Some(1), "exit after Ctrl-C: {stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let result: serde_json::Value = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "result")
+        .unwrap_or_else(|| panic!("no result event:\n{}", lines.join("\n")));
+    assert_eq!(result["outcome"], "rolled-back", "{result}");
+    let cancelled = result["release"].as_str().unwrap().to_string();
+
+    // The old release serves, nothing failed, and nothing of the interrupted release is left:
+    // no container, no lock.
+    std::thread::sleep(Duration::from_millis(300));
+    let (served, errors, versions) = load.stop();
+    assert!(
+        errors.is_empty(),
+        "{} failed requests, first: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+    assert!(served > 20, "only {served} requests served");
+    assert_eq!(versions.keys().collect::<Vec<_>>(), ["v1"], "{versions:?}");
+    assert_serves(&addrs, port, "v1");
+    for docker in &p.engines() {
+        let list = p.containers(&rt, docker);
+        let app: Vec<&Seen> = list
+            .iter()
+            .filter(|c| c.name.starts_with(&format!("{name}-")))
+            .collect();
+        assert_eq!(app.len(), 1, "{list:?}");
+        assert_eq!(
+            app[0].release.as_deref(),
+            Some(v1_release.as_str()),
+            "{list:?}"
+        );
+        assert!(app[0].running, "{list:?}");
+        assert!(
+            !list.iter().any(|c| c.name == format!("davit-lock-{name}")),
+            "the lock is given back: {list:?}"
+        );
+    }
+
+    // The history still has v1 as a success; a re-run right away (well within the lease) converges.
+    let out = p.run(&["releases", "--json"], "v2");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let releases = v["releases"].as_array().unwrap();
+    assert!(
+        releases
+            .iter()
+            .any(|r| r["id"] == v1_release.as_str() && r["outcome"] == "succeeded"),
+        "{v}"
+    );
+    assert!(
+        releases
+            .iter()
+            .all(|r| r["id"] != cancelled.as_str() || r["outcome"] != "succeeded"),
+        "{v}"
+    );
+    let out = p.run(&deploy, "v2");
+    assert_eq!(out.status.code(), Some(0), "re-run: {}", text(&out));
+    assert_serves(&addrs, port, "v2");
 }
