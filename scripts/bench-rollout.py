@@ -282,6 +282,7 @@ services:
     for n, hosts in (("1", one), ("10", ten)):
         lab.run(cmd(n, hosts), "v2"); lab.run(cmd(n, hosts), "v1")
     walls = {"1": [], "10": []}
+    noops = {"1": [], "10": []}
     floors = {"1": [], "10": []}
     overheads = {"1": [], "10": []}
     for i in range(runs):
@@ -294,6 +295,13 @@ services:
                 walls[n].append(wall); overheads[n] += over
                 print(f"run {i + 1} -> {v}, {n:>2} host(s): {wall:.2f}s, overhead per batch "
                       f"median {med(over):.2f}s max {max(over):.2f}s (load {la:.1f})", flush=True)
+        # The fan-out alone: the same deploy again, with nothing to change (connect, pin, lock,
+        # read every host's containers, plan, unlock).
+        for n, hosts in (("1", one), ("10", ten)):
+            la = load1()
+            t = lab.run(cmd(n, hosts), "v1")
+            noops[n].append(t)
+            print(f"run {i + 1} no-op re-deploy, {n:>2} host(s): {t:.2f}s (load {la:.1f})", flush=True)
         for n, hosts in (("1", one), ("10", ten)):
             la = load1()
             f = floor(hosts)
@@ -302,6 +310,8 @@ services:
     m1, m10 = med(walls["1"]), med(walls["10"])
     f1, f10 = med(floors["1"]), med(floors["10"])
     print(f"median davit deploy: 1 host {m1:.2f}s, 10 hosts {m10:.2f}s: {m10 / m1:.2f}x")
+    n1, n10 = med(noops["1"]), med(noops["10"])
+    print(f"median no-op re-deploy: 1 host {n1:.2f}s, 10 hosts {n10:.2f}s: {n10 / n1:.2f}x")
     print(f"median floor: 1 engine {f1:.2f}s, 10 engines {f10:.2f}s: {f10 / f1:.2f}x")
     print(f"median overhead per batch: 1 host {med(overheads['1']):.2f}s, 10 hosts {med(overheads['10']):.2f}s")
 

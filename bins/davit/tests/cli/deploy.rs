@@ -115,6 +115,31 @@ impl Project {
         })
     }
 
+    /// Asserts that the project is settled on a host on `release`: one app container, running, of
+    /// that release, and no lock. Returns everything of the project there.
+    fn settled(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        docker: &bollard::Docker,
+        release: &str,
+    ) -> Vec<Seen> {
+        let list = self.containers(rt, docker);
+        let app: Vec<&Seen> = list
+            .iter()
+            .filter(|c| c.name.starts_with(&format!("{}-", self.name)))
+            .collect();
+        assert_eq!(app.len(), 1, "{list:?}");
+        assert!(app[0].running, "{list:?}");
+        assert_eq!(app[0].release.as_deref(), Some(release), "{list:?}");
+        assert!(
+            !list
+                .iter()
+                .any(|c| c.name == format!("davit-lock-{}", self.name)),
+            "the lock is still there: {list:?}"
+        );
+        list
+    }
+
     /// Removes what an earlier run of the test left.
     fn clean(&self, rt: &tokio::runtime::Runtime) {
         for docker in self.engines() {
@@ -227,6 +252,21 @@ impl Load {
         self.versions.lock().unwrap().clone()
     }
 
+    /// Lets the last requests land, stops, and asserts that none failed and more than `min` were
+    /// served; returns (served, versions seen).
+    fn finish(self, min: u64) -> (u64, BTreeMap<String, u64>) {
+        std::thread::sleep(Duration::from_millis(300));
+        let (served, errors, versions) = self.stop();
+        assert!(
+            errors.is_empty(),
+            "{} failed requests, first: {:?}",
+            errors.len(),
+            &errors[..errors.len().min(5)]
+        );
+        assert!(served > min, "only {served} requests served");
+        (served, versions)
+    }
+
     /// Stops; returns (served, failures, versions seen).
     fn stop(self) -> (u64, Vec<String>, BTreeMap<String, u64>) {
         self.stop.store(true, Ordering::Relaxed);
@@ -307,13 +347,20 @@ fn spawn_until_started(
     (child, seen, rx)
 }
 
-#[test]
-fn sigkill_mid_rollout_keeps_the_old_version_serving_the_lock_expires_and_a_rerun_converges() {
+/// Lab instance 9 and project `name` (one service published on `port`) with nothing of an earlier
+/// run left on the hosts.
+fn fresh(name: &str, port: u16) -> (davit_lab::LabInfo, Project, tokio::runtime::Runtime) {
     let (_lab, info) = davit_lab::for_tests(INSTANCE, HOSTS);
     let rt = runtime();
-    let (name, port) = ("killed", 8201);
     let p = Project::new(&info, name, &compose(name, port));
     p.clean(&rt);
+    (info, p, rt)
+}
+
+#[test]
+fn sigkill_mid_rollout_keeps_the_old_version_serving_the_lock_expires_and_a_rerun_converges() {
+    let (name, port) = ("killed", 8201);
+    let (info, p, rt) = fresh(name, port);
     let addrs = p.addresses();
     let ttl = Duration::from_secs(6);
     let deploy = ["deploy", "--lock-ttl", "6s", "--min-healthy-time", "1s"];
@@ -384,15 +431,7 @@ fn sigkill_mid_rollout_keeps_the_old_version_serving_the_lock_expires_and_a_reru
     );
     let out = p.run(&deploy, "v2");
     assert_eq!(out.status.code(), Some(0), "re-run: {}", text(&out));
-    std::thread::sleep(Duration::from_millis(300));
-    let (served, errors, versions) = load.stop();
-    assert!(
-        errors.is_empty(),
-        "{} failed requests, first: {:?}",
-        errors.len(),
-        &errors[..errors.len().min(5)]
-    );
-    assert!(served > 50, "only {served} requests served");
+    let (served, versions) = load.finish(50);
     assert!(versions.contains_key("v2"), "{versions:?}");
     eprintln!("SIGKILL mid-rollout then re-run: {served} served, 0 failed, {versions:?}");
     assert_serves(&addrs, port, "v2");
@@ -416,18 +455,7 @@ fn sigkill_mid_rollout_keeps_the_old_version_serving_the_lock_expires_and_a_reru
     // Nothing left over: on every host one running container, of the newest release, its release
     // record, the v1 record, and no lock.
     for docker in &engines {
-        let list = p.containers(&rt, docker);
-        let app: Vec<&Seen> = list
-            .iter()
-            .filter(|c| c.name.starts_with(&format!("{name}-")))
-            .collect();
-        assert_eq!(app.len(), 1, "{list:?}");
-        assert!(app[0].running, "{list:?}");
-        assert_eq!(app[0].release.as_deref(), Some(newest.as_str()), "{list:?}");
-        assert!(
-            !list.iter().any(|c| c.name == format!("davit-lock-{name}")),
-            "{list:?}"
-        );
+        let list = p.settled(&rt, docker, &newest);
         let records = list
             .iter()
             .filter(|c| c.name.starts_with("davit-release-"))
@@ -438,11 +466,8 @@ fn sigkill_mid_rollout_keeps_the_old_version_serving_the_lock_expires_and_a_reru
 
 #[test]
 fn ctrl_c_mid_rollout_puts_the_old_release_back_and_frees_the_lock() {
-    let (_lab, info) = davit_lab::for_tests(INSTANCE, HOSTS);
-    let rt = runtime();
     let (name, port) = ("interrupted", 8202);
-    let p = Project::new(&info, name, &compose(name, port));
-    p.clean(&rt);
+    let (info, p, rt) = fresh(name, port);
     let addrs = p.addresses();
     // A long lease: a re-run that gets through at once shows the lock was given back, not expired.
     let deploy = ["deploy", "--lock-ttl", "300s", "--min-healthy-time", "1s"];
@@ -494,34 +519,11 @@ fn ctrl_c_mid_rollout_puts_the_old_release_back_and_frees_the_lock() {
 
     // The old release serves, nothing failed, and nothing of the interrupted release is left:
     // no container, no lock.
-    std::thread::sleep(Duration::from_millis(300));
-    let (served, errors, versions) = load.stop();
-    assert!(
-        errors.is_empty(),
-        "{} failed requests, first: {:?}",
-        errors.len(),
-        &errors[..errors.len().min(5)]
-    );
-    assert!(served > 20, "only {served} requests served");
+    let (_, versions) = load.finish(20);
     assert_eq!(versions.keys().collect::<Vec<_>>(), ["v1"], "{versions:?}");
     assert_serves(&addrs, port, "v1");
     for docker in &p.engines() {
-        let list = p.containers(&rt, docker);
-        let app: Vec<&Seen> = list
-            .iter()
-            .filter(|c| c.name.starts_with(&format!("{name}-")))
-            .collect();
-        assert_eq!(app.len(), 1, "{list:?}");
-        assert_eq!(
-            app[0].release.as_deref(),
-            Some(v1_release.as_str()),
-            "{list:?}"
-        );
-        assert!(app[0].running, "{list:?}");
-        assert!(
-            !list.iter().any(|c| c.name == format!("davit-lock-{name}")),
-            "the lock is given back: {list:?}"
-        );
+        p.settled(&rt, docker, &v1_release);
     }
 
     // The history still has v1 as a success; a re-run right away (well within the lease) converges.
