@@ -1173,3 +1173,156 @@ fn a_proxy_of_another_build_is_replaced_and_keeps_its_routes() {
         .unwrap();
     assert!(route.is_some(), "the route survived the upgrade");
 }
+
+/// A note callback that runs `fault` once, blocking the deploy (so nothing more happens on any host
+/// until the fault is in place), when `host` has switched its traffic to the new version.
+fn when_switched(
+    host: String,
+    fault: impl Fn() + Send + Sync + 'static,
+) -> (Notes, Arc<AtomicBool>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    let notes: Notes = Arc::new(move |n: &Note| {
+        if let Note::Service {
+            note:
+                DriverNote::Event {
+                    event:
+                        davit_rollout::Event::Completed {
+                            host: h,
+                            step: Step::Route { weight: 100 },
+                        },
+                    ..
+                },
+            ..
+        } = n
+            && *h == host
+            && !d.swap(true, Ordering::SeqCst)
+        {
+            tokio::task::block_in_place(&fault);
+        }
+    });
+    (notes, done)
+}
+
+/// The deploy failed (an error, or a rolled-back release) and says it was because of `host`; if it
+/// lists hosts it could not restore, `restored` (which it reached) is not among them.
+fn assert_failed_on(r: &Result<Report, Error>, host: &str, restored: &str) {
+    let text = match r {
+        Ok(rep) => {
+            assert_ne!(rep.outcome, ReleaseOutcome::Succeeded, "{:?}", rep.message);
+            rep.message.clone().unwrap_or_default()
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        text.contains(host),
+        "the failure does not name {host}: {text}"
+    );
+    if let Some((_, not_restored)) = text.split_once("not restored:") {
+        assert!(!not_restored.contains(restored), "{text}");
+    }
+}
+
+/// The release of each container of `project` on each host.
+fn container_releases(env: &Env, hosts: &[RemoteRef], project: &str) -> Vec<Vec<String>> {
+    hosts
+        .iter()
+        .map(|h| {
+            env.rt
+                .block_on(davit_engine::hostops::list_containers(
+                    &h.docker(),
+                    project,
+                    None,
+                ))
+                .unwrap()
+                .iter()
+                .map(|c| davit_engine::hostops::label(c, "dev.davit.release").unwrap_or_default())
+                .collect()
+        })
+        .collect()
+}
+
+/// Deploys again once the dead deploy's lock has expired (bounded); the deploy must succeed.
+fn rerun_until_unlocked(env: &Env, project: &ProjectSpec, hosts: &[RemoteRef]) -> Report {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match env.deploy(project, hosts, &opts(), None) {
+            Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            r => {
+                let r = r.expect("the re-run");
+                assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+                return r;
+            }
+        }
+    }
+}
+
+#[test]
+fn ssh_cut_to_the_second_host_mid_deploy_reverts_the_first_and_a_rerun_converges() {
+    let _g = serial();
+    let env = env();
+    let hosts = env.hosts(2);
+    let addrs = env.addresses(2);
+    let (name, port) = ("sshcut2", 8113);
+    clean(&env, &hosts, name);
+    let v1 = env
+        .deploy(
+            &env.project(name, port, "v1", rolling()),
+            &hosts,
+            &opts(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(v1.outcome, ReleaseOutcome::Succeeded, "{:?}", v1.message);
+
+    // Once the first host serves v2, every SSH connection to the second host is cut (its sshd
+    // killed, established sessions included) and no new one is accepted.
+    let lab = env.lab.clone();
+    let (notes, cut) = when_switched(hosts[0].name().to_string(), move || lab.cut_ssh(2));
+    let load = Load::start(&addrs, port);
+    let r = env.deploy(
+        &env.project(name, port, "v2", rolling()),
+        &hosts,
+        &opts(),
+        Some(notes),
+    );
+    let (served, failed, errors, versions) = load.stop();
+    eprintln!(
+        "ssh cut mid-deploy: {:?}; {served} served, {failed} failed, {versions:?}",
+        r.as_ref().map(|rep| (&rep.outcome, &rep.message))
+    );
+    assert!(cut.load(Ordering::SeqCst), "SSH was never cut");
+    // The connection davit held is really gone (not only the listener).
+    assert!(
+        env.rt.block_on(hosts[1].docker().ping()).is_err(),
+        "the second host still answers over SSH"
+    );
+    assert_failed_on(&r, hosts[1].name(), hosts[0].name());
+    assert_eq!(failed, 0, "requests failed: {errors:?}");
+    assert!(served > 20 && versions.contains_key("v2"), "{versions:?}");
+    assert_serves(&addrs, port, "v1");
+    assert_eq!(
+        container_releases(&env, &hosts[..1], name),
+        vec![vec![v1.release.clone()]],
+        "the first host is back on v1"
+    );
+
+    // SSH back: the history is intact, and a re-run (a new process: new connections) converges.
+    env.lab.start_sshd(2).expect("sshd back");
+    let hosts = env.hosts(2);
+    let list = env.rt.block_on(releases(name, &hosts)).unwrap();
+    assert!(
+        list.iter()
+            .any(|r| r.id == v1.release && r.outcome == ReleaseOutcome::Succeeded),
+        "{list:?}"
+    );
+    let r = rerun_until_unlocked(&env, &env.project(name, port, "v2", rolling()), &hosts);
+    assert_serves(&addrs, port, "v2");
+    assert_eq!(
+        container_releases(&env, &hosts, name),
+        vec![vec![r.release.clone()], vec![r.release.clone()]],
+        "no container left over"
+    );
+}
