@@ -1326,3 +1326,85 @@ fn ssh_cut_to_the_second_host_mid_deploy_reverts_the_first_and_a_rerun_converges
         "no container left over"
     );
 }
+
+#[test]
+fn an_engine_stopped_mid_deploy_reverts_the_first_host_and_comes_back_on_v1() {
+    let _g = serial();
+    let env = env();
+    let all = env.hosts(3);
+    let hosts = vec![all[0].clone(), all[2].clone()];
+    let (first_addr, second_addr) = (
+        env.info.hosts[0].address.clone(),
+        env.info.hosts[2].address.clone(),
+    );
+    let (name, port) = ("engcut", 8114);
+    clean(&env, &hosts, name);
+    let v1 = env
+        .deploy(
+            &env.project(name, port, "v1", rolling()),
+            &hosts,
+            &opts(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(v1.outcome, ReleaseOutcome::Succeeded, "{:?}", v1.message);
+
+    // Once the first host serves v2, the second host's engine stops (its containers with it).
+    let lab = env.lab.clone();
+    let (notes, stopped) = when_switched(hosts[0].name().to_string(), move || lab.stop_engine(3));
+    let load = Load::start(std::slice::from_ref(&first_addr), port);
+    let r = env.deploy(
+        &env.project(name, port, "v2", rolling()),
+        &hosts,
+        &opts(),
+        Some(notes),
+    );
+    let (served, failed, errors, versions) = load.stop();
+    eprintln!(
+        "engine stopped mid-deploy: {:?}; {served} served, {failed} failed, {versions:?}",
+        r.as_ref().map(|rep| (&rep.outcome, &rep.message))
+    );
+    env.lab.start_engine(3).expect("engine back");
+    assert!(
+        stopped.load(Ordering::SeqCst),
+        "the engine was never stopped"
+    );
+    assert_failed_on(&r, hosts[1].name(), hosts[0].name());
+    assert_eq!(failed, 0, "requests failed on the first host: {errors:?}");
+    assert!(served > 10 && versions.contains_key("v2"), "{versions:?}");
+    assert_serves(std::slice::from_ref(&first_addr), port, "v1");
+    assert_eq!(
+        container_releases(&env, &hosts[..1], name),
+        vec![vec![v1.release.clone()]],
+        "the first host is back on v1"
+    );
+
+    // The engine back, its v1 containers and proxy restart (restart policies), and v1 is served.
+    let target = format!("{second_addr}:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        match get(&target) {
+            Ok(body) if body.contains("davit-demo v1") => break,
+            other => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{target} after the engine restarted: {other:?}"
+                );
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+    }
+    let list = env.rt.block_on(releases(name, &hosts)).unwrap();
+    assert!(
+        list.iter()
+            .any(|r| r.id == v1.release && r.outcome == ReleaseOutcome::Succeeded),
+        "{list:?}"
+    );
+    let r = rerun_until_unlocked(&env, &env.project(name, port, "v2", rolling()), &hosts);
+    assert_serves(&[first_addr, second_addr], port, "v2");
+    assert_eq!(
+        container_releases(&env, &hosts, name),
+        vec![vec![r.release.clone()], vec![r.release.clone()]],
+        "no container left over"
+    );
+}
