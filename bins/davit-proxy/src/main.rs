@@ -38,7 +38,7 @@ struct Args {
     /// Threads serving clients, each with its own listener per route (default: one per CPU).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// One-shot for the engine (run in a privileged host-network container before a side-by-side
+    /// One-shot for the engine (run in a host-network container allowed to write /proc/sys before a
     /// proxy upgrade): sets one allow-listed sysctl of the network namespace, then exits.
     #[arg(long, value_name = "KEY=VALUE", hide = true, exclusive = true)]
     set_sysctl: Option<String>,
