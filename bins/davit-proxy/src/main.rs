@@ -38,6 +38,39 @@ struct Args {
     /// Threads serving clients, each with its own listener per route (default: one per CPU).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// One-shot for the engine (run in a host-network container allowed to write /proc/sys before a
+    /// proxy upgrade): sets one allow-listed sysctl of the network namespace, then exits.
+    #[arg(long, value_name = "KEY=VALUE", hide = true, exclusive = true)]
+    set_sysctl: Option<String>,
+}
+
+/// The sysctls `--set-sysctl` may set, with the values it accepts.
+const SYSCTLS: &[(&str, &[&str])] = &[("net.ipv4.tcp_migrate_req", &["0", "1"])];
+
+/// Sets `KEY=VALUE` (allow-listed) unless it already holds; says which on stdout.
+fn set_sysctl(arg: &str) -> anyhow::Result<()> {
+    let (key, value) = arg.split_once('=').context("expected KEY=VALUE")?;
+    let allowed = SYSCTLS
+        .iter()
+        .any(|(k, values)| *k == key && values.contains(&value));
+    anyhow::ensure!(
+        allowed,
+        "{arg} is not a sysctl setting davit-proxy may make"
+    );
+    let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+    let read = || {
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))
+            .map(|v| v.trim().to_owned())
+    };
+    if read()? == value {
+        println!("{key} = {value} (unchanged)");
+        return Ok(());
+    }
+    std::fs::write(&path, value).with_context(|| format!("cannot write {}", path.display()))?;
+    anyhow::ensure!(read()? == value, "{key} did not take the value {value}");
+    println!("{key} = {value}");
+    Ok(())
 }
 
 /// One single-threaded runtime per worker thread; they run until the process exits.
@@ -148,6 +181,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(arg) = &args.set_sysctl {
+        return match set_sysctl(arg) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("davit-proxy: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DAVIT_LOG")

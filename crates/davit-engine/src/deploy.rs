@@ -427,19 +427,22 @@ pub async fn deploy(
         let image = image.clone();
         async move {
             let r = if needs_proxy {
-                proxyhost::ensure_proxy(&h, &image).await
+                proxyhost::ensure_proxy(&h, &image).await.map(Some)
             } else {
-                proxyhost::load_image(&h, &image).await
+                proxyhost::load_image(&h, &image).await.map(|()| None)
             };
             (h, r)
         }
     })
     .await;
     for (h, r) in prepared {
-        r.map_err(|message| Error::Host {
+        let change = r.map_err(|message| Error::Host {
             host: h.name().to_string(),
             message,
         })?;
+        if let Some(change @ proxyhost::ProxyChange::Replaced { .. }) = change {
+            phase(&format!("{}: {change}", h.name()));
+        }
     }
 
     // The lock, on every host: the first host alone (two deploys to the same hosts meet there, so

@@ -327,8 +327,10 @@ impl ServiceExec {
                 .map_err(|e| format!("proxy: {e}"))?;
         }
         let new = lock(&part.new).clone();
-        if self.svc.proxy.is_some() && !part.old.is_empty() {
-            // Switched back: requests still in flight on the new containers finish first.
+        if self.svc.proxy.is_some() && !part.old.is_empty() && !new.is_empty() {
+            // Switched back: requests still in flight on the new containers finish first. With none
+            // made (start-new failed before creating any), the host is untouched: nothing to ask it,
+            // so a host that became unreachable meanwhile still counts as restored.
             self.wait_drained(part, &new).await?;
         }
         all(new.iter().map(|n| hostops::remove(&docker, n))).await

@@ -172,16 +172,212 @@ async fn running(docker: &bollard::Docker, name: &str) -> Result<Option<bool>, S
     }
 }
 
+/// The one-shot container that sets `net.ipv4.tcp_migrate_req` before a side-by-side upgrade.
+pub const SYSCTL_CONTAINER: &str = "davit-proxy-sysctl";
+
+/// The setting that lets the kernel hand connections queued on a closing `SO_REUSEPORT` listener
+/// (the old proxy's) to another listener of the same port (the new proxy's) instead of resetting them.
+pub const MIGRATE_REQ: &str = "net.ipv4.tcp_migrate_req=1";
+
+/// How long the one-shot may take (create, start, exit) before the upgrade goes on without it.
+const SYSCTL_BOUND: Duration = Duration::from_secs(30);
+
+/// The ways the one-shot may be allowed to write `/proc/sys` (Docker mounts it read-only in other
+/// containers, and refuses its `sysctls` option for `net.*` keys with the host's network), tried in
+/// turn: first only the read-only system paths and the AppArmor/SELinux confinement lifted (root in
+/// the host's network namespace may write its `net.*` settings: no capability is added), then
+/// `privileged` (for engines without `systempaths=unconfined`; it fails on an engine whose own
+/// capability set lacks any capability, where runc cannot grant them all).
+fn sysctl_host_configs() -> [HostConfig; 2] {
+    let host = || HostConfig {
+        network_mode: Some("host".into()),
+        ..Default::default()
+    };
+    [
+        HostConfig {
+            // What `docker run --security-opt systempaths=unconfined` sends: no masked or read-only
+            // paths under /proc.
+            masked_paths: Some(Vec::new()),
+            readonly_paths: Some(Vec::new()),
+            security_opt: Some(vec!["apparmor=unconfined".into(), "label=disable".into()]),
+            ..host()
+        },
+        HostConfig {
+            privileged: Some(true),
+            ..host()
+        },
+    ]
+}
+
+/// Sets [`MIGRATE_REQ`] in the host's network namespace, through the Docker API only: a one-shot
+/// container of the proxy image (`davit-proxy --set-sysctl`, which writes it unless it already holds)
+/// with the host's network and the right to write `/proc/sys` (see [`sysctl_host_configs`]), waited
+/// for, then removed. Fails (the caller goes on without it) on a kernel without the setting (before
+/// 5.14), an engine that cannot grant the right (rootless Docker, a policy), or a proxy binary
+/// without the flag.
+pub async fn enable_migrate_req(remote: &RemoteRef, image: &ProxyImage) -> Result<(), String> {
+    let mut errors = Vec::new();
+    for host_config in sysctl_host_configs() {
+        match run_sysctl(remote, image, host_config).await {
+            Ok(()) => return Ok(()),
+            Err(e) => errors.push(e),
+        }
+    }
+    Err(errors.join("; then "))
+}
+
+async fn run_sysctl(
+    remote: &RemoteRef,
+    image: &ProxyImage,
+    host_config: HostConfig,
+) -> Result<(), String> {
+    let docker = remote.docker();
+    hostops::remove(&docker, SYSCTL_CONTAINER).await?;
+    let run = async {
+        docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(SYSCTL_CONTAINER.into()),
+                    ..Default::default()
+                }),
+                ContainerCreateBody {
+                    image: Some(image.tag.clone()),
+                    cmd: Some(vec!["--set-sysctl".into(), MIGRATE_REQ.into()]),
+                    labels: Some(std::collections::HashMap::from([(
+                        "dev.davit.role".to_string(),
+                        "sysctl".to_string(),
+                    )])),
+                    host_config: Some(host_config),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| hostops::derr("creating the sysctl container", e))?;
+        hostops::start(&docker, SYSCTL_CONTAINER).await?;
+        let mut wait = docker.wait_container(
+            SYSCTL_CONTAINER,
+            None::<bollard::query_parameters::WaitContainerOptions>,
+        );
+        match wait.next().await {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                Err(format!(
+                    "{MIGRATE_REQ} failed (exit {code}): {}",
+                    last_log_line(&docker).await
+                ))
+            }
+            Some(Err(e)) => Err(hostops::derr("waiting for the sysctl container", e)),
+            None => Err("waiting for the sysctl container: no answer".into()),
+        }
+    };
+    let r = match tokio::time::timeout(SYSCTL_BOUND, run).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "the sysctl container did not exit within {}s",
+            SYSCTL_BOUND.as_secs()
+        )),
+    };
+    let removed = hostops::remove(&docker, SYSCTL_CONTAINER).await;
+    r.and(removed)
+}
+
+/// The last line the sysctl container wrote (its error), or a placeholder.
+async fn last_log_line(docker: &bollard::Docker) -> String {
+    let mut logs = docker.logs(
+        SYSCTL_CONTAINER,
+        Some(bollard::query_parameters::LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: "5".into(),
+            ..Default::default()
+        }),
+    );
+    let mut last = String::new();
+    while let Some(Ok(chunk)) = logs.next().await {
+        let text = chunk.to_string();
+        if let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) {
+            last = line.trim().to_string();
+        }
+    }
+    if last.is_empty() {
+        "no output".into()
+    } else {
+        last
+    }
+}
+
+/// What [`ensure_proxy`] did on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyChange {
+    /// The proxy of this image was already running.
+    Kept,
+    /// The proxy was created or started again.
+    Started,
+    /// A proxy of another image (another davit build) was replaced, its routes kept.
+    Replaced {
+        /// The new proxy started beside the old one, which then drained (no connection refused);
+        /// otherwise the old one was stopped first (a short switchover).
+        side_by_side: bool,
+        /// Whether [`MIGRATE_REQ`] could be set first (connections queued on the old proxy's
+        /// listeners when it closes go to the new one instead of being reset), or why not.
+        migrate_req: Result<(), String>,
+    },
+}
+
+impl std::fmt::Display for ProxyChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyChange::Kept => f.write_str("the proxy runs"),
+            ProxyChange::Started => f.write_str("the proxy was started"),
+            ProxyChange::Replaced {
+                side_by_side: true,
+                migrate_req,
+            } => write!(
+                f,
+                "the proxy of another davit build was replaced side by side ({})",
+                match migrate_req {
+                    Ok(()) => format!("{MIGRATE_REQ}: queued connections handed over"),
+                    Err(e) => format!(
+                        "without {MIGRATE_REQ} ({e}): connections queued at the handover may be reset"
+                    ),
+                }
+            ),
+            ProxyChange::Replaced { .. } => f.write_str(
+                "the proxy of another davit build was replaced with a short switchover (it held its ports exclusively)",
+            ),
+        }
+    }
+}
+
 /// Replaces a proxy that runs another image (an older davit's) by one of `image`, keeping its routes
 /// (the state volume). The new proxy starts beside the old one: when both bind their ports with
 /// `SO_REUSEPORT` (davit-proxy does since the handover work), the old one is then stopped with
-/// SIGTERM, which drains it, and no request is lost. An old proxy that holds its ports exclusively
-/// makes the new one exit at once; then the old one is stopped (drained) first and the new one started
-/// right after: a short switchover during which new connections are refused (about the time the new
-/// proxy takes to bind, well under a second on an idle host), and requests reaching the new proxy
-/// before its targets' first health checks pass (the route's check interval) are answered 503.
-async fn upgrade(remote: &RemoteRef, image: &ProxyImage) -> Result<(), String> {
+/// SIGTERM, which drains it, and no request is lost: connections the old one accepted finish there,
+/// and those still queued on its listeners when it closes them move to the new one's, because
+/// [`MIGRATE_REQ`] is set on the host first (when it cannot be, a warning is logged and the upgrade
+/// goes on: such connections are then reset). An old proxy that holds its ports exclusively makes the
+/// new one exit at once; then the old one is stopped (drained) first and the new one started right
+/// after: a short switchover during which new connections are refused (about the time the new proxy
+/// takes to bind, well under a second on an idle host), and requests reaching the new proxy before
+/// its targets' first health checks pass (the route's check interval) are answered 503.
+async fn upgrade(remote: &RemoteRef, image: &ProxyImage) -> Result<ProxyChange, String> {
     let docker = remote.docker();
+    let migrate_req = match hostops::timed(
+        remote.name(),
+        "proxy upgrade: tcp_migrate_req",
+        enable_migrate_req(remote, image),
+    )
+    .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::warn!(
+                host = remote.name(),
+                "cannot set {MIGRATE_REQ} ({e}): connections queued on the old proxy when it closes its listeners may be reset"
+            );
+            Err(e)
+        }
+    };
     hostops::remove(&docker, RETIRING_CONTAINER).await?;
     docker
         .rename_container(
@@ -213,12 +409,16 @@ async fn upgrade(remote: &RemoteRef, image: &ProxyImage) -> Result<(), String> {
         );
         hostops::start(&docker, PROXY_CONTAINER).await?;
     }
-    hostops::remove(&docker, RETIRING_CONTAINER).await
+    hostops::remove(&docker, RETIRING_CONTAINER).await?;
+    Ok(ProxyChange::Replaced {
+        side_by_side,
+        migrate_req,
+    })
 }
 
 /// Makes sure the proxy of `image` runs on `remote` and answers on its admin API; a proxy of another
 /// image (started by another davit build) is replaced, its routes kept (see `upgrade`).
-pub async fn ensure_proxy(remote: &RemoteRef, image: &ProxyImage) -> Result<(), String> {
+pub async fn ensure_proxy(remote: &RemoteRef, image: &ProxyImage) -> Result<ProxyChange, String> {
     let docker = remote.docker();
     // The image also backs the lock and release containers, so it must be on the host whatever runs.
     load_image(remote, image).await?;
@@ -229,14 +429,17 @@ pub async fn ensure_proxy(remote: &RemoteRef, image: &ProxyImage) -> Result<(), 
         )
         .await
         .ok();
-    match existing {
+    let change = match existing {
         Some(c)
             if c.config.as_ref().and_then(|c| c.image.as_deref()) != Some(image.tag.as_str()) =>
         {
-            upgrade(remote, image).await?;
+            upgrade(remote, image).await?
         }
-        Some(c) if c.state.as_ref().and_then(|s| s.running) == Some(true) => {}
-        Some(_) => hostops::start(&docker, PROXY_CONTAINER).await?,
+        Some(c) if c.state.as_ref().and_then(|s| s.running) == Some(true) => ProxyChange::Kept,
+        Some(_) => {
+            hostops::start(&docker, PROXY_CONTAINER).await?;
+            ProxyChange::Started
+        }
         None => {
             // An upgrade interrupted after the rename: the old proxy may still serve.
             if running(&docker, RETIRING_CONTAINER).await?.is_some() {
@@ -248,13 +451,14 @@ pub async fn ensure_proxy(remote: &RemoteRef, image: &ProxyImage) -> Result<(), 
                 create_proxy(&docker, image).await?;
                 hostops::start(&docker, PROXY_CONTAINER).await?;
             }
+            ProxyChange::Started
         }
-    }
+    };
     let admin = admin(remote.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         match admin.healthz().await {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(change),
             Err(e) if tokio::time::Instant::now() >= deadline => {
                 return Err(format!("the proxy does not answer on its admin API: {e}"));
             }

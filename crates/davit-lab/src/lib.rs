@@ -481,6 +481,32 @@ impl Lab {
         sys::wait_until(Duration::from_secs(5), || !sys::tcp_open(&addr));
     }
 
+    /// Cuts SSH to host `i` for good: kills every `sshd` process in the host's network namespace
+    /// (the listener and every connection's processes, however they were started), so established
+    /// connections drop (the client sees its TCP connection closed) and new ones are refused until
+    /// `start_sshd(i)`.
+    pub fn cut_ssh(&self, i: u16) {
+        let ns = self.instance.netns(i);
+        let in_ns: Vec<u32> = sys::run(Command::new("ip").args(["netns", "pids", &ns]))
+            .map(|out| {
+                out.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let sshd: Vec<u32> = in_ns
+            .into_iter()
+            .filter(|p| {
+                fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sshd")
+            })
+            .collect();
+        for p in &sshd {
+            sys::kill(*p, "KILL");
+        }
+        sys::stop_pids(&sshd, Duration::from_secs(2));
+        self.stop_sshd(i);
+    }
+
     fn remove_host(&self, i: u16) {
         let inst = self.instance;
         let ns = inst.netns(i);
