@@ -85,6 +85,10 @@ pub struct LabInfo {
     pub registry: Option<String>,
 }
 
+/// How long a daemon whose process is alive may take to answer before the lab takes it for dead
+/// and starts another.
+const LIVE_DAEMON_GRACE: Duration = Duration::from_secs(30);
+
 /// A lab instance on this machine.
 #[derive(Debug, Clone)]
 pub struct Lab {
@@ -344,7 +348,11 @@ impl Lab {
     pub fn start_engine(&self, i: u16) -> Result<(), Error> {
         let (dir, run) = (self.host_dir(i), self.host_run(i));
         let pidfile = dir.join("dockerd.spawn.pid");
-        if sys::read_pid(&pidfile).is_some_and(sys::alive) && self.engine_up(i) {
+        // A live engine slow to answer (a loaded machine) is waited for, not replaced: replacing it
+        // restarts every container on it, under the feet of whoever uses the host.
+        if sys::read_pid(&pidfile).is_some_and(sys::alive)
+            && sys::wait_until(LIVE_DAEMON_GRACE, || self.engine_up(i))
+        {
             return Ok(());
         }
         // Leftovers of an engine that died (its containerd, a stale socket) would block a new one.
@@ -596,7 +604,9 @@ impl Lab {
         self.ensure_registry_address()?;
         let dir = self.dir.join("registry");
         let pidfile = dir.join("registry.pid");
-        if sys::read_pid(&pidfile).is_some_and(sys::alive) && self.registry_up() {
+        if sys::read_pid(&pidfile).is_some_and(sys::alive)
+            && sys::wait_until(LIVE_DAEMON_GRACE, || self.registry_up())
+        {
             return Ok(());
         }
         self.stop_registry();
