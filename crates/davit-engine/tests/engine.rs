@@ -1204,6 +1204,39 @@ fn when_switched(
     (notes, done)
 }
 
+/// Deploys v2 of project `name` under load on `load_on`, with `fault` injected once the first host
+/// has switched (see [`when_switched`]); asserts the fault happened, that the deploy was rolled
+/// back naming the second host, and that no request failed. Returns (served, versions seen).
+fn v2_with_fault(
+    env: &Env,
+    (name, port): (&str, u16),
+    hosts: &[RemoteRef],
+    load_on: &[String],
+    what: &str,
+    fault: impl Fn() + Send + Sync + 'static,
+) -> (u64, std::collections::BTreeMap<String, u64>) {
+    let (notes, done) = when_switched(hosts[0].name().to_string(), fault);
+    let load = Load::start(load_on, port);
+    let r = env.deploy(
+        &env.project(name, port, "v2", rolling()),
+        hosts,
+        &opts(),
+        Some(notes),
+    );
+    let (served, failed, errors, versions) = load.stop();
+    eprintln!(
+        "{what} mid-deploy: {:?}; {served} served, {failed} failed, {versions:?}",
+        r.as_ref().map(|rep| (&rep.outcome, &rep.message))
+    );
+    assert!(
+        done.load(Ordering::SeqCst),
+        "{what}: the fault never happened"
+    );
+    assert_rolled_back_on(&r, hosts[1].name());
+    assert_eq!(failed, 0, "requests failed: {errors:?}");
+    (served, versions)
+}
+
 /// The deploy was rolled back because of `host`, every host restored (`host` was never changed: the
 /// fault hit it before it started anything).
 fn assert_rolled_back_on(r: &Result<Report, Error>, host: &str) {
@@ -1252,6 +1285,40 @@ fn rerun_until_unlocked(env: &Env, project: &ProjectSpec, hosts: &[RemoteRef]) -
     }
 }
 
+/// Deploys `tag` of project `name` (one service on `port`, rolling) and asserts it succeeded.
+fn deploy_ok(env: &Env, name: &str, port: u16, tag: &str, hosts: &[RemoteRef]) -> Report {
+    let r = env
+        .deploy(
+            &env.project(name, port, tag, rolling()),
+            hosts,
+            &opts(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    r
+}
+
+/// Asserts that the hosts' history still lists `release` as a success.
+fn assert_listed(env: &Env, name: &str, hosts: &[RemoteRef], release: &str) {
+    let list = env.rt.block_on(releases(name, hosts)).unwrap();
+    assert!(
+        list.iter()
+            .any(|r| r.id == release && r.outcome == ReleaseOutcome::Succeeded),
+        "{list:?}"
+    );
+}
+
+/// A re-run of `tag` converges: every host runs one container, of the re-run's release.
+fn assert_rerun_converges(env: &Env, name: &str, port: u16, tag: &str, hosts: &[RemoteRef]) {
+    let r = rerun_until_unlocked(env, &env.project(name, port, tag, rolling()), hosts);
+    assert_eq!(
+        container_releases(env, hosts, name),
+        vec![vec![r.release.clone()]; hosts.len()],
+        "no container left over"
+    );
+}
+
 #[test]
 fn ssh_cut_to_the_second_host_mid_deploy_reverts_the_first_and_a_rerun_converges() {
     let _g = serial();
@@ -1260,40 +1327,20 @@ fn ssh_cut_to_the_second_host_mid_deploy_reverts_the_first_and_a_rerun_converges
     let addrs = env.addresses(2);
     let (name, port) = ("sshcut2", 8113);
     clean(&env, &hosts, name);
-    let v1 = env
-        .deploy(
-            &env.project(name, port, "v1", rolling()),
-            &hosts,
-            &opts(),
-            None,
-        )
-        .unwrap();
-    assert_eq!(v1.outcome, ReleaseOutcome::Succeeded, "{:?}", v1.message);
+    let v1 = deploy_ok(&env, name, port, "v1", &hosts);
 
     // Once the first host serves v2, every SSH connection to the second host is cut (its sshd
     // killed, established sessions included) and no new one is accepted.
     let lab = env.lab.clone();
-    let (notes, cut) = when_switched(hosts[0].name().to_string(), move || lab.cut_ssh(2));
-    let load = Load::start(&addrs, port);
-    let r = env.deploy(
-        &env.project(name, port, "v2", rolling()),
-        &hosts,
-        &opts(),
-        Some(notes),
-    );
-    let (served, failed, errors, versions) = load.stop();
-    eprintln!(
-        "ssh cut mid-deploy: {:?}; {served} served, {failed} failed, {versions:?}",
-        r.as_ref().map(|rep| (&rep.outcome, &rep.message))
-    );
-    assert!(cut.load(Ordering::SeqCst), "SSH was never cut");
+    let (served, versions) =
+        v2_with_fault(&env, (name, port), &hosts, &addrs, "ssh cut", move || {
+            lab.cut_ssh(2)
+        });
     // The connection davit held is really gone (not only the listener).
     assert!(
         env.rt.block_on(hosts[1].docker().ping()).is_err(),
         "the second host still answers over SSH"
     );
-    assert_rolled_back_on(&r, hosts[1].name());
-    assert_eq!(failed, 0, "requests failed: {errors:?}");
     assert!(served > 20 && versions.contains_key("v2"), "{versions:?}");
     assert_serves(&addrs, port, "v1");
     assert_eq!(
@@ -1305,19 +1352,9 @@ fn ssh_cut_to_the_second_host_mid_deploy_reverts_the_first_and_a_rerun_converges
     // SSH back: the history is intact, and a re-run (a new process: new connections) converges.
     env.lab.start_sshd(2).expect("sshd back");
     let hosts = env.hosts(2);
-    let list = env.rt.block_on(releases(name, &hosts)).unwrap();
-    assert!(
-        list.iter()
-            .any(|r| r.id == v1.release && r.outcome == ReleaseOutcome::Succeeded),
-        "{list:?}"
-    );
-    let r = rerun_until_unlocked(&env, &env.project(name, port, "v2", rolling()), &hosts);
+    assert_listed(&env, name, &hosts, &v1.release);
+    assert_rerun_converges(&env, name, port, "v2", &hosts);
     assert_serves(&addrs, port, "v2");
-    assert_eq!(
-        container_releases(&env, &hosts, name),
-        vec![vec![r.release.clone()], vec![r.release.clone()]],
-        "no container left over"
-    );
 }
 
 #[test]
@@ -1332,38 +1369,19 @@ fn an_engine_stopped_mid_deploy_reverts_the_first_host_and_comes_back_on_v1() {
     );
     let (name, port) = ("engcut", 8114);
     clean(&env, &hosts, name);
-    let v1 = env
-        .deploy(
-            &env.project(name, port, "v1", rolling()),
-            &hosts,
-            &opts(),
-            None,
-        )
-        .unwrap();
-    assert_eq!(v1.outcome, ReleaseOutcome::Succeeded, "{:?}", v1.message);
+    let v1 = deploy_ok(&env, name, port, "v1", &hosts);
 
     // Once the first host serves v2, the second host's engine stops (its containers with it).
     let lab = env.lab.clone();
-    let (notes, stopped) = when_switched(hosts[0].name().to_string(), move || lab.stop_engine(3));
-    let load = Load::start(std::slice::from_ref(&first_addr), port);
-    let r = env.deploy(
-        &env.project(name, port, "v2", rolling()),
+    let (served, versions) = v2_with_fault(
+        &env,
+        (name, port),
         &hosts,
-        &opts(),
-        Some(notes),
-    );
-    let (served, failed, errors, versions) = load.stop();
-    eprintln!(
-        "engine stopped mid-deploy: {:?}; {served} served, {failed} failed, {versions:?}",
-        r.as_ref().map(|rep| (&rep.outcome, &rep.message))
+        std::slice::from_ref(&first_addr),
+        "engine stopped",
+        move || lab.stop_engine(3),
     );
     env.lab.start_engine(3).expect("engine back");
-    assert!(
-        stopped.load(Ordering::SeqCst),
-        "the engine was never stopped"
-    );
-    assert_rolled_back_on(&r, hosts[1].name());
-    assert_eq!(failed, 0, "requests failed on the first host: {errors:?}");
     assert!(served > 10 && versions.contains_key("v2"), "{versions:?}");
     assert_serves(std::slice::from_ref(&first_addr), port, "v1");
     assert_eq!(
@@ -1387,17 +1405,7 @@ fn an_engine_stopped_mid_deploy_reverts_the_first_host_and_comes_back_on_v1() {
             }
         }
     }
-    let list = env.rt.block_on(releases(name, &hosts)).unwrap();
-    assert!(
-        list.iter()
-            .any(|r| r.id == v1.release && r.outcome == ReleaseOutcome::Succeeded),
-        "{list:?}"
-    );
-    let r = rerun_until_unlocked(&env, &env.project(name, port, "v2", rolling()), &hosts);
+    assert_listed(&env, name, &hosts, &v1.release);
+    assert_rerun_converges(&env, name, port, "v2", &hosts);
     assert_serves(&[first_addr, second_addr], port, "v2");
-    assert_eq!(
-        container_releases(&env, &hosts, name),
-        vec![vec![r.release.clone()], vec![r.release.clone()]],
-        "no container left over"
-    );
 }
