@@ -35,17 +35,9 @@ struct Env {
     image: ProxyImage,
 }
 
-/// The static proxy: `$DAVIT_PROXY_BIN`, else a static release build of the `davit-proxy-bin` package.
+/// The static proxy (`$DAVIT_PROXY_BIN`, else a static build), as the lab finds it.
 fn proxy_binary() -> std::path::PathBuf {
-    if let Some(p) = std::env::var_os("DAVIT_PROXY_BIN") {
-        return p.into();
-    }
-    let root = davit_lab::workspace_root().expect("the workspace");
-    davit_lab::build_static(&root, &["davit-proxy-bin"]).expect("static build of davit-proxy");
-    davit_lab::static_target_dir(&root)
-        .join(davit_lab::STATIC_TARGET)
-        .join("release")
-        .join("davit-proxy")
+    davit_lab::static_binary("davit-proxy").expect("a static davit-proxy")
 }
 
 fn env() -> Env {
