@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::Limited;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
@@ -19,6 +19,7 @@ use crate::api::STICKY_COOKIE;
 use crate::drain::Drain;
 use crate::pool::Sender;
 use crate::route::{Route, Snapshot, Target};
+use crate::upstream::{BoxError, ExchangeError, Start, UpBody};
 
 /// Attempts per request when connecting fails (the request never reached an upstream).
 const MAX_ATTEMPTS: usize = 3;
@@ -97,7 +98,10 @@ pub(crate) struct ProxyBody {
 }
 
 enum Inner {
+    /// From hyper's client (requests with a body, upgrades).
     Upstream(Incoming),
+    /// Read from a plain upstream connection by this body's poller.
+    Plain(UpBody),
     Local(Option<Bytes>),
 }
 
@@ -112,15 +116,28 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         match &mut this.inner {
             Inner::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Plain(body) => {
+                let polled = body.poll_frame(cx);
+                // Read whole (or failed): the connection goes back to the pool at once.
+                if body.is_end_stream()
+                    && let Some(g) = this.guard.take()
+                {
+                    if let Some(conn) = body.take_reusable() {
+                        g.target().pool.checkin_plain(conn);
+                    }
+                    g.finish(false);
+                }
+                polled
+            }
             Inner::Upstream(body) => {
                 let polled = Pin::new(body).poll_frame(cx);
                 match &polled {
@@ -136,7 +153,7 @@ impl Body for ProxyBody {
                     }
                     _ => {}
                 }
-                polled
+                polled.map(|f| f.map(|r| r.map_err(Into::into)))
             }
         }
     }
@@ -144,6 +161,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Local(b) => b.is_none(),
+            Inner::Plain(b) => b.is_end_stream(),
             Inner::Upstream(b) => b.is_end_stream(),
         }
     }
@@ -152,6 +170,7 @@ impl Body for ProxyBody {
         match &self.inner {
             Inner::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Inner::Local(None) => SizeHint::with_exact(0),
+            Inner::Plain(b) => b.size_hint(),
             Inner::Upstream(b) => b.size_hint(),
         }
     }
@@ -349,6 +368,11 @@ async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBod
         );
         parts.uri = http::Uri::from_parts(origin).unwrap_or_else(|_| http::Uri::from_static("/"));
     }
+    if !wants_upgrade && parts.method != Method::CONNECT && body.is_end_stream() {
+        drop(body);
+        let timeouts = (request_timeout, connect_timeout);
+        return forward_plain(conn, &snap, &parts, cookie.as_deref(), start, timeouts).await;
+    }
     let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
     let mut req = Request::from_parts(parts, Limited::new(body, limit));
 
@@ -437,12 +461,7 @@ async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBod
             return r;
         }
         strip_hop_by_hop(&mut out_headers);
-        if set_cookie
-            && let Ok(v) = HeaderValue::from_str(&format!(
-                "{STICKY_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
-                target.id
-            ))
-        {
+        if set_cookie && let Some(v) = sticky_cookie(target) {
             out_headers.append(header::SET_COOKIE, v);
         }
         guard.sender = Some(sender);
@@ -451,6 +470,113 @@ async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBod
             guard: Some(guard),
         });
         *r.status_mut() = rparts.status;
+        *r.headers_mut() = out_headers;
+        return r;
+    }
+    tracing::warn!(route = %route.name, error = %last_error, "no upstream reachable");
+    error(StatusCode::BAD_GATEWAY, "no upstream reachable")
+}
+
+/// The `Set-Cookie` that pins a client to `target` (sticky sessions).
+fn sticky_cookie(target: &Target) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{STICKY_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
+        target.id
+    ))
+    .ok()
+}
+
+/// A request without a body or upgrade, over a plain pooled connection driven by this task (see
+/// [`crate::upstream`]). Retried elsewhere only when connecting failed or not one byte of it was
+/// written.
+async fn forward_plain(
+    conn: &ClientConn,
+    snap: &Arc<Snapshot>,
+    parts: &http::request::Parts,
+    cookie: Option<&str>,
+    start: Instant,
+    (request_timeout, connect_timeout): (Duration, Duration),
+) -> Response<ProxyBody> {
+    let route = &conn.route;
+    let head_request = parts.method == Method::HEAD;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last_error = String::from("no target");
+    for _ in 0..MAX_ATTEMPTS {
+        let Some((index, set_cookie)) = Route::pick(snap, cookie, &tried) else {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
+        };
+        let guard = Guard::new(snap, index, start);
+        let target = &snap.picks[index].0;
+        let mut up = match target
+            .pool
+            .checkout_plain(target.addr, connect_timeout)
+            .await
+        {
+            Ok(up) => up,
+            Err(e) => {
+                target.stats.add_connect_error();
+                tracing::debug!(route = %route.name, target = %target.id, error = %e.0, "connect failed, retrying");
+                last_error = e.0;
+                drop(guard);
+                tried.push(index);
+                continue;
+            }
+        };
+        target.stats.add_request();
+        up.encode_request(&parts.method, path, &parts.headers);
+        let head = match tokio::time::timeout(request_timeout, up.exchange(head_request)).await {
+            Err(_) => {
+                target.stats.add_5xx();
+                return error(StatusCode::GATEWAY_TIMEOUT, "upstream timed out");
+            }
+            Ok(Err(ExchangeError::NotSent(e))) => {
+                // The connection was closed before any of the request went out.
+                target.stats.undo_request();
+                last_error = e.to_string();
+                drop(guard);
+                continue;
+            }
+            Ok(Err(ExchangeError::Failed(e))) => {
+                target.stats.add_5xx();
+                tracing::debug!(route = %route.name, target = %target.id, error = %e, "upstream failed");
+                return error(StatusCode::BAD_GATEWAY, "upstream failed");
+            }
+            Ok(Ok(head)) => head,
+        };
+        if head.status.is_server_error() {
+            target.stats.add_5xx();
+        }
+        if head.status == StatusCode::SWITCHING_PROTOCOLS {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                "upstream switched protocols unasked",
+            );
+        }
+        let body = up.body(&head);
+        let status = head.status;
+        let mut out_headers = head.headers;
+        strip_hop_by_hop(&mut out_headers);
+        if set_cookie && let Some(v) = sticky_cookie(target) {
+            out_headers.append(header::SET_COOKIE, v);
+        }
+        let inner = match body {
+            Start::Whole(bytes, reusable) => {
+                if let Some(c) = reusable {
+                    target.pool.checkin_plain(c);
+                }
+                Inner::Local(bytes)
+            }
+            Start::Stream(b) => Inner::Plain(b),
+        };
+        let mut r = Response::new(ProxyBody {
+            inner,
+            guard: Some(guard),
+        });
+        *r.status_mut() = status;
         *r.headers_mut() = out_headers;
         return r;
     }

@@ -1,0 +1,454 @@
+//! The upstream side of plain requests (no request body, no upgrade): one HTTP/1.1 exchange on a
+//! pooled connection, driven by the request's own task. hyper's client connection runs in a task of
+//! its own fed through a channel, which costs several task wake-ups and allocations per request; here
+//! the request head is written, the response head read and its body streamed by whoever polls the
+//! request (the client connection's task), so a proxied request is one task's work.
+//!
+//! Requests with a body or an upgrade still go through hyper's client (`pool::Sender`).
+
+use std::io;
+use std::pin::pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use hyper::body::{Frame, SizeHint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The boxed error of a response body.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Most headers in a response head (hyper's default too).
+const MAX_HEADERS: usize = 100;
+/// Longest response head, and longest chunk-size or trailer line.
+const MAX_HEAD: usize = 64 * 1024;
+/// Read buffer growth; reads go into the spare capacity, refilled when less than `MIN_SPARE` is left.
+const READ_CHUNK: usize = 8 * 1024;
+const MIN_SPARE: usize = 1024;
+
+/// A pooled upstream connection with its buffers.
+#[derive(Debug)]
+pub(crate) struct UpConn {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    wbuf: Vec<u8>,
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub(crate) enum ExchangeError {
+    /// Not one byte of the request was written: it never reached the upstream (may be retried).
+    NotSent(io::Error),
+    /// The request (or part of it) went out: never retried.
+    Failed(String),
+}
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Length(u64),
+    Chunked(Chunk),
+    /// Until the upstream closes.
+    Eof,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size,
+    Data(u64),
+    Crlf,
+    Trailer,
+}
+
+/// A response head.
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    state: State,
+    keep_alive: bool,
+}
+
+/// The response body as it is when the head has been read.
+pub(crate) enum Start {
+    /// Already complete (the common case: a small body that came with the head); the connection
+    /// is given back when it can be reused.
+    Whole(Option<Bytes>, Option<UpConn>),
+    /// Still to be read from the connection.
+    Stream(UpBody),
+}
+
+impl UpConn {
+    pub(crate) async fn connect(addr: std::net::SocketAddr) -> io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        let _ = stream.set_nodelay(true);
+        Ok(Self {
+            stream,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: Vec::with_capacity(512),
+        })
+    }
+
+    /// Whether an idle connection can take a request: nothing was received since its last
+    /// response (the upstream did not close it, nor send anything unasked). Costs no system call
+    /// unless the connection was signalled readable.
+    pub(crate) fn alive(&mut self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Writes the request head into the connection's write buffer: origin-form target, HTTP/1.1,
+    /// the headers as given (the caller has removed the hop-by-hop ones), `content-length: 0` when the
+    /// method has a payload but the request carries none.
+    pub(crate) fn encode_request(&mut self, method: &Method, target: &str, headers: &HeaderMap) {
+        let w = &mut self.wbuf;
+        w.clear();
+        w.extend_from_slice(method.as_str().as_bytes());
+        w.push(b' ');
+        w.extend_from_slice(target.as_bytes());
+        w.extend_from_slice(b" HTTP/1.1\r\n");
+        for (name, value) in headers {
+            w.extend_from_slice(name.as_str().as_bytes());
+            w.extend_from_slice(b": ");
+            w.extend_from_slice(value.as_bytes());
+            w.extend_from_slice(b"\r\n");
+        }
+        if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+            && !headers.contains_key(header::CONTENT_LENGTH)
+        {
+            w.extend_from_slice(b"content-length: 0\r\n");
+        }
+        w.extend_from_slice(b"\r\n");
+    }
+
+    /// Sends the encoded request and reads the response head (1xx informational answers skipped).
+    pub(crate) async fn exchange(&mut self, head_request: bool) -> Result<Head, ExchangeError> {
+        match self.stream.write(&self.wbuf).await {
+            Err(e) => return Err(ExchangeError::NotSent(e)),
+            Ok(0) => return Err(ExchangeError::NotSent(io::ErrorKind::WriteZero.into())),
+            Ok(n) if n < self.wbuf.len() => self
+                .stream
+                .write_all(&self.wbuf[n..])
+                .await
+                .map_err(|e| ExchangeError::Failed(format!("writing the request: {e}")))?,
+            Ok(_) => {}
+        }
+        self.read_head(head_request)
+            .await
+            .map_err(ExchangeError::Failed)
+    }
+
+    async fn read_head(&mut self, head_request: bool) -> Result<Head, String> {
+        loop {
+            if !self.rbuf.is_empty()
+                && let Some(head) = self.parse_head(head_request)?
+            {
+                return Ok(head);
+            }
+            if self.rbuf.len() > MAX_HEAD {
+                return Err("response head too large".into());
+            }
+            self.reserve();
+            match self.stream.read_buf(&mut self.rbuf).await {
+                Ok(0) => return Err("the upstream closed the connection before answering".into()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("reading the response: {e}")),
+            }
+        }
+    }
+
+    /// A complete head taken off the read buffer, `None` when more bytes are needed.
+    fn parse_head(&mut self, head_request: bool) -> Result<Option<Head>, String> {
+        // Offsets of names and values in the buffer, so the head can be frozen and shared by the
+        // header values without copying them.
+        let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+        let (len, code, minor, count) = {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut headers);
+            let len = match resp.parse(&self.rbuf) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(e) => return Err(format!("invalid response head: {e}")),
+            };
+            let base = self.rbuf.as_ptr() as usize;
+            let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+            let count = resp.headers.len();
+            for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+                *span = (
+                    at(h.name.as_bytes()),
+                    h.name.len() as u32,
+                    at(h.value),
+                    h.value.len() as u32,
+                );
+            }
+            (
+                len,
+                resp.code.unwrap_or(0),
+                resp.version.unwrap_or(1),
+                count,
+            )
+        };
+        let head = self.rbuf.split_to(len).freeze();
+        let status = StatusCode::from_u16(code).map_err(|e| format!("invalid status: {e}"))?;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            // 100 Continue, 103 Early Hints: the final answer follows.
+            return if self.rbuf.is_empty() {
+                Ok(None)
+            } else {
+                self.parse_head(head_request)
+            };
+        }
+        let mut headers = HeaderMap::with_capacity(count);
+        for &(n, nl, v, vl) in &spans[..count] {
+            let name = HeaderName::from_bytes(&head[n as usize..(n + nl) as usize])
+                .map_err(|e| format!("invalid header name: {e}"))?;
+            let value = HeaderValue::from_maybe_shared(head.slice(v as usize..(v + vl) as usize))
+                .map_err(|e| format!("invalid header value: {e}"))?;
+            headers.append(name, value);
+        }
+        let mut keep_alive = if minor == 0 {
+            connection_has(&headers, "keep-alive")
+        } else {
+            !connection_has(&headers, "close")
+        };
+        let state = if head_request
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+            || status == StatusCode::SWITCHING_PROTOCOLS
+        {
+            State::Length(0)
+        } else if headers.contains_key(header::TRANSFER_ENCODING) {
+            if headers.contains_key(header::CONTENT_LENGTH) {
+                // RFC 9112 6.3: Transfer-Encoding wins, and the connection is not reused.
+                keep_alive = false;
+                headers.remove(header::CONTENT_LENGTH);
+            }
+            let chunked = headers
+                .get_all(header::TRANSFER_ENCODING)
+                .iter()
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            if chunked {
+                State::Chunked(Chunk::Size)
+            } else {
+                State::Eof
+            }
+        } else if headers.contains_key(header::CONTENT_LENGTH) {
+            State::Length(content_length(&headers)?)
+        } else {
+            State::Eof
+        };
+        if state == State::Eof {
+            keep_alive = false;
+        }
+        Ok(Some(Head {
+            status,
+            headers,
+            state,
+            keep_alive,
+        }))
+    }
+
+    /// The response body after `head`: whole when it is already here, else a stream.
+    pub(crate) fn body(mut self, head: &Head) -> Start {
+        match head.state {
+            State::Length(n) if (self.rbuf.len() as u64) >= n => {
+                let body = (n > 0).then(|| self.rbuf.split_to(n as usize).freeze());
+                let reusable = head.keep_alive && self.rbuf.is_empty();
+                Start::Whole(body, reusable.then_some(self))
+            }
+            state => Start::Stream(UpBody {
+                conn: Some(self),
+                state,
+                keep_alive: head.keep_alive,
+            }),
+        }
+    }
+
+    fn reserve(&mut self) {
+        if self.rbuf.capacity() - self.rbuf.len() < MIN_SPARE {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.reserve();
+        let read = pin!(self.stream.read_buf(&mut self.rbuf));
+        read.poll(cx)
+    }
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The one length every `Content-Length` value (and list element) gives.
+fn content_length(headers: &HeaderMap) -> Result<u64, String> {
+    let mut length = None;
+    for v in headers.get_all(header::CONTENT_LENGTH) {
+        for part in v.to_str().unwrap_or("x").split(',') {
+            let part = part.trim();
+            let n = if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+                part.parse::<u64>().ok()
+            } else {
+                None
+            };
+            match (n, length) {
+                (None, _) => return Err("invalid content-length".into()),
+                (Some(n), Some(l)) if n != l => return Err("conflicting content-length".into()),
+                (Some(n), _) => length = Some(n),
+            }
+        }
+    }
+    length.ok_or_else(|| "invalid content-length".into())
+}
+
+pub(crate) fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+    let end = line.iter().position(|b| *b == b';').unwrap_or(line.len());
+    let digits = line[..end].trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    let mut n = 0u64;
+    for b in digits {
+        n = n * 16 + u64::from(char::from(*b).to_digit(16)?);
+    }
+    Some(n)
+}
+
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\r\n")
+}
+
+/// A response body still being read from its upstream connection.
+#[derive(Debug)]
+pub(crate) struct UpBody {
+    conn: Option<UpConn>,
+    state: State,
+    keep_alive: bool,
+}
+
+impl UpBody {
+    /// The connection, once the body has been read whole and the connection can take another
+    /// request.
+    pub(crate) fn take_reusable(&mut self) -> Option<UpConn> {
+        if self.state == State::Done && self.keep_alive {
+            self.conn.take().filter(|c| c.rbuf.is_empty())
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn is_end_stream(&self) -> bool {
+        self.state == State::Done
+    }
+
+    pub(crate) fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Length(n) => SizeHint::with_exact(n),
+            State::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+
+    fn fail(&mut self, why: String) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.conn = None;
+        self.state = State::Done;
+        self.keep_alive = false;
+        Poll::Ready(Some(Err(why.into())))
+    }
+
+    pub(crate) fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let buffered = conn.rbuf.len() as u64;
+            let line = matches!(self.state, State::Chunked(Chunk::Size | Chunk::Trailer))
+                .then(|| find_crlf(&conn.rbuf))
+                .flatten();
+            match self.state {
+                State::Done => return Poll::Ready(None),
+                State::Length(0) => self.state = State::Done,
+                State::Length(rem) | State::Chunked(Chunk::Data(rem)) if buffered > 0 => {
+                    let n = rem.min(buffered);
+                    let data = conn.rbuf.split_to(n as usize).freeze();
+                    self.state = match self.state {
+                        State::Length(_) if n == rem => State::Done,
+                        State::Length(_) => State::Length(rem - n),
+                        _ if n == rem => State::Chunked(Chunk::Crlf),
+                        _ => State::Chunked(Chunk::Data(rem - n)),
+                    };
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                State::Eof if buffered > 0 => {
+                    let data = conn.rbuf.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                State::Chunked(Chunk::Crlf) if buffered >= 2 => {
+                    if &conn.rbuf[..2] != b"\r\n" {
+                        return self.fail("invalid chunked body".into());
+                    }
+                    let _ = conn.rbuf.split_to(2);
+                    self.state = State::Chunked(Chunk::Size);
+                }
+                State::Chunked(Chunk::Size) if let Some(i) = line => {
+                    let Some(size) = parse_chunk_size(&conn.rbuf[..i]) else {
+                        return self.fail("invalid chunk size".into());
+                    };
+                    let _ = conn.rbuf.split_to(i + 2);
+                    self.state = State::Chunked(if size == 0 {
+                        Chunk::Trailer
+                    } else {
+                        Chunk::Data(size)
+                    });
+                }
+                State::Chunked(Chunk::Trailer) if let Some(i) = line => {
+                    // Trailer fields are dropped; the empty line ends the body.
+                    let _ = conn.rbuf.split_to(i + 2);
+                    if i == 0 {
+                        self.state = State::Done;
+                    }
+                }
+                state => {
+                    if conn.rbuf.len() > MAX_HEAD {
+                        return self.fail("chunk line too long".into());
+                    }
+                    match ready!(conn.poll_fill(cx)) {
+                        Ok(0) if state == State::Eof => {
+                            self.state = State::Done;
+                            self.keep_alive = false;
+                        }
+                        Ok(0) => {
+                            return self.fail("the upstream closed the connection mid-body".into());
+                        }
+                        Ok(_) => {}
+                        Err(e) => return self.fail(format!("reading the response body: {e}")),
+                    }
+                }
+            }
+        }
+    }
+}
