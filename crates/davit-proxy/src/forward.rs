@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,10 @@ pub(crate) struct ClientConn {
     ip: HeaderValue,
     tls: bool,
     drain: Arc<Drain>,
+    /// Requests started on this connection, and those whose response is not done (see [`Busy`]):
+    /// what tells an idle connection.
+    started: AtomicU64,
+    busy: AtomicU64,
 }
 
 impl ClientConn {
@@ -45,7 +50,37 @@ impl ClientConn {
             ip,
             tls,
             drain,
+            started: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
         }
+    }
+
+    /// Requests started so far.
+    pub(crate) fn started(&self) -> u64 {
+        self.started.load(Relaxed)
+    }
+
+    /// No request in progress (its response not yet sent whole).
+    pub(crate) fn idle(&self) -> bool {
+        self.busy.load(Relaxed) == 0
+    }
+}
+
+/// A request in progress on its client connection, from its arrival until its response body is
+/// done (or the request is dropped).
+pub(crate) struct Busy(Arc<ClientConn>);
+
+impl Busy {
+    fn new(conn: Arc<ClientConn>) -> Self {
+        conn.started.fetch_add(1, Relaxed);
+        conn.busy.fetch_add(1, Relaxed);
+        Self(conn)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Relaxed);
     }
 }
 
@@ -95,6 +130,7 @@ impl Drop for Guard {
 pub(crate) struct ProxyBody {
     inner: Inner,
     guard: Option<Guard>,
+    busy: Option<Busy>,
 }
 
 enum Inner {
@@ -110,6 +146,7 @@ impl ProxyBody {
         Self {
             inner: Inner::Local(Some(bytes.into())),
             guard: None,
+            busy: None,
         }
     }
 }
@@ -248,11 +285,14 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let http1 = req.version() < Version::HTTP_2;
-    let mut resp = forward(&conn, req).await;
+    let busy = Busy::new(conn);
+    let conn = &busy.0;
+    let mut resp = forward(conn, req).await;
     if http1 && conn.drain.closing() && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    resp.body_mut().busy = Some(busy);
     Ok(resp)
 }
 
@@ -306,6 +346,11 @@ async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBod
     };
     let wants_upgrade =
         parts.version == Version::HTTP_11 && parts.headers.contains_key(header::UPGRADE);
+    if !wants_upgrade && parts.method != Method::CONNECT && body.is_end_stream() {
+        drop(body);
+        let timeouts = (request_timeout, connect_timeout);
+        return forward_plain(conn, &snap, &parts, cookie.as_deref(), start, timeouts).await;
+    }
     let upgrade_value = wants_upgrade
         .then(|| parts.headers.get(header::UPGRADE).cloned())
         .flatten();
@@ -367,11 +412,6 @@ async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBod
                 .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
         );
         parts.uri = http::Uri::from_parts(origin).unwrap_or_else(|_| http::Uri::from_static("/"));
-    }
-    if !wants_upgrade && parts.method != Method::CONNECT && body.is_end_stream() {
-        drop(body);
-        let timeouts = (request_timeout, connect_timeout);
-        return forward_plain(conn, &snap, &parts, cookie.as_deref(), start, timeouts).await;
     }
     let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
     let mut req = Request::from_parts(parts, Limited::new(body, limit));
@@ -468,6 +508,7 @@ async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBod
         let mut r = Response::new(ProxyBody {
             inner: Inner::Upstream(rbody),
             guard: Some(guard),
+            busy: None,
         });
         *r.status_mut() = rparts.status;
         *r.headers_mut() = out_headers;
@@ -499,10 +540,6 @@ async fn forward_plain(
 ) -> Response<ProxyBody> {
     let route = &conn.route;
     let head_request = parts.method == Method::HEAD;
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", http::uri::PathAndQuery::as_str);
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error = String::from("no target");
     for _ in 0..MAX_ATTEMPTS {
@@ -527,7 +564,7 @@ async fn forward_plain(
             }
         };
         target.stats.add_request();
-        up.encode_request(&parts.method, path, &parts.headers);
+        encode_head(up.head_buf(), conn, parts);
         let head = match tokio::time::timeout(request_timeout, up.exchange(head_request)).await {
             Err(_) => {
                 target.stats.add_5xx();
@@ -558,8 +595,8 @@ async fn forward_plain(
         }
         let body = up.body(&head);
         let status = head.status;
+        // Hop-by-hop headers were left out when the head was read.
         let mut out_headers = head.headers;
-        strip_hop_by_hop(&mut out_headers);
         if set_cookie && let Some(v) = sticky_cookie(target) {
             out_headers.append(header::SET_COOKIE, v);
         }
@@ -575,6 +612,7 @@ async fn forward_plain(
         let mut r = Response::new(ProxyBody {
             inner,
             guard: Some(guard),
+            busy: None,
         });
         *r.status_mut() = status;
         *r.headers_mut() = out_headers;
@@ -582,4 +620,80 @@ async fn forward_plain(
     }
     tracing::warn!(route = %route.name, error = %last_error, "no upstream reachable");
     error(StatusCode::BAD_GATEWAY, "no upstream reachable")
+}
+
+/// Writes the upstream request head for `parts` into `w`: what the general path makes of the request
+/// (origin-form target, HTTP/1.1, hop-by-hop headers out, `Host` kept or taken from an HTTP/2
+/// authority, `X-Forwarded-Host` kept or set, `X-Forwarded-For` extended, `X-Forwarded-Proto`
+/// set), written straight from the client's headers without changing them.
+fn encode_head(w: &mut Vec<u8>, client: &ClientConn, parts: &http::request::Parts) {
+    let headers = &parts.headers;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    w.extend_from_slice(parts.method.as_str().as_bytes());
+    w.push(b' ');
+    w.extend_from_slice(path.as_bytes());
+    w.extend_from_slice(b" HTTP/1.1\r\n");
+    let authority = parts.uri.authority().map(http::uri::Authority::as_str);
+    let host = headers
+        .get(header::HOST)
+        .map(HeaderValue::as_bytes)
+        .or(authority.map(str::as_bytes));
+    let connection = headers.get_all(header::CONNECTION);
+    let has_connection = headers.contains_key(header::CONNECTION);
+    let named = |name: &HeaderName| {
+        connection
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .any(|t| {
+                t.trim_ascii()
+                    .eq_ignore_ascii_case(name.as_str().as_bytes())
+            })
+    };
+    let (mut has_host, mut has_forwarded_host) = (false, false);
+    let mut forwarded_for: Option<Option<&str>> = None;
+    for (name, value) in headers {
+        if HOP_BY_HOP.contains(name) || (has_connection && named(name)) {
+            continue;
+        }
+        if name == X_FORWARDED_FOR {
+            // The first value is extended; the others go.
+            forwarded_for.get_or_insert(value.to_str().ok());
+            continue;
+        }
+        if name == X_FORWARDED_PROTO {
+            continue;
+        }
+        has_host |= name == header::HOST;
+        has_forwarded_host |= name == X_FORWARDED_HOST;
+        put_header(w, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if let Some(h) = host {
+        if !has_host {
+            put_header(w, b"host", h);
+        }
+        if !has_forwarded_host {
+            put_header(w, X_FORWARDED_HOST.as_str().as_bytes(), h);
+        }
+    }
+    w.extend_from_slice(X_FORWARDED_FOR.as_str().as_bytes());
+    w.extend_from_slice(b": ");
+    if let Some(Some(prev)) = forwarded_for {
+        w.extend_from_slice(prev.as_bytes());
+        w.extend_from_slice(b", ");
+    }
+    w.extend_from_slice(client.ip.as_bytes());
+    w.extend_from_slice(b"\r\n");
+    let proto: &[u8] = if client.tls { b"https" } else { b"http" };
+    put_header(w, X_FORWARDED_PROTO.as_str().as_bytes(), proto);
+    w.extend_from_slice(b"\r\n");
+}
+
+fn put_header(w: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    w.extend_from_slice(name);
+    w.extend_from_slice(b": ");
+    w.extend_from_slice(value);
+    w.extend_from_slice(b"\r\n");
 }

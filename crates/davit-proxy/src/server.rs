@@ -255,18 +255,40 @@ async fn accept_loop(
 }
 
 /// Drives one client connection until it ends; when the drain fires, shuts it down gracefully and
-/// lets it finish.
+/// lets it finish. A connection idle for a whole `idle` period (no request in progress and none
+/// started: a keep-alive connection nobody uses, or a request head that never completes) is shut
+/// down gracefully, and dropped if still idle one period later. One timer per connection, where
+/// hyper's header-read timeout costs one per request.
 macro_rules! drive {
-    ($conn:expr, $stop:expr) => {{
+    ($conn:expr, $stop:expr, $client:expr, $idle:expr) => {{
         let conn = $conn;
         tokio::pin!(conn);
         let mut stop = $stop;
-        tokio::select! {
-            biased;
-            r = conn.as_mut() => r,
-            _ = &mut stop => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
+        let (client, idle): (&ClientConn, Duration) = ($client, $idle);
+        let tick = tokio::time::sleep(idle);
+        tokio::pin!(tick);
+        let (mut stopping, mut idle_shut) = (false, false);
+        let mut seen = client.started();
+        loop {
+            tokio::select! {
+                biased;
+                r = conn.as_mut() => break r,
+                _ = &mut stop, if !stopping => {
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                () = tick.as_mut() => {
+                    let started = client.started();
+                    if started == seen && client.idle() {
+                        if idle_shut {
+                            break Ok(());
+                        }
+                        idle_shut = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    seen = started;
+                    tick.as_mut().reset(tokio::time::Instant::now() + idle);
+                }
             }
         }
     }};
@@ -283,11 +305,8 @@ async fn serve_client(
     let _ = stream.set_nodelay(true);
     let idle = Duration::from_millis(route.snapshot().spec.timeouts.idle_ms.max(1));
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(idle)
-        .keep_alive(true);
+    // No header-read timeout: `drive!` closes idle connections.
+    builder.http1().header_read_timeout(None).keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -295,16 +314,21 @@ async fn serve_client(
         .keep_alive_timeout(idle);
     let tls_on = tls.is_some();
     let conn = Arc::new(ClientConn::new(route, peer, tls_on, drain));
+    let client = conn.clone();
     let svc = service_fn(move |req| forward::handle(conn.clone(), req));
     let result = match tls {
         None => drive!(
             builder.serve_connection_with_upgrades(TokioIo::new(stream), svc),
-            stop
+            stop,
+            &client,
+            idle
         ),
         Some(acceptor) => match acceptor.accept(stream).await {
             Ok(s) => drive!(
                 builder.serve_connection_with_upgrades(TokioIo::new(s), svc),
-                stop
+                stop,
+                &client,
+                idle
             ),
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");

@@ -11,8 +11,8 @@ use std::pin::pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
+use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, StatusCode};
 use hyper::body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -109,28 +109,11 @@ impl UpConn {
         }
     }
 
-    /// Writes the request head into the connection's write buffer: origin-form target, HTTP/1.1,
-    /// the headers as given (the caller has removed the hop-by-hop ones), `content-length: 0` when the
-    /// method has a payload but the request carries none.
-    pub(crate) fn encode_request(&mut self, method: &Method, target: &str, headers: &HeaderMap) {
-        let w = &mut self.wbuf;
-        w.clear();
-        w.extend_from_slice(method.as_str().as_bytes());
-        w.push(b' ');
-        w.extend_from_slice(target.as_bytes());
-        w.extend_from_slice(b" HTTP/1.1\r\n");
-        for (name, value) in headers {
-            w.extend_from_slice(name.as_str().as_bytes());
-            w.extend_from_slice(b": ");
-            w.extend_from_slice(value.as_bytes());
-            w.extend_from_slice(b"\r\n");
-        }
-        if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
-            && !headers.contains_key(header::CONTENT_LENGTH)
-        {
-            w.extend_from_slice(b"content-length: 0\r\n");
-        }
-        w.extend_from_slice(b"\r\n");
+    /// The write buffer, emptied: the caller writes the request head into it (origin-form target,
+    /// HTTP/1.1, no hop-by-hop headers, no body), then calls [`exchange`](Self::exchange).
+    pub(crate) fn head_buf(&mut self) -> &mut Vec<u8> {
+        self.wbuf.clear();
+        &mut self.wbuf
     }
 
     /// Sends the encoded request and reads the response head (1xx informational answers skipped).
@@ -171,10 +154,10 @@ impl UpConn {
 
     /// A complete head taken off the read buffer, `None` when more bytes are needed.
     fn parse_head(&mut self, head_request: bool) -> Result<Option<Head>, String> {
-        // Offsets of names and values in the buffer, so the head can be frozen and shared by the
-        // header values without copying them.
+        // Offsets of the headers kept (hop-by-hop ones go), so the head can be frozen and shared by
+        // the header values without copying them.
         let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-        let (len, code, minor, count) = {
+        let (len, code, kept, framing) = {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut resp = httparse::Response::new(&mut headers);
             let len = match resp.parse(&self.rbuf) {
@@ -182,23 +165,27 @@ impl UpConn {
                 Ok(httparse::Status::Partial) => return Ok(None),
                 Err(e) => return Err(format!("invalid response head: {e}")),
             };
+            let raw = &*resp.headers;
             let base = self.rbuf.as_ptr() as usize;
             let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-            let count = resp.headers.len();
-            for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
-                *span = (
+            let mut kept = 0;
+            let has_connection = raw
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case("connection"));
+            for h in raw {
+                if is_hop_by_hop(h.name) || (has_connection && connection_names(raw, h.name)) {
+                    continue;
+                }
+                spans[kept] = (
                     at(h.name.as_bytes()),
                     h.name.len() as u32,
                     at(h.value),
                     h.value.len() as u32,
                 );
+                kept += 1;
             }
-            (
-                len,
-                resp.code.unwrap_or(0),
-                resp.version.unwrap_or(1),
-                count,
-            )
+            let framing = Framing::of(raw, resp.version.unwrap_or(1), has_connection);
+            (len, resp.code.unwrap_or(0), kept, framing)
         };
         let head = self.rbuf.split_to(len).freeze();
         let status = StatusCode::from_u16(code).map_err(|e| format!("invalid status: {e}"))?;
@@ -210,45 +197,38 @@ impl UpConn {
                 self.parse_head(head_request)
             };
         }
-        let mut headers = HeaderMap::with_capacity(count);
-        for &(n, nl, v, vl) in &spans[..count] {
+        let mut headers = HeaderMap::with_capacity(kept);
+        for &(n, nl, v, vl) in &spans[..kept] {
             let name = HeaderName::from_bytes(&head[n as usize..(n + nl) as usize])
                 .map_err(|e| format!("invalid header name: {e}"))?;
             let value = HeaderValue::from_maybe_shared(head.slice(v as usize..(v + vl) as usize))
                 .map_err(|e| format!("invalid header value: {e}"))?;
             headers.append(name, value);
         }
-        let mut keep_alive = if minor == 0 {
-            connection_has(&headers, "keep-alive")
-        } else {
-            !connection_has(&headers, "close")
-        };
+        let Framing {
+            mut keep_alive,
+            chunked,
+            length,
+        } = framing;
         let state = if head_request
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED
             || status == StatusCode::SWITCHING_PROTOCOLS
         {
             State::Length(0)
-        } else if headers.contains_key(header::TRANSFER_ENCODING) {
-            if headers.contains_key(header::CONTENT_LENGTH) {
+        } else if let Some(chunked) = chunked {
+            if length.is_some() {
                 // RFC 9112 6.3: Transfer-Encoding wins, and the connection is not reused.
                 keep_alive = false;
                 headers.remove(header::CONTENT_LENGTH);
             }
-            let chunked = headers
-                .get_all(header::TRANSFER_ENCODING)
-                .iter()
-                .next_back()
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
             if chunked {
                 State::Chunked(Chunk::Size)
             } else {
                 State::Eof
             }
-        } else if headers.contains_key(header::CONTENT_LENGTH) {
-            State::Length(content_length(&headers)?)
+        } else if let Some(length) = length {
+            State::Length(length?)
         } else {
             State::Eof
         };
@@ -292,34 +272,79 @@ impl UpConn {
     }
 }
 
-fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+/// The hop-by-hop headers that never cross the proxy (besides those the `Connection` header names).
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
-/// The one length every `Content-Length` value (and list element) gives.
-fn content_length(headers: &HeaderMap) -> Result<u64, String> {
-    let mut length = None;
-    for v in headers.get_all(header::CONTENT_LENGTH) {
-        for part in v.to_str().unwrap_or("x").split(',') {
-            let part = part.trim();
-            let n = if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
-                part.parse::<u64>().ok()
-            } else {
-                None
-            };
-            match (n, length) {
-                (None, _) => return Err("invalid content-length".into()),
-                (Some(n), Some(l)) if n != l => return Err("conflicting content-length".into()),
-                (Some(n), _) => length = Some(n),
+fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|b| *b == b',').map(<[u8]>::trim_ascii)
+}
+
+/// Whether a `Connection` header of `raw` names `name`.
+fn connection_names(raw: &[httparse::Header<'_>], name: &str) -> bool {
+    raw.iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .any(|h| tokens(h.value).any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
+}
+
+/// What the raw response headers say about the body and the connection.
+struct Framing {
+    keep_alive: bool,
+    /// `Transfer-Encoding` present: whether its last coding is chunked.
+    chunked: Option<bool>,
+    length: Option<Result<u64, String>>,
+}
+
+impl Framing {
+    fn of(raw: &[httparse::Header<'_>], minor: u8, has_connection: bool) -> Self {
+        let keep_alive = if minor == 0 {
+            has_connection && connection_names(raw, "keep-alive")
+        } else {
+            !(has_connection && connection_names(raw, "close"))
+        };
+        let mut chunked = None;
+        let mut length: Option<Result<u64, String>> = None;
+        for h in raw {
+            if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default();
+                chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            } else if h.name.eq_ignore_ascii_case("content-length") {
+                for part in tokens(h.value) {
+                    let n = if !part.is_empty() && part.iter().all(u8::is_ascii_digit) {
+                        std::str::from_utf8(part)
+                            .ok()
+                            .and_then(|p| p.parse::<u64>().ok())
+                    } else {
+                        None
+                    };
+                    length = match (n, length) {
+                        (_, Some(Err(e))) => Some(Err(e)),
+                        (None, _) => Some(Err("invalid content-length".into())),
+                        (Some(n), Some(Ok(l))) if n != l => {
+                            Some(Err("conflicting content-length".into()))
+                        }
+                        (Some(n), _) => Some(Ok(n)),
+                    };
+                }
             }
         }
+        Self {
+            keep_alive,
+            chunked,
+            length,
+        }
     }
-    length.ok_or_else(|| "invalid content-length".into())
 }
 
 pub(crate) fn parse_chunk_size(line: &[u8]) -> Option<u64> {
