@@ -7,6 +7,7 @@
 //! Requests with a body or an upgrade still go through hyper's client (`pool::Sender`).
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::pin;
 use std::task::{Context, Poll, ready};
 
@@ -158,9 +159,15 @@ impl UpConn {
         // the header values without copying them.
         let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
         let (len, code, kept, framing) = {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut resp = httparse::Response::new(&mut headers);
-            let len = match resp.parse(&self.rbuf) {
+            let mut headers =
+                [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut []);
+            let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut resp,
+                &self.rbuf,
+                &mut headers,
+            );
+            let len = match parsed {
                 Ok(httparse::Status::Complete(len)) => len,
                 Ok(httparse::Status::Partial) => return Ok(None),
                 Err(e) => return Err(format!("invalid response head: {e}")),
@@ -169,11 +176,31 @@ impl UpConn {
             let base = self.rbuf.as_ptr() as usize;
             let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
             let mut kept = 0;
-            let has_connection = raw
+            // The Connection headers' values, looked at once (a few at most in practice).
+            let mut connection: [&[u8]; 4] = [&[]; 4];
+            let (mut n_connection, mut many) = (0, false);
+            for h in raw
                 .iter()
-                .any(|h| h.name.eq_ignore_ascii_case("connection"));
+                .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            {
+                match connection.get_mut(n_connection) {
+                    Some(slot) => *slot = h.value,
+                    None => many = true,
+                }
+                n_connection += 1;
+            }
+            let has_connection = n_connection > 0;
+            let named = |name: &str| {
+                if many {
+                    connection_names(raw, name)
+                } else {
+                    connection[..n_connection.min(4)]
+                        .iter()
+                        .any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
+                }
+            };
             for h in raw {
-                if is_hop_by_hop(h.name) || (has_connection && connection_names(raw, h.name)) {
+                if is_hop_by_hop(h.name) || (has_connection && named(h.name)) {
                     continue;
                 }
                 spans[kept] = (
