@@ -297,7 +297,7 @@ pub(crate) async fn handle(
 }
 
 async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBody> {
-    let (route, client) = (&conn.route, conn);
+    let route = &conn.route;
     let start = Instant::now();
     let mut snap = route.snapshot();
     if let Some(page) = &snap.maintenance {
@@ -338,7 +338,7 @@ async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBod
         }
     }
 
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let cookie = if snap.picks.len() > 1 {
         cookie_value(&parts.headers, STICKY_COOKIE).map(str::to_owned)
     } else {
@@ -351,6 +351,28 @@ async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBod
         let timeouts = (request_timeout, connect_timeout);
         return forward_plain(conn, &snap, &parts, cookie.as_deref(), start, timeouts).await;
     }
+    // Bodies and upgrades: hyper's client, in a future of its own (boxed, so that the common path's
+    // future stays small: hyper moves it around whole).
+    let timeouts = (request_timeout, connect_timeout);
+    let general = (parts, body, cookie, wants_upgrade, max_body_bytes);
+    Box::pin(forward_general(conn, snap, general, start, timeouts)).await
+}
+
+/// A request with a body or an upgrade, through hyper's client.
+async fn forward_general(
+    conn: &ClientConn,
+    snap: Arc<Snapshot>,
+    (mut parts, body, cookie, wants_upgrade, max_body_bytes): (
+        http::request::Parts,
+        Incoming,
+        Option<String>,
+        bool,
+        u64,
+    ),
+    start: Instant,
+    (request_timeout, connect_timeout): (Duration, Duration),
+) -> Response<ProxyBody> {
+    let (route, client) = (&conn.route, conn);
     let upgrade_value = wants_upgrade
         .then(|| parts.headers.get(header::UPGRADE).cloned())
         .flatten();
