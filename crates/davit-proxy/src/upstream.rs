@@ -23,8 +23,8 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Most headers in a response head (hyper's default too).
 const MAX_HEADERS: usize = 100;
-/// Longest response head, and longest chunk-size or trailer line.
-const MAX_HEAD: usize = 64 * 1024;
+/// Longest response head, and longest chunk-size or trailer line (hyper's client buffer limit).
+const MAX_HEAD: usize = 8192 + 4096 * 100;
 /// Read buffer growth; reads go into the spare capacity, refilled when less than `MIN_SPARE` is left.
 const READ_CHUNK: usize = 8 * 1024;
 const MIN_SPARE: usize = 1024;
