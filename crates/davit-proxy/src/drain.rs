@@ -3,14 +3,52 @@
 //! by themselves, then every connection left is shut down gracefully (idle HTTP/1 ones closed, HTTP/2
 //! ones sent GOAWAY) and the proxy waits for the requests in flight.
 //!
-//! Each client connection registers here with its own one-shot stop signal: a per-connection
-//! channel, so that polling a connection never touches state shared by all connections.
+//! Each client connection registers here with its own [`Signal`], so that polling a connection never
+//! touches state shared by all connections; checking it costs one atomic load per poll.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
 
-use tokio::sync::oneshot;
+use Ordering::Relaxed;
+
+/// What a client connection's task is told from outside (bits of [`Signal`]).
+pub(crate) const STOP: u8 = 1;
+/// The connection was idle for a whole period.
+pub(crate) const IDLE: u8 = 2;
+
+/// Flags raised for one client connection's task, which is woken when one is.
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    raised: AtomicU8,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Signal {
+    /// Raises `bit` and wakes the connection's task.
+    pub(crate) fn raise(&self, bit: u8) {
+        self.raised.fetch_or(bit, Ordering::Release);
+        if let Some(w) = self.waker.lock().expect("signal lock").as_ref() {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Names the task to wake (once: a task's waker stays valid for the task's life). Call it before
+    /// the first [`take`](Self::take).
+    pub(crate) fn register(&self, waker: &Waker) {
+        *self.waker.lock().expect("signal lock") = Some(waker.clone());
+    }
+
+    /// The bits raised since the last call.
+    pub(crate) fn take(&self) -> u8 {
+        if self.raised.load(Relaxed) == 0 {
+            0
+        } else {
+            self.raised.swap(0, Ordering::Acquire)
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Drain {
@@ -21,7 +59,7 @@ pub(crate) struct Drain {
     next_id: AtomicU64,
     /// Client connections open.
     live: AtomicUsize,
-    conns: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    conns: Mutex<HashMap<u64, Arc<Signal>>>,
 }
 
 /// A client connection's registration; it leaves the registry when dropped.
@@ -38,20 +76,21 @@ impl Drop for Ticket {
 }
 
 impl Drain {
-    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<()>>> {
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Signal>>> {
         self.conns.lock().expect("drain lock")
     }
 
-    /// Registers a new client connection: it should shut down gracefully once the receiver fires.
-    pub(crate) fn register(self: &Arc<Self>) -> (Ticket, oneshot::Receiver<()>) {
+    /// Registers a new client connection: it should shut down gracefully once [`STOP`] is raised on
+    /// the signal.
+    pub(crate) fn register(self: &Arc<Self>) -> (Ticket, Arc<Signal>) {
         let id = self.next_id.fetch_add(1, Relaxed);
         self.live.fetch_add(1, Relaxed);
-        let (tx, rx) = oneshot::channel();
+        let signal = Arc::new(Signal::default());
         let mut conns = self.conns();
         if self.closed.load(Relaxed) {
-            let _ = tx.send(());
+            signal.raise(STOP);
         } else {
-            conns.insert(id, tx);
+            conns.insert(id, signal.clone());
         }
         drop(conns);
         (
@@ -59,7 +98,7 @@ impl Drain {
                 drain: self.clone(),
                 id,
             },
-            rx,
+            signal,
         )
     }
 
@@ -77,8 +116,8 @@ impl Drain {
     pub(crate) fn close_all(&self) {
         let mut conns = self.conns();
         self.closed.store(true, Relaxed);
-        for (_, tx) in conns.drain() {
-            let _ = tx.send(());
+        for (_, signal) in conns.drain() {
+            signal.raise(STOP);
         }
     }
 

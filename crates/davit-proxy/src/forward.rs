@@ -5,12 +5,13 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::Limited;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
@@ -19,6 +20,7 @@ use crate::api::STICKY_COOKIE;
 use crate::drain::Drain;
 use crate::pool::Sender;
 use crate::route::{Route, Snapshot, Target};
+use crate::upstream::{BoxError, ExchangeError, Start, UpBody};
 
 /// Attempts per request when connecting fails (the request never reached an upstream).
 const MAX_ATTEMPTS: usize = 3;
@@ -33,6 +35,10 @@ pub(crate) struct ClientConn {
     ip: HeaderValue,
     tls: bool,
     drain: Arc<Drain>,
+    /// Requests started on this connection, and those whose response is not done (see [`Busy`]):
+    /// what tells an idle connection.
+    started: AtomicU64,
+    busy: AtomicU64,
 }
 
 impl ClientConn {
@@ -44,7 +50,37 @@ impl ClientConn {
             ip,
             tls,
             drain,
+            started: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
         }
+    }
+
+    /// Requests started so far.
+    pub(crate) fn started(&self) -> u64 {
+        self.started.load(Relaxed)
+    }
+
+    /// No request in progress (its response not yet sent whole).
+    pub(crate) fn idle(&self) -> bool {
+        self.busy.load(Relaxed) == 0
+    }
+}
+
+/// A request in progress on its client connection, from its arrival until its response body is
+/// done (or the request is dropped).
+pub(crate) struct Busy(Arc<ClientConn>);
+
+impl Busy {
+    fn new(conn: Arc<ClientConn>) -> Self {
+        conn.started.fetch_add(1, Relaxed);
+        conn.busy.fetch_add(1, Relaxed);
+        Self(conn)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Relaxed);
     }
 }
 
@@ -94,10 +130,14 @@ impl Drop for Guard {
 pub(crate) struct ProxyBody {
     inner: Inner,
     guard: Option<Guard>,
+    busy: Option<Busy>,
 }
 
 enum Inner {
+    /// From hyper's client (requests with a body, upgrades).
     Upstream(Incoming),
+    /// Read from a plain upstream connection by this body's poller.
+    Plain(UpBody),
     Local(Option<Bytes>),
 }
 
@@ -106,21 +146,35 @@ impl ProxyBody {
         Self {
             inner: Inner::Local(Some(bytes.into())),
             guard: None,
+            busy: None,
         }
     }
 }
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         match &mut this.inner {
             Inner::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Plain(body) => {
+                let polled = body.poll_frame(cx);
+                // Read whole (or failed): the connection goes back to the pool at once.
+                if body.is_end_stream()
+                    && let Some(g) = this.guard.take()
+                {
+                    if let Some(conn) = body.take_reusable() {
+                        g.target().pool.checkin_plain(conn);
+                    }
+                    g.finish(false);
+                }
+                polled
+            }
             Inner::Upstream(body) => {
                 let polled = Pin::new(body).poll_frame(cx);
                 match &polled {
@@ -136,7 +190,7 @@ impl Body for ProxyBody {
                     }
                     _ => {}
                 }
-                polled
+                polled.map(|f| f.map(|r| r.map_err(Into::into)))
             }
         }
     }
@@ -144,6 +198,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Local(b) => b.is_none(),
+            Inner::Plain(b) => b.is_end_stream(),
             Inner::Upstream(b) => b.is_end_stream(),
         }
     }
@@ -152,6 +207,7 @@ impl Body for ProxyBody {
         match &self.inner {
             Inner::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Inner::Local(None) => SizeHint::with_exact(0),
+            Inner::Plain(b) => b.size_hint(),
             Inner::Upstream(b) => b.size_hint(),
         }
     }
@@ -229,16 +285,19 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let http1 = req.version() < Version::HTTP_2;
-    let mut resp = forward(&conn, req).await;
+    let busy = Busy::new(conn);
+    let conn = &busy.0;
+    let mut resp = forward(conn, req).await;
     if http1 && conn.drain.closing() && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    resp.body_mut().busy = Some(busy);
     Ok(resp)
 }
 
 async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBody> {
-    let (route, client) = (&conn.route, conn);
+    let route = &conn.route;
     let start = Instant::now();
     let mut snap = route.snapshot();
     if let Some(page) = &snap.maintenance {
@@ -279,7 +338,7 @@ async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBod
         }
     }
 
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let cookie = if snap.picks.len() > 1 {
         cookie_value(&parts.headers, STICKY_COOKIE).map(str::to_owned)
     } else {
@@ -287,6 +346,33 @@ async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBod
     };
     let wants_upgrade =
         parts.version == Version::HTTP_11 && parts.headers.contains_key(header::UPGRADE);
+    if !wants_upgrade && parts.method != Method::CONNECT && body.is_end_stream() {
+        drop(body);
+        let timeouts = (request_timeout, connect_timeout);
+        return forward_plain(conn, &snap, &parts, cookie.as_deref(), start, timeouts).await;
+    }
+    // Bodies and upgrades: hyper's client, in a future of its own (boxed, so that the common path's
+    // future stays small: hyper moves it around whole).
+    let timeouts = (request_timeout, connect_timeout);
+    let general = (parts, body, cookie, wants_upgrade, max_body_bytes);
+    Box::pin(forward_general(conn, snap, general, start, timeouts)).await
+}
+
+/// A request with a body or an upgrade, through hyper's client.
+async fn forward_general(
+    conn: &ClientConn,
+    snap: Arc<Snapshot>,
+    (mut parts, body, cookie, wants_upgrade, max_body_bytes): (
+        http::request::Parts,
+        Incoming,
+        Option<String>,
+        bool,
+        u64,
+    ),
+    start: Instant,
+    (request_timeout, connect_timeout): (Duration, Duration),
+) -> Response<ProxyBody> {
+    let (route, client) = (&conn.route, conn);
     let upgrade_value = wants_upgrade
         .then(|| parts.headers.get(header::UPGRADE).cloned())
         .flatten();
@@ -437,18 +523,14 @@ async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBod
             return r;
         }
         strip_hop_by_hop(&mut out_headers);
-        if set_cookie
-            && let Ok(v) = HeaderValue::from_str(&format!(
-                "{STICKY_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
-                target.id
-            ))
-        {
+        if set_cookie && let Some(v) = sticky_cookie(target) {
             out_headers.append(header::SET_COOKIE, v);
         }
         guard.sender = Some(sender);
         let mut r = Response::new(ProxyBody {
             inner: Inner::Upstream(rbody),
             guard: Some(guard),
+            busy: None,
         });
         *r.status_mut() = rparts.status;
         *r.headers_mut() = out_headers;
@@ -456,4 +538,184 @@ async fn forward(conn: &ClientConn, req: Request<Incoming>) -> Response<ProxyBod
     }
     tracing::warn!(route = %route.name, error = %last_error, "no upstream reachable");
     error(StatusCode::BAD_GATEWAY, "no upstream reachable")
+}
+
+/// The `Set-Cookie` that pins a client to `target` (sticky sessions).
+fn sticky_cookie(target: &Target) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{STICKY_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
+        target.id
+    ))
+    .ok()
+}
+
+/// A request without a body or upgrade, over a plain pooled connection driven by this task (see
+/// [`crate::upstream`]). Retried elsewhere only when connecting failed or not one byte of it was
+/// written.
+async fn forward_plain(
+    conn: &ClientConn,
+    snap: &Arc<Snapshot>,
+    parts: &http::request::Parts,
+    cookie: Option<&str>,
+    start: Instant,
+    (request_timeout, connect_timeout): (Duration, Duration),
+) -> Response<ProxyBody> {
+    let route = &conn.route;
+    let head_request = parts.method == Method::HEAD;
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last_error = String::from("no target");
+    for _ in 0..MAX_ATTEMPTS {
+        let Some((index, set_cookie)) = Route::pick(snap, cookie, &tried) else {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
+        };
+        let guard = Guard::new(snap, index, start);
+        let target = &snap.picks[index].0;
+        let mut up = match target
+            .pool
+            .checkout_plain(target.addr, connect_timeout)
+            .await
+        {
+            Ok(up) => up,
+            Err(e) => {
+                target.stats.add_connect_error();
+                tracing::debug!(route = %route.name, target = %target.id, error = %e.0, "connect failed, retrying");
+                last_error = e.0;
+                drop(guard);
+                tried.push(index);
+                continue;
+            }
+        };
+        target.stats.add_request();
+        encode_head(up.head_buf(), conn, parts);
+        let head = match tokio::time::timeout(request_timeout, up.exchange(head_request)).await {
+            Err(_) => {
+                target.stats.add_5xx();
+                return error(StatusCode::GATEWAY_TIMEOUT, "upstream timed out");
+            }
+            Ok(Err(ExchangeError::NotSent(e))) => {
+                // The connection was closed before any of the request went out.
+                target.stats.undo_request();
+                last_error = e.to_string();
+                drop(guard);
+                continue;
+            }
+            Ok(Err(ExchangeError::Failed(e))) => {
+                target.stats.add_5xx();
+                tracing::debug!(route = %route.name, target = %target.id, error = %e, "upstream failed");
+                return error(StatusCode::BAD_GATEWAY, "upstream failed");
+            }
+            Ok(Ok(head)) => head,
+        };
+        if head.status.is_server_error() {
+            target.stats.add_5xx();
+        }
+        if head.status == StatusCode::SWITCHING_PROTOCOLS {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                "upstream switched protocols unasked",
+            );
+        }
+        let body = up.body(&head);
+        let status = head.status;
+        // Hop-by-hop headers were left out when the head was read.
+        let mut out_headers = head.headers;
+        if set_cookie && let Some(v) = sticky_cookie(target) {
+            out_headers.append(header::SET_COOKIE, v);
+        }
+        let inner = match body {
+            Start::Whole(bytes, reusable) => {
+                if let Some(c) = reusable {
+                    target.pool.checkin_plain(c);
+                }
+                Inner::Local(bytes)
+            }
+            Start::Stream(b) => Inner::Plain(b),
+        };
+        let mut r = Response::new(ProxyBody {
+            inner,
+            guard: Some(guard),
+            busy: None,
+        });
+        *r.status_mut() = status;
+        *r.headers_mut() = out_headers;
+        return r;
+    }
+    tracing::warn!(route = %route.name, error = %last_error, "no upstream reachable");
+    error(StatusCode::BAD_GATEWAY, "no upstream reachable")
+}
+
+/// Writes the upstream request head for `parts` into `w`: what the general path makes of the request
+/// (origin-form target, HTTP/1.1, hop-by-hop headers out, `Host` kept or taken from an HTTP/2
+/// authority, `X-Forwarded-Host` kept or set, `X-Forwarded-For` extended, `X-Forwarded-Proto`
+/// set), written straight from the client's headers without changing them.
+fn encode_head(w: &mut Vec<u8>, client: &ClientConn, parts: &http::request::Parts) {
+    let headers = &parts.headers;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    w.extend_from_slice(parts.method.as_str().as_bytes());
+    w.push(b' ');
+    w.extend_from_slice(path.as_bytes());
+    w.extend_from_slice(b" HTTP/1.1\r\n");
+    let authority = parts.uri.authority().map(http::uri::Authority::as_str);
+    let host = headers
+        .get(header::HOST)
+        .map(HeaderValue::as_bytes)
+        .or(authority.map(str::as_bytes));
+    let connection = headers.get_all(header::CONNECTION);
+    let has_connection = headers.contains_key(header::CONNECTION);
+    let named = |name: &HeaderName| {
+        connection
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .any(|t| {
+                t.trim_ascii()
+                    .eq_ignore_ascii_case(name.as_str().as_bytes())
+            })
+    };
+    let (mut has_host, mut has_forwarded_host) = (false, false);
+    let mut forwarded_for: Option<Option<&str>> = None;
+    for (name, value) in headers {
+        if HOP_BY_HOP.contains(name) || (has_connection && named(name)) {
+            continue;
+        }
+        if name == X_FORWARDED_FOR {
+            // The first value is extended; the others go.
+            forwarded_for.get_or_insert(value.to_str().ok());
+            continue;
+        }
+        if name == X_FORWARDED_PROTO {
+            continue;
+        }
+        has_host |= name == header::HOST;
+        has_forwarded_host |= name == X_FORWARDED_HOST;
+        put_header(w, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if let Some(h) = host {
+        if !has_host {
+            put_header(w, b"host", h);
+        }
+        if !has_forwarded_host {
+            put_header(w, X_FORWARDED_HOST.as_str().as_bytes(), h);
+        }
+    }
+    w.extend_from_slice(X_FORWARDED_FOR.as_str().as_bytes());
+    w.extend_from_slice(b": ");
+    if let Some(Some(prev)) = forwarded_for {
+        w.extend_from_slice(prev.as_bytes());
+        w.extend_from_slice(b", ");
+    }
+    w.extend_from_slice(client.ip.as_bytes());
+    w.extend_from_slice(b"\r\n");
+    let proto: &[u8] = if client.tls { b"https" } else { b"http" };
+    put_header(w, X_FORWARDED_PROTO.as_str().as_bytes(), proto);
+    w.extend_from_slice(b"\r\n");
+}
+
+fn put_header(w: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    w.extend_from_slice(name);
+    w.extend_from_slice(b": ");
+    w.extend_from_slice(value);
+    w.extend_from_slice(b"\r\n");
 }

@@ -17,6 +17,7 @@ mod pool;
 mod route;
 mod server;
 pub mod tls;
+mod upstream;
 
 pub use error::Error;
 pub use pool::set_worker_index;

@@ -1,4 +1,6 @@
-//! Pooled HTTP/1.1 keep-alive connections to one upstream target.
+//! Pooled HTTP/1.1 keep-alive connections to one upstream target: plain connections driven by the
+//! request's own task ([`UpConn`], for requests without a body or upgrade), and hyper client
+//! connections (for the others).
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -9,6 +11,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+use crate::upstream::UpConn;
 
 /// The body type sent upstream: the client's body, bounded by the route's size limit.
 pub(crate) type UpBody = Limited<Incoming>;
@@ -33,7 +37,13 @@ pub fn set_worker_index(index: usize) {
 /// One thread's idle connections, on cache lines of its own (no false sharing between threads).
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Shard(Mutex<Vec<Sender>>);
+struct Shard(Mutex<Idle>);
+
+#[derive(Debug, Default)]
+struct Idle {
+    hyper: Vec<Sender>,
+    plain: Vec<UpConn>,
+}
 
 #[derive(Debug)]
 pub(crate) struct Pool {
@@ -58,6 +68,40 @@ pub(crate) fn shard() -> usize {
 pub(crate) struct ConnectError(pub(crate) String);
 
 impl Pool {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
+        self.shards[shard()].0.lock().expect("pool lock")
+    }
+
+    /// An idle plain connection that is still open, else a new one.
+    pub(crate) async fn checkout_plain(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<UpConn, ConnectError> {
+        loop {
+            let popped = self.idle().plain.pop();
+            let Some(mut conn) = popped else { break };
+            if conn.alive() {
+                return Ok(conn);
+            }
+        }
+        match tokio::time::timeout(timeout, UpConn::connect(addr)).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(ConnectError(format!("connect {addr}: {e}"))),
+            Err(_) => Err(ConnectError(format!(
+                "connect {addr}: timed out after {timeout:?}"
+            ))),
+        }
+    }
+
+    /// Returns a plain connection whose exchange finished whole.
+    pub(crate) fn checkin_plain(&self, conn: UpConn) {
+        let mut idle = self.idle();
+        if idle.plain.len() < MAX_IDLE {
+            idle.plain.push(conn);
+        }
+    }
+
     /// An idle connection that is ready, else a new one.
     pub(crate) async fn checkout(
         &self,
@@ -65,7 +109,7 @@ impl Pool {
         timeout: Duration,
     ) -> Result<(Sender, bool), ConnectError> {
         loop {
-            let popped = self.shards[shard()].0.lock().expect("pool lock").pop();
+            let popped = self.idle().hyper.pop();
             let Some(mut sender) = popped else { break };
             if sender.is_closed() {
                 continue;
@@ -104,16 +148,18 @@ impl Pool {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.shards[shard()].0.lock().expect("pool lock");
-        if idle.len() < MAX_IDLE {
-            idle.push(sender);
+        let mut idle = self.idle();
+        if idle.hyper.len() < MAX_IDLE {
+            idle.hyper.push(sender);
         }
     }
 
     /// Closes every idle connection (a drained target).
     pub(crate) fn clear(&self) {
         for s in &self.shards {
-            s.0.lock().expect("pool lock").clear();
+            let mut idle = s.0.lock().expect("pool lock");
+            idle.hyper.clear();
+            idle.plain.clear();
         }
     }
 }

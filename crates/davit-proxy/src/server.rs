@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::Error;
 use crate::api::{ApiError, Maintenance, MaintenanceRequest, RouteSpec, RouteStatus, TlsSpec};
-use crate::drain::Drain;
+use crate::drain::{Drain, IDLE, STOP, Signal};
 use crate::forward::{self, ClientConn};
 use crate::route::{self, Route};
 use crate::tls::{self, FileCertResolver};
@@ -74,6 +74,15 @@ impl Drop for Entry {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateFile {
     routes: BTreeMap<String, RouteSpec>,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn invalid(route: &str, reason: impl Into<String>) -> Error {
@@ -254,22 +263,61 @@ async fn accept_loop(
     }
 }
 
-/// Drives one client connection until it ends; when the drain fires, shuts it down gracefully and
-/// lets it finish.
+/// Drives one client connection until it ends. When the drain raises [`STOP`], shuts it down
+/// gracefully and lets it finish. When the idle watchdog raises [`IDLE`] (no request in progress and
+/// none started for a whole idle period: a keep-alive connection nobody uses, or a request head that
+/// never completes), shuts it down gracefully, and drops it if it is still there one period later.
+/// Both arrive through the connection's [`Signal`]: one atomic load per poll, where a timer or a
+/// channel polled alongside would cost a registration per wake-up, and hyper's header-read timeout
+/// a timer per request.
 macro_rules! drive {
-    ($conn:expr, $stop:expr) => {{
-        let conn = $conn;
-        tokio::pin!(conn);
-        let mut stop = $stop;
-        tokio::select! {
-            biased;
-            r = conn.as_mut() => r,
-            _ = &mut stop => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
+    ($conn:expr, $signal:expr) => {{
+        let mut conn = std::pin::pin!($conn);
+        let signal: &Signal = $signal;
+        let (mut registered, mut stopping, mut idle_shut) = (false, false, false);
+        std::future::poll_fn(|cx| {
+            if !registered {
+                signal.register(cx.waker());
+                registered = true;
             }
-        }
+            let raised = signal.take();
+            if raised & STOP != 0 && !stopping {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            if raised & IDLE != 0 {
+                if idle_shut {
+                    return std::task::Poll::Ready(Ok(()));
+                }
+                idle_shut = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            conn.as_mut().poll(cx)
+        })
+        .await
     }};
+}
+
+/// Raises [`IDLE`] on `signal` after every idle period in which `client` had no request in progress
+/// and started none; ends with the connection.
+fn spawn_idle_watchdog(
+    client: &Arc<ClientConn>,
+    signal: &Arc<Signal>,
+    idle: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let (client, signal) = (Arc::downgrade(client), signal.clone());
+    tokio::spawn(async move {
+        let mut seen = None;
+        loop {
+            tokio::time::sleep(idle).await;
+            let Some(c) = client.upgrade() else { return };
+            let started = c.started();
+            if seen == Some(started) && c.idle() {
+                signal.raise(IDLE);
+            }
+            seen = Some(started);
+        }
+    })
 }
 
 async fn serve_client(
@@ -279,15 +327,12 @@ async fn serve_client(
     peer: SocketAddr,
     drain: Arc<Drain>,
 ) {
-    let (_ticket, stop) = drain.register();
+    let (_ticket, signal) = drain.register();
     let _ = stream.set_nodelay(true);
     let idle = Duration::from_millis(route.snapshot().spec.timeouts.idle_ms.max(1));
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(idle)
-        .keep_alive(true);
+    // No header-read timeout: `drive!` closes idle connections.
+    builder.http1().header_read_timeout(None).keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -295,16 +340,18 @@ async fn serve_client(
         .keep_alive_timeout(idle);
     let tls_on = tls.is_some();
     let conn = Arc::new(ClientConn::new(route, peer, tls_on, drain));
+    let watchdog = spawn_idle_watchdog(&conn, &signal, idle);
+    let _watchdog = AbortOnDrop(watchdog.abort_handle());
     let svc = service_fn(move |req| forward::handle(conn.clone(), req));
     let result = match tls {
         None => drive!(
             builder.serve_connection_with_upgrades(TokioIo::new(stream), svc),
-            stop
+            &signal
         ),
         Some(acceptor) => match acceptor.accept(stream).await {
             Ok(s) => drive!(
                 builder.serve_connection_with_upgrades(TokioIo::new(s), svc),
-                stop
+                &signal
             ),
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");

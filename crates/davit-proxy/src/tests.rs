@@ -155,3 +155,25 @@ fn cookies_are_found_among_others() {
     assert_eq!(crate::forward::cookie_value(&h, "b"), Some("2"));
     assert_eq!(crate::forward::cookie_value(&h, "c"), None);
 }
+
+#[test]
+fn chunk_sizes_are_hex_with_optional_extensions() {
+    use crate::upstream::parse_chunk_size;
+    let cases: [(&[u8], Option<u64>); 7] = [
+        (b"5", Some(5)),
+        (b"1A", Some(26)),
+        (b"ff;name=value", Some(255)),
+        (b" 0 ", Some(0)),
+        (b"", None),
+        (b"g", None),
+        (b"1234567890abcdef", None),
+    ];
+    for (line, want) in cases {
+        assert_eq!(
+            parse_chunk_size(line),
+            want,
+            "{:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+}

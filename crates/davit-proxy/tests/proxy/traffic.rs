@@ -694,6 +694,17 @@ async fn a_new_target_is_gated_by_the_health_crate_policy() {
         assert_eq!(t.state, TargetState::Pending, "{status:#?}");
         assert_eq!(t.requests, 0);
         let (code, _, body) = get(&c, &format!("http://{listen}/"), &[]).await.unwrap();
+        if body == "scripted\n" {
+            // The check that let it in passed between the status and this request: it is active
+            // now, and it got no request before.
+            let status = p.admin.route("web").await.unwrap().unwrap();
+            assert_eq!(
+                status.target("late").unwrap().state,
+                TargetState::Active,
+                "{status:#?}"
+            );
+            break;
+        }
         assert_eq!((code, body.as_str()), (200, "davit-demo v1\n"));
         served_before += 1;
         assert!(served_before < 10_000, "late never became active");
@@ -975,4 +986,170 @@ async fn a_request_that_reached_an_upstream_is_never_retried() {
     let sent: u64 = status.targets.iter().map(|t| t.requests).sum();
     let failed: u64 = status.targets.iter().map(|t| t.responses_5xx).sum();
     assert_eq!((sent, failed), (20, 20));
+}
+
+/// An upstream speaking raw HTTP/1.1 with the framings a proxy meets (length, chunked with an
+/// extension and a trailer, interim 100, until close, `Connection: close`, 204, HEAD, a body larger
+/// than a read). It logs `(connection number, request head)` for every request.
+async fn raw_server() -> (SocketAddr, Arc<std::sync::Mutex<Vec<(usize, String)>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let requests = log.clone();
+    tokio::spawn(async move {
+        for id in 0.. {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.set_nodelay(true).unwrap();
+            let requests = requests.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                    requests.lock().unwrap().push((id, head.clone()));
+                    let big = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n{}",
+                        "x".repeat(200_000)
+                    );
+                    let (pieces, close): (Vec<&str>, bool) = match path.as_str() {
+                        "/length" => (
+                            vec![
+                                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive, x-drop\r\nKeep-Alive: timeout=5\r\nX-Drop: 1\r\nX-Keep: 1\r\n\r\nhello",
+                            ],
+                            false,
+                        ),
+                        "/chunked" => (
+                            vec![
+                                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r",
+                                "\nhel",
+                                "lo\r\n6\r\n world\r\n0\r\nTrailer-X: 1\r\n",
+                                "\r\n",
+                            ],
+                            false,
+                        ),
+                        "/continue" => (
+                            vec![
+                                "HTTP/1.1 100 Continue\r\n\r\n",
+                                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                            ],
+                            false,
+                        ),
+                        "/eof" => (vec!["HTTP/1.1 200 OK\r\n\r\nuntil ", "close"], true),
+                        "/close" => (
+                            vec![
+                                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbye",
+                            ],
+                            true,
+                        ),
+                        "/nocontent" => (vec!["HTTP/1.1 204 No Content\r\n\r\n"], false),
+                        "/big" => (vec![big.as_str()], false),
+                        _ => (
+                            vec!["HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"],
+                            false,
+                        ),
+                    };
+                    let head_request = head.starts_with("HEAD ");
+                    for piece in pieces {
+                        let piece = if head_request {
+                            &piece[..piece.find("\r\n\r\n").map_or(piece.len(), |i| i + 4)]
+                        } else {
+                            piece
+                        };
+                        if s.write_all(piece.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    if close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upstream_framings_pass_through_and_connections_are_reused() {
+    let (upstream, log) = raw_server().await;
+    let p = TestProxy::start().await;
+    let listen = free_addr();
+    p.admin
+        .put_route(
+            "web",
+            &route(listen, vec![TargetSpec::new("raw", upstream)]),
+        )
+        .await
+        .unwrap();
+    p.wait_state("web", "raw", TargetState::Active).await;
+    let c = client();
+    let url = |path: &str| format!("http://{listen}{path}");
+
+    let (status, headers, body) = get(&c, &url("/length"), &[]).await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "hello"));
+    assert_eq!(headers.get("x-keep").unwrap(), "1");
+    for hop in ["keep-alive", "x-drop"] {
+        assert!(!headers.contains_key(hop), "{hop} passed: {headers:?}");
+    }
+    let (status, headers, body) = get(&c, &url("/chunked"), &[]).await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "hello world"));
+    assert!(!headers.contains_key("trailer-x"), "{headers:?}");
+    let (status, _, body) = get(&c, &url("/continue"), &[]).await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, _, body) = get(&c, &url("/nocontent"), &[]).await.unwrap();
+    assert_eq!((status, body.as_str()), (204, ""));
+    let (status, _, body) = get(&c, &url("/eof"), &[]).await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "until close"));
+    let (status, _, body) = get(&c, &url("/close"), &[]).await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "bye"));
+    let (status, _, body) = get(&c, &url("/big"), &[]).await.unwrap();
+    assert_eq!((status, body.len()), (200, 200_000));
+    assert!(body.bytes().all(|b| b == b'x'));
+    let head = http::Request::head(url("/length"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let resp = c.request(head).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers().get("content-length").unwrap(), "5");
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(body.is_empty());
+
+    // Sequential requests reuse one pooled upstream connection.
+    for _ in 0..3 {
+        let (status, _, body) = get(&c, &url("/again"), &[]).await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "ok"));
+    }
+    let log = log.lock().unwrap().clone();
+    let again: Vec<usize> = log
+        .iter()
+        .filter(|(_, h)| h.starts_with("GET /again "))
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(again.len(), 3, "{log:?}");
+    assert!(again.iter().all(|id| *id == again[0]), "{log:?}");
+    // No hop-by-hop header went upstream, and every request was sent once.
+    for (_, h) in log.iter().filter(|(_, h)| !h.contains(" /health ")) {
+        let lower = h.to_ascii_lowercase();
+        assert!(
+            !lower.contains("\r\nconnection:") && !lower.contains("\r\nkeep-alive:"),
+            "{h}"
+        );
+        assert!(lower.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"), "{h}");
+    }
+    let sent = log.iter().filter(|(_, h)| !h.contains(" /health ")).count();
+    assert_eq!(sent, 11, "{log:?}");
 }
