@@ -54,5 +54,8 @@ ln -sf "$bin" /usr/local/bin/davit-reference-compose
 log "building static davit-demo and davit-proxy"
 packages=(-p davit-demo)
 [ -d bins/davit-proxy ] && packages+=(-p davit-proxy-bin)
+# Fat LTO in one codegen unit, as davit_lab::build_static does too (keep them the same, or each build
+# undoes the other's): the proxy image that goes to every host is 25 MB instead of 41 MB.
 CARGO_TARGET_DIR=target/static RUSTFLAGS="-C target-feature=+crt-static" \
+  CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
   cargo build -q --release --locked --target x86_64-unknown-linux-gnu "${packages[@]}"

@@ -88,6 +88,9 @@ pub fn build_static(root: &Path, packages: &[&str]) -> Result<(), Error> {
         .args(["build", "--release", "--locked", "--target", STATIC_TARGET])
         .env("CARGO_TARGET_DIR", static_target_dir(root))
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        // As tests/setup.sh builds them (the same settings, or each build undoes the other's).
+        .env("CARGO_PROFILE_RELEASE_LTO", "fat")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET");
     for p in packages {

@@ -113,6 +113,14 @@ echo "  nginx:       $(awk '{printf "%s %s %s %s %s; ", $1, $2, $3, $4, $5}' "$w
 echo "  davit-proxy: $(awk '{printf "%s %s %s %s %s; ", $1, $2, $3, $4, $5}' "$work/davit.rounds")"
 [ -z "$BASELINE_BIN" ] || echo "  baseline:    $(awk '{printf "%s %s %s %s %s; ", $1, $2, $3, $4, $5}' "$work/base.rounds")"
 mcpu() { awk '{print $5+0}' "$1" | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)'; }
+# p99 of every round in ms (wrk prints us, ms or s), then the median: a steadier p99 than the one round
+# that had the median throughput.
+mp99() {
+  awk '{v=$3; u=v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
+        if (u == "us") v /= 1000; else if (u == "s") v *= 1000; print v}' "$1" |
+    sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) {printf "%.2f", $1}'
+}
+echo "median p99 over the rounds: nginx $(mp99 "$work/nginx.rounds") ms, davit-proxy $(mp99 "$work/davit.rounds") ms$([ -z "$BASELINE_BIN" ] || echo ", baseline $(mp99 "$work/base.rounds") ms")"
 echo "median proxy CPU per request: nginx $(mcpu "$work/nginx.rounds") us, davit-proxy $(mcpu "$work/davit.rounds") us$([ -z "$BASELINE_BIN" ] || echo ", baseline $(mcpu "$work/base.rounds") us")"
 echo
 echo "| proxy | requests/s | p50 | p99 | errors |"
