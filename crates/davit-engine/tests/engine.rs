@@ -428,15 +428,7 @@ fn failure_on_the_second_host_reverts_the_first() {
     let addrs = env.addresses(2);
     let (name, port) = ("revert", 8102);
     clean(&env, &hosts, name);
-    let r = env
-        .deploy(
-            &env.project(name, port, "v1", rolling()),
-            &hosts,
-            &opts(),
-            None,
-        )
-        .unwrap();
-    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    deploy_ok(&env, name, port, "v1", &hosts);
 
     // When the second host has started its new containers, kill them behind davit's back: the
     // first host, already switched, must go back.
@@ -600,15 +592,7 @@ fn registry_down_fails_before_touching_any_host() {
     let e = r.unwrap_err();
     assert!(matches!(e, Error::Resolve { .. }), "{e}");
     assert!(!e.is_input());
-    let left = env
-        .rt
-        .block_on(davit_engine::hostops::list_containers(
-            &hosts[0].docker(),
-            name,
-            None,
-        ))
-        .unwrap();
-    assert!(left.is_empty(), "a host was touched: {left:?}");
+    assert_untouched(&env, &hosts[0], name);
 }
 
 #[test]
@@ -619,15 +603,7 @@ fn blue_green_and_canary_under_load() {
     let addrs = env.addresses(2);
     let (name, port) = ("bgcan", 8105);
     clean(&env, &hosts, name);
-    let r = env
-        .deploy(
-            &env.project(name, port, "v1", rolling()),
-            &hosts,
-            &opts(),
-            None,
-        )
-        .unwrap();
-    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    deploy_ok(&env, name, port, "v1", &hosts);
 
     let bg = Strategy::BlueGreen {
         promote_after: Some(Duration::from_secs(2)),
@@ -721,15 +697,7 @@ fn dry_run_plans_and_touches_nothing() {
     );
     assert!(text.contains(": create"), "{text}");
     assert!(text.contains("@sha256:"), "{text}");
-    let left = env
-        .rt
-        .block_on(davit_engine::hostops::list_containers(
-            &hosts[0].docker(),
-            name,
-            None,
-        ))
-        .unwrap();
-    assert!(left.is_empty());
+    assert_untouched(&env, &hosts[0], name);
 }
 
 #[test]
@@ -741,15 +709,7 @@ fn sshd_stopped_mid_deploy_fails_no_request_and_a_rerun_converges() {
     let addrs = vec![env.info.hosts[2].address.clone()];
     let (name, port) = ("sshcut", 8107);
     clean(&env, &hosts, name);
-    let r = env
-        .deploy(
-            &env.project(name, port, "v1", rolling()),
-            &hosts,
-            &opts(),
-            None,
-        )
-        .unwrap();
-    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    deploy_ok(&env, name, port, "v1", &hosts);
 
     // Cut SSH as soon as the new containers are started.
     let cut = Arc::new(AtomicBool::new(false));
@@ -804,15 +764,7 @@ fn sshd_stopped_mid_deploy_fails_no_request_and_a_rerun_converges() {
     // The dead deploy's lock (if it could not remove it) expires; a re-run converges on v2.
     std::thread::sleep(Duration::from_secs(8));
     let hosts = vec![env.hosts(3)[2].clone()];
-    let r = env
-        .deploy(
-            &env.project(name, port, "v2", rolling()),
-            &hosts,
-            &opts(),
-            None,
-        )
-        .unwrap();
-    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    deploy_ok(&env, name, port, "v2", &hosts);
     assert_serves(&addrs, port, "v2");
 }
 
@@ -838,15 +790,7 @@ fn a_stopped_engine_fails_the_deploy_before_any_host_changes() {
         "{e}"
     );
     // The other host was only read: nothing of the project runs there.
-    let left = env
-        .rt
-        .block_on(davit_engine::hostops::list_containers(
-            &hosts[0].docker(),
-            name,
-            None,
-        ))
-        .unwrap();
-    assert!(left.is_empty(), "{left:?}");
+    assert_untouched(&env, &hosts[0], name);
 }
 
 #[test]
@@ -972,15 +916,7 @@ fn a_slow_canary_is_rolled_back_on_its_p99() {
     let addrs = env.addresses(2);
     let (name, port) = ("slowcan", 8111);
     clean(&env, &hosts, name);
-    let r = env
-        .deploy(
-            &env.project(name, port, "v1", rolling()),
-            &hosts,
-            &opts(),
-            None,
-        )
-        .unwrap();
-    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    deploy_ok(&env, name, port, "v1", &hosts);
 
     // Every request takes 250 ms: no error, but the new version's p99 is above its 100 ms bound.
     let canary = Strategy::Canary(davit_rollout::Canary {
@@ -1242,6 +1178,19 @@ fn assert_rolled_back_on(r: &Result<Report, Error>, host: &str) {
 }
 
 /// The release of each container of `project` on each host.
+/// Asserts that nothing of project `name` exists on `host`.
+fn assert_untouched(env: &Env, host: &RemoteRef, name: &str) {
+    let left = env
+        .rt
+        .block_on(davit_engine::hostops::list_containers(
+            &host.docker(),
+            name,
+            None,
+        ))
+        .unwrap();
+    assert!(left.is_empty(), "a host was touched: {left:?}");
+}
+
 fn container_releases(env: &Env, hosts: &[RemoteRef], project: &str) -> Vec<Vec<String>> {
     hosts
         .iter()
