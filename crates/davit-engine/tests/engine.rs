@@ -543,18 +543,32 @@ fn concurrent_deploys_one_is_refused_and_an_abandoned_lock_expires() {
     assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
     assert_serves(&env.addresses(1), port, "v1");
 
-    // Two deploys at once: one holds the lock, the other is refused.
+    // Two deploys at once: one holds the lock, the other is refused. The second starts once the first
+    // is rolling out (so under its lock), not after a fixed delay, which a fast first deploy outran.
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started) = (Mutex::new(Some(started_tx)), Mutex::new(started));
+    let notes: Notes = Arc::new(move |n: &Note| {
+        if matches!(n, Note::Service { .. })
+            && let Some(tx) = started_tx.lock().unwrap().take()
+        {
+            let _ = tx.send(());
+        }
+    });
     let e1 = std::thread::scope(|s| {
         let a = s.spawn(|| {
             env.deploy(
                 &env.project(name, port, "v2", rolling()),
                 &hosts,
                 &opts(),
-                None,
+                Some(notes),
             )
         });
         let b = s.spawn(|| {
-            std::thread::sleep(Duration::from_millis(1500));
+            started
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(120))
+                .expect("the first deploy never started rolling out");
             env.deploy(
                 &env.project(name, port, "v2", rolling()),
                 &hosts,
