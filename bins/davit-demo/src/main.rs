@@ -81,7 +81,12 @@ async fn handle(
 
 async fn serve(listen: SocketAddr, config: Config) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
-    eprintln!("davit-demo {} listening on {listen}", config.version);
+    // The bound address, so that `--listen 127.0.0.1:0` tells which port it got.
+    eprintln!(
+        "davit-demo {} listening on {}",
+        config.version,
+        listener.local_addr()?
+    );
     let config: &'static Config = Box::leak(Box::new(config));
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();

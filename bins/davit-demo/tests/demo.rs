@@ -1,6 +1,6 @@
 //! The demo app, as a real process on a real port.
 
-use std::io::{Read, Write};
+use std::io::{BufRead as _, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,23 +13,28 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(port: u16, envs: &[(&str, &str)]) -> Child {
+/// Starts the demo on a port the kernel picks (no race with another test for a "free" port) and
+/// returns it with the port, once it listens.
+fn start(envs: &[(&str, &str)]) -> (Child, u16) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_davit-demo"));
-    cmd.args(["--listen", &format!("127.0.0.1:{port}")])
-        .stderr(Stdio::null());
+    cmd.args(["--listen", "127.0.0.1:0"]).stderr(Stdio::piped());
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().unwrap();
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "demo did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("the demo exited before it listened")
+            .unwrap();
+        if let Some((_, addr)) = line.split_once(" listening on ") {
+            break addr.parse::<std::net::SocketAddr>().unwrap().port();
+        }
+    };
+    // Keep draining its log, so that it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, port)
 }
 
 fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
@@ -57,8 +62,7 @@ fn term(child: &Child) {
 
 #[test]
 fn answers_version_and_health() {
-    let port = free_port();
-    let mut child = start(port, &[("DAVIT_DEMO_VERSION", "v7")]);
+    let (mut child, port) = start(&[("DAVIT_DEMO_VERSION", "v7")]);
     assert_eq!(
         get(port, "/").unwrap(),
         (200, "davit-demo v7\n".to_string())
@@ -76,11 +80,7 @@ fn answers_version_and_health() {
 
 #[test]
 fn broken_build_fails_its_health_check() {
-    let port = free_port();
-    let mut child = start(
-        port,
-        &[("DAVIT_DEMO_VERSION", "broken"), ("DAVIT_DEMO_BROKEN", "1")],
-    );
+    let (mut child, port) = start(&[("DAVIT_DEMO_VERSION", "broken"), ("DAVIT_DEMO_BROKEN", "1")]);
     assert_eq!(get(port, "/health").unwrap().0, 500);
     assert_eq!(get(port, "/").unwrap().0, 200);
     let check = Command::new(env!("CARGO_BIN_EXE_davit-demo"))
@@ -94,8 +94,7 @@ fn broken_build_fails_its_health_check() {
 
 #[test]
 fn sigterm_finishes_in_flight_requests_then_exits() {
-    let port = free_port();
-    let mut child = start(port, &[("DAVIT_DEMO_VERSION", "v1")]);
+    let (mut child, port) = start(&[("DAVIT_DEMO_VERSION", "v1")]);
     let slow = std::thread::spawn(move || get(port, "/slow?ms=1500"));
     std::thread::sleep(Duration::from_millis(300));
     term(&child);
