@@ -121,9 +121,18 @@ enum Phase {
     Passing(Monitor),
 }
 
-struct Watched {
+/// One watched container and how it is probed.
+struct Target {
     name: String,
     probe: Probe,
+    /// The address the probe dials (the container's, as Docker last gave it).
+    ip: Option<String>,
+    /// What Docker last saw of the container.
+    seen: Option<hostops::Seen>,
+}
+
+struct Watched {
+    target: Target,
     watch_policy: Policy,
     phase: Phase,
 }
@@ -132,31 +141,72 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// Docker's view first: `Err` when it is final (exited, or its Docker healthcheck failed).
-async fn docker_verdict(docker: &bollard::Docker, name: &str) -> Result<(), String> {
+/// Docker's view first: `Err` when it is final (exited, or its Docker healthcheck failed), else
+/// what Docker sees of it (`None` when the engine did not answer: the probe decides then).
+async fn docker_verdict(
+    docker: &bollard::Docker,
+    name: &str,
+) -> Result<Option<hostops::Seen>, String> {
     match hostops::inspect(docker, name).await {
         Ok(seen) if !seen.running => Err(format!(
-            "{name} {}",
-            seen.exit.unwrap_or_else(|| "is not running".into())
+            "{name} {}{}",
+            seen.exit.clone().unwrap_or_else(|| "is not running".into()),
+            restarted(seen.restarts)
         )),
         Ok(seen) if seen.health.as_deref() == Some("unhealthy") => {
             Err(format!("{name}: its Docker healthcheck fails"))
         }
-        _ => Ok(()),
+        Ok(seen) => Ok(Some(seen)),
+        Err(_) => Ok(None),
     }
 }
 
-/// One probe of one container, bounded by `timeout`; `Err` when Docker's verdict is final.
+fn restarted(n: i64) -> String {
+    match n {
+        0 => String::new(),
+        1 => " (Docker restarted it once)".into(),
+        n => format!(" (Docker restarted it {n} times)"),
+    }
+}
+
+/// What Docker last saw of a container that failed its probes, for the reason given.
+fn docker_saw(seen: Option<&hostops::Seen>) -> String {
+    match seen {
+        None => String::new(),
+        Some(s) => format!(
+            " (Docker sees it running{}{})",
+            s.ip.as_deref()
+                .map(|ip| format!(" at {ip}"))
+                .unwrap_or_default(),
+            match s.restarts {
+                0 => String::new(),
+                1 => ", restarted once".into(),
+                n => format!(", restarted {n} times"),
+            }
+        ),
+    }
+}
+
+/// One probe of one container, bounded by `timeout`; `Err` when Docker's verdict is final. A
+/// container that Docker restarted may have a new address: the probe follows it.
 async fn probe_once(
     docker: &bollard::Docker,
     prober: &Prober,
-    name: &str,
-    probe: &Probe,
+    svc: &ServiceSpec,
+    w: &mut Target,
     timeout: Duration,
 ) -> Result<Outcome, String> {
-    if !matches!(probe, Probe::Container { .. }) {
-        docker_verdict(docker, name).await?;
+    let name = w.name.as_str();
+    if !matches!(w.probe, Probe::Container { .. })
+        && let Some(seen) = docker_verdict(docker, name).await?
+    {
+        if seen.ip.is_some() && seen.ip != w.ip {
+            w.probe = service_health(svc, name, seen.ip.as_deref()).probe;
+            w.ip = seen.ip.clone();
+        }
+        w.seen = Some(seen);
     }
+    let probe = &w.probe;
     // Checked when the watch started: preparing again only clones the probe (no TLS here).
     let prepared = prober.prepare(probe).map_err(|e| format!("{name}: {e}"))?;
     Ok(
@@ -211,8 +261,12 @@ pub async fn watch(
             return;
         }
         watched.push(Watched {
-            name: name.clone(),
-            probe: health.probe.clone(),
+            target: Target {
+                name: name.clone(),
+                probe: health.probe.clone(),
+                ip: seen.ip.clone(),
+                seen: Some(seen),
+            },
             watch_policy: paced(&health.policy, WATCH_EVERY),
             phase: Phase::Starting(Machine::new(paced(&health.policy, START_EVERY), now())),
         });
@@ -224,7 +278,7 @@ pub async fn watch(
             match &mut w.phase {
                 Phase::Starting(m) => match m.poll(now()) {
                     Action::Probe { attempt, timeout } => {
-                        match probe_once(&docker, &prober, &w.name, &w.probe, timeout).await {
+                        match probe_once(&docker, &prober, &svc, &mut w.target, timeout).await {
                             Ok(outcome) => m.record(attempt, now(), outcome),
                             Err(why) => {
                                 let _ = events.send(unhealthy(why)).await;
@@ -239,18 +293,20 @@ pub async fn watch(
                         wake = now();
                     }
                     Action::Verdict(Verdict::Unhealthy { reason }) => {
+                        let saw = docker_saw(w.target.seen.as_ref());
                         let _ = events
-                            .send(unhealthy(format!("{}: {reason}", w.name)))
+                            .send(unhealthy(format!("{}: {reason}{saw}", w.target.name)))
                             .await;
                         return;
                     }
                 },
                 Phase::Passing(m) => match m.poll(now()) {
                     davit_health::Step::Probe { attempt, timeout } => {
-                        match probe_once(&docker, &prober, &w.name, &w.probe, timeout).await {
+                        match probe_once(&docker, &prober, &svc, &mut w.target, timeout).await {
                             Ok(outcome) => {
                                 if m.record(attempt, now(), outcome) == Some(Status::Unhealthy) {
-                                    let last = m.last().unwrap_or("failing").to_string();
+                                    let saw = docker_saw(w.target.seen.as_ref());
+                                    let last = format!("{}{saw}", m.last().unwrap_or("failing"));
                                     let _ = events.send(unhealthy(last)).await;
                                     return;
                                 }

@@ -432,6 +432,8 @@ pub struct Seen {
     /// The first network address.
     pub ip: Option<String>,
     pub exit: Option<String>,
+    /// How many times Docker restarted it (its restart policy).
+    pub restarts: i64,
 }
 
 pub async fn inspect(docker: &Docker, name: &str) -> Result<Seen, String> {
@@ -440,6 +442,7 @@ pub async fn inspect(docker: &Docker, name: &str) -> Result<Seen, String> {
         .await
         .map_err(|e| derr(&format!("inspecting {name}"), e))?;
     let state = c.state.unwrap_or_default();
+    let restarts = c.restart_count.unwrap_or_default();
     let ip = c.network_settings.and_then(|n| n.networks).and_then(|n| {
         let m: BTreeMap<_, _> = n.into_iter().collect();
         m.into_values()
@@ -465,6 +468,7 @@ pub async fn inspect(docker: &Docker, name: &str) -> Result<Seen, String> {
                     .unwrap_or_default()
             )
         }),
+        restarts,
     })
 }
 

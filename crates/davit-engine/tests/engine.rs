@@ -715,6 +715,26 @@ fn dry_run_plans_and_touches_nothing() {
 }
 
 #[test]
+fn a_probe_that_never_passes_is_reported_with_what_docker_sees() {
+    let _g = serial();
+    let env = env();
+    let hosts = vec![env.hosts(1)[0].clone()];
+    let (name, port) = ("nopath", 8115);
+    clean(&env, &hosts, name);
+    // The app runs and answers, but not on the health path the proxy is told to probe.
+    let mut project = env.project(name, port, "v1", rolling());
+    project.services[0].proxy.as_mut().unwrap().health = "/no-such-path".into();
+    let r = env.deploy(&project, &hosts, &opts(), None).unwrap();
+    assert_eq!(r.outcome, ReleaseOutcome::RolledBack, "{:?}", r.message);
+    let message = r.message.unwrap_or_default();
+    assert!(
+        message.contains("status 404") && message.contains("(Docker sees it running at 172."),
+        "{message}"
+    );
+    assert_untouched(&env, &hosts[0], name);
+}
+
+#[test]
 fn sshd_stopped_mid_deploy_fails_no_request_and_a_rerun_converges() {
     let _g = serial();
     let env = env();
