@@ -5,6 +5,23 @@ mod config;
 
 use std::process::Command;
 
+/// What a davit run printed, then what the lab hosts of `instances` run now (their containers with
+/// the ports they listen on, their addresses and routes): the message of an assertion on a run
+/// that touched them, so that a failure in CI says what the hosts looked like.
+fn ran(out: &std::process::Output, instances: &[u8]) -> String {
+    let mut s = format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}\n",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in instances {
+        s.push_str(&format!("lab instance {i} now:\n"));
+        s.push_str(&davit_lab::diagnose::instance(*i));
+    }
+    s
+}
+
 fn davit(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_davit"))
         .args(args)

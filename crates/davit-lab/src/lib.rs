@@ -10,6 +10,7 @@
 //! start their servers through [`Lab::up`], each on its own [`Instance`] so suites can run side by side.
 
 mod bins;
+pub mod diagnose;
 mod error;
 pub mod image;
 mod plan;

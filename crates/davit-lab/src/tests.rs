@@ -97,3 +97,17 @@ fn the_proxy_binary_comes_from_its_own_package() {
     assert_eq!(crate::bins::package_of("davit-proxy"), "davit-proxy-bin");
     assert_eq!(crate::bins::package_of("davit-demo"), "davit-demo");
 }
+
+#[test]
+fn diagnose_lists_the_ports_a_process_listens_on() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let ports = crate::diagnose::listening_ports(std::process::id());
+    assert!(
+        ports.split(',').any(|p| p == port.to_string()),
+        "{port} not in {ports}"
+    );
+    drop(l);
+    let ports = crate::diagnose::listening_ports(std::process::id());
+    assert!(!ports.split(',').any(|p| p == port.to_string()), "{ports}");
+}

@@ -115,6 +115,20 @@ fn three_hosts_run_the_demo_from_the_lab_registry_over_ssh() {
             format!("{registry}/davit-demo:v1")
         );
     }
+    // What a failed test prints of a host: its containers with the ports they listen on, and the
+    // host's own addresses.
+    let seen = davit_lab::diagnose::lab(&info);
+    for h in &info.hosts {
+        assert!(
+            seen.contains(&format!("--- {} ({})", h.name, h.address)),
+            "{seen}"
+        );
+        assert!(seen.contains(&format!("{}/24", h.address)), "{seen}");
+    }
+    assert!(
+        seen.contains("/demo running pid=") && seen.contains("listening=8080"),
+        "{seen}"
+    );
 }
 
 #[test]

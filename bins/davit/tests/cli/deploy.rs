@@ -167,14 +167,6 @@ struct Seen {
     release: Option<String>,
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// `GET /` on `addr`, one connection per request; the body, or why it failed.
 fn get(addr: &str) -> Result<String, String> {
     let sa: SocketAddr = addr.parse().map_err(|e| format!("{e}"))?;
@@ -366,7 +358,12 @@ fn sigkill_mid_rollout_keeps_the_old_version_serving_the_lock_expires_and_a_reru
     let deploy = ["deploy", "--lock-ttl", "6s", "--min-healthy-time", "1s"];
 
     let out = p.run(&deploy, "v1");
-    assert_eq!(out.status.code(), Some(0), "deploy v1: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "deploy v1: {}",
+        crate::ran(&out, &[INSTANCE])
+    );
     assert_serves(&addrs, port, "v1");
 
     // v2 rolls out under load; davit is SIGKILLed as soon as the first host's new container is
@@ -430,7 +427,12 @@ fn sigkill_mid_rollout_keeps_the_old_version_serving_the_lock_expires_and_a_reru
         "only the old version served until the re-run"
     );
     let out = p.run(&deploy, "v2");
-    assert_eq!(out.status.code(), Some(0), "re-run: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "re-run: {}",
+        crate::ran(&out, &[INSTANCE])
+    );
     let (served, versions) = load.finish(50);
     assert!(versions.contains_key("v2"), "{versions:?}");
     eprintln!("SIGKILL mid-rollout then re-run: {served} served, 0 failed, {versions:?}");
@@ -438,7 +440,12 @@ fn sigkill_mid_rollout_keeps_the_old_version_serving_the_lock_expires_and_a_reru
 
     // Releases: v1 and the re-run's v2, both succeeded (the killed deploy recorded nothing).
     let out = p.run(&["releases", "--json"], "v2");
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::ran(&out, &[INSTANCE])
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let releases = v["releases"].as_array().unwrap();
     assert_eq!(releases.len(), 2, "{v}");
@@ -472,7 +479,12 @@ fn ctrl_c_mid_rollout_puts_the_old_release_back_and_frees_the_lock() {
     // A long lease: a re-run that gets through at once shows the lock was given back, not expired.
     let deploy = ["deploy", "--lock-ttl", "300s", "--min-healthy-time", "1s"];
     let out = p.run(&deploy, "v1");
-    assert_eq!(out.status.code(), Some(0), "deploy v1: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "deploy v1: {}",
+        crate::ran(&out, &[INSTANCE])
+    );
     let v1_release = p
         .containers(&rt, &p.engines()[0])
         .into_iter()
@@ -528,7 +540,12 @@ fn ctrl_c_mid_rollout_puts_the_old_release_back_and_frees_the_lock() {
 
     // The history still has v1 as a success; a re-run right away (well within the lease) converges.
     let out = p.run(&["releases", "--json"], "v2");
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::ran(&out, &[INSTANCE])
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let releases = v["releases"].as_array().unwrap();
     assert!(
@@ -544,6 +561,11 @@ fn ctrl_c_mid_rollout_puts_the_old_release_back_and_frees_the_lock() {
         "{v}"
     );
     let out = p.run(&deploy, "v2");
-    assert_eq!(out.status.code(), Some(0), "re-run: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "re-run: {}",
+        crate::ran(&out, &[INSTANCE])
+    );
     assert_serves(&addrs, port, "v2");
 }

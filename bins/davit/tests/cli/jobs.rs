@@ -177,7 +177,12 @@ fn a_job_runs_under_the_lock_before_its_dependents_and_hooks_run_around_the_depl
     // 1. The job succeeds: every service is up, the job exited 0, both hooks ran.
     write_project(dir, &registry, "v1", "/health", "");
     let out = deploy(dir, &info, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::ran(&out, &[INSTANCE])
+    );
     assert!(body(&address).contains("v1"));
     let cs = containers(&info);
     let migrate: Vec<_> = cs.iter().filter(|c| c.0 == "migrate").collect();
@@ -221,7 +226,12 @@ fn a_job_runs_under_the_lock_before_its_dependents_and_hooks_run_around_the_depl
 
     // 2. Nothing changed: the job does not run again, no hook runs.
     let out = deploy(dir, &info, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::ran(&out, &[INSTANCE])
+    );
     assert_eq!(
         hooks_log(dir).len(),
         2,
@@ -232,7 +242,12 @@ fn a_job_runs_under_the_lock_before_its_dependents_and_hooks_run_around_the_depl
     // 3. The job fails: the deploy fails before web moves; web keeps serving v1.
     write_project(dir, &registry, "v2", "/no-such-path", "");
     let out = deploy(dir, &info, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        crate::ran(&out, &[INSTANCE])
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("job migrate") && err.contains("exited with code 1"),
@@ -252,7 +267,12 @@ fn a_job_runs_under_the_lock_before_its_dependents_and_hooks_run_around_the_depl
     write_project(dir, &registry, "v2", "/health", "exit 3; ");
     let before = containers(&info);
     let out = deploy(dir, &info, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        crate::ran(&out, &[INSTANCE])
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("pre-deploy hook"),
         "{}",
@@ -263,7 +283,12 @@ fn a_job_runs_under_the_lock_before_its_dependents_and_hooks_run_around_the_depl
 
     // 5. --skip-hooks, and the fixed job: v2 goes out.
     let out = deploy(dir, &info, &["--skip-hooks"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::ran(&out, &[INSTANCE])
+    );
     assert!(body(&address).contains("v2"));
     assert_eq!(hooks_log(dir).len(), 5, "the skipped hooks did not run");
 }

@@ -97,7 +97,12 @@ fn text(out: &Output) -> String {
 }
 
 fn assert_code(out: &Output, code: i32) {
-    assert_eq!(out.status.code(), Some(code), "{}", text(out));
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        crate::ran(out, &[INSTANCE, PRUNE_INSTANCE])
+    );
 }
 
 const DEPLOY: [&str; 8] = [
