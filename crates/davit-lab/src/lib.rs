@@ -715,8 +715,19 @@ pub fn for_tests(instance: u8, hosts: u16) -> (Lab, LabInfo) {
     {
         return (lab, info.clone());
     }
-    let info =
-        Lab::up(&opts).unwrap_or_else(|e| panic!("lab instance {instance} did not come up: {e}"));
+    let info = Lab::up(&opts).unwrap_or_else(|e| {
+        // CI keeps no file: the end of the daemon's log goes into the message.
+        let tail = match &e {
+            Error::NotReady { log, .. } => fs::read_to_string(log)
+                .map(|t| {
+                    let lines: Vec<&str> = t.lines().collect();
+                    lines[lines.len().saturating_sub(15)..].join("\n")
+                })
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        panic!("lab instance {instance} did not come up: {e}\n{tail}")
+    });
     up.push((instance, info.clone()));
     (lab, info)
 }
