@@ -58,13 +58,18 @@ fn env() -> Env {
 
 impl Env {
     fn hosts(&self, n: usize) -> Vec<RemoteRef> {
+        self.hosts_at(&(0..n).collect::<Vec<_>>())
+    }
+
+    /// The lab hosts at indices `at`, connected over SSH.
+    fn hosts_at(&self, at: &[usize]) -> Vec<RemoteRef> {
         let mut opts = davit_ssh::SshOptions::default();
         opts.identity = Some(self.info.identity.clone());
         opts.known_hosts = Some(self.info.known_hosts.clone());
         self.rt.block_on(async {
             let mut out: Vec<RemoteRef> = Vec::new();
-            for h in &self.info.hosts[..n] {
-                let url = davit_ssh::HostUrl::parse(&h.url).unwrap();
+            for &i in at {
+                let url = davit_ssh::HostUrl::parse(&self.info.hosts[i].url).unwrap();
                 out.push(Arc::new(
                     SshRemote::connect(&url, &opts).await.expect("connect"),
                 ));
@@ -74,9 +79,13 @@ impl Env {
     }
 
     fn addresses(&self, n: usize) -> Vec<String> {
-        self.info.hosts[..n]
-            .iter()
-            .map(|h| h.address.clone())
+        self.addresses_at(&(0..n).collect::<Vec<_>>())
+    }
+
+    /// The addresses of the lab hosts at indices `at`.
+    fn addresses_at(&self, at: &[usize]) -> Vec<String> {
+        at.iter()
+            .map(|&i| self.info.hosts[i].address.clone())
             .collect()
     }
 
@@ -282,6 +291,17 @@ fn rolling() -> Strategy {
 }
 
 /// Removes what earlier runs of a test left (its project's containers, releases, lock, route).
+/// The start of a lab test: the lab to itself (tests run one at a time), the hosts at lab indices
+/// `at` connected, their addresses, and every trace of project `name` gone from them.
+fn begin(name: &str, at: &[usize]) -> (MutexGuard<'static, ()>, Env, Vec<RemoteRef>, Vec<String>) {
+    let turn = serial();
+    let env = env();
+    let hosts = env.hosts_at(at);
+    let addrs = env.addresses_at(at);
+    clean(&env, &hosts, name);
+    (turn, env, hosts, addrs)
+}
+
 fn clean(env: &Env, hosts: &[RemoteRef], project: &str) {
     env.rt.block_on(async {
         for h in hosts {
@@ -316,12 +336,8 @@ fn clean(env: &Env, hosts: &[RemoteRef], project: &str) {
 
 #[test]
 fn rolling_v1_to_v2_under_load_then_broken_then_rollback() {
-    let _g = serial();
-    let env = env();
-    let hosts = env.hosts(2);
-    let addrs = env.addresses(2);
     let (name, port) = ("rollt", 8101);
-    clean(&env, &hosts, name);
+    let (_g, env, hosts, addrs) = begin(name, &[0, 1]);
 
     // First deploy: v1 everywhere.
     let r = env
@@ -422,12 +438,8 @@ fn rolling_v1_to_v2_under_load_then_broken_then_rollback() {
 
 #[test]
 fn failure_on_the_second_host_reverts_the_first() {
-    let _g = serial();
-    let env = env();
-    let hosts = env.hosts(2);
-    let addrs = env.addresses(2);
     let (name, port) = ("revert", 8102);
-    clean(&env, &hosts, name);
+    let (_g, env, hosts, addrs) = begin(name, &[0, 1]);
     deploy_ok(&env, name, port, "v1", &hosts);
 
     // When the second host has started its new containers, kill them behind davit's back: the
@@ -507,11 +519,8 @@ fn failure_on_the_second_host_reverts_the_first() {
 
 #[test]
 fn concurrent_deploys_one_is_refused_and_an_abandoned_lock_expires() {
-    let _g = serial();
-    let env = env();
-    let hosts = env.hosts(1);
     let (name, port) = ("locks", 8103);
-    clean(&env, &hosts, name);
+    let (_g, env, hosts, _) = begin(name, &[0]);
     // A deploy that died holding the lock (SIGKILL leaves its lease behind).
     env.rt.block_on(async {
         davit_engine::proxyhost::load_image(&hosts[0], &env.image)
@@ -592,11 +601,8 @@ fn concurrent_deploys_one_is_refused_and_an_abandoned_lock_expires() {
 
 #[test]
 fn registry_down_fails_before_touching_any_host() {
-    let _g = serial();
-    let env = env();
-    let hosts = env.hosts(1);
     let (name, port) = ("regdown", 8104);
-    clean(&env, &hosts, name);
+    let (_g, env, hosts, _) = begin(name, &[0]);
     env.lab.stop_registry();
     let project = env.project(name, port, "v1", rolling());
     let r = env
@@ -611,12 +617,8 @@ fn registry_down_fails_before_touching_any_host() {
 
 #[test]
 fn blue_green_and_canary_under_load() {
-    let _g = serial();
-    let env = env();
-    let hosts = env.hosts(2);
-    let addrs = env.addresses(2);
     let (name, port) = ("bgcan", 8105);
-    clean(&env, &hosts, name);
+    let (_g, env, hosts, addrs) = begin(name, &[0, 1]);
     deploy_ok(&env, name, port, "v1", &hosts);
 
     let bg = Strategy::BlueGreen {
@@ -676,11 +678,8 @@ fn blue_green_and_canary_under_load() {
 
 #[test]
 fn dry_run_plans_and_touches_nothing() {
-    let _g = serial();
-    let env = env();
-    let hosts = env.hosts(2);
     let (name, port) = ("dryrun", 8106);
-    clean(&env, &hosts, name);
+    let (_g, env, hosts, _) = begin(name, &[0, 1]);
     let project = env.project(name, port, "v1", rolling());
     let plan = env.rt.block_on(async {
         let p = davit_engine::prepare(&project, &opts(), &env.resolver())
@@ -716,11 +715,8 @@ fn dry_run_plans_and_touches_nothing() {
 
 #[test]
 fn a_probe_that_never_passes_is_reported_with_what_docker_sees() {
-    let _g = serial();
-    let env = env();
-    let hosts = vec![env.hosts(1)[0].clone()];
     let (name, port) = ("nopath", 8115);
-    clean(&env, &hosts, name);
+    let (_g, env, hosts, _) = begin(name, &[0]);
     // The app runs and answers, but not on the health path the proxy is told to probe.
     let mut project = env.project(name, port, "v1", rolling());
     project.services[0].proxy.as_mut().unwrap().health = "/no-such-path".into();
@@ -736,13 +732,8 @@ fn a_probe_that_never_passes_is_reported_with_what_docker_sees() {
 
 #[test]
 fn sshd_stopped_mid_deploy_fails_no_request_and_a_rerun_converges() {
-    let _g = serial();
-    let env = env();
-    let all = env.hosts(3);
-    let hosts = vec![all[2].clone()];
-    let addrs = vec![env.info.hosts[2].address.clone()];
     let (name, port) = ("sshcut", 8107);
-    clean(&env, &hosts, name);
+    let (_g, env, hosts, addrs) = begin(name, &[2]);
     deploy_ok(&env, name, port, "v1", &hosts);
 
     // Cut SSH as soon as the new containers are started.
@@ -797,19 +788,15 @@ fn sshd_stopped_mid_deploy_fails_no_request_and_a_rerun_converges() {
 
     // The dead deploy's lock (if it could not remove it) expires; a re-run converges on v2.
     std::thread::sleep(Duration::from_secs(8));
-    let hosts = vec![env.hosts(3)[2].clone()];
+    let hosts = env.hosts_at(&[2]);
     deploy_ok(&env, name, port, "v2", &hosts);
     assert_serves(&addrs, port, "v2");
 }
 
 #[test]
 fn a_stopped_engine_fails_the_deploy_before_any_host_changes() {
-    let _g = serial();
-    let env = env();
-    let all = env.hosts(3);
-    let hosts = vec![all[0].clone(), all[2].clone()];
     let (name, port) = ("engdown", 8108);
-    clean(&env, &hosts, name);
+    let (_g, env, hosts, _) = begin(name, &[0, 2]);
     env.lab.stop_engine(3);
     let r = env.deploy(
         &env.project(name, port, "v1", rolling()),
@@ -829,12 +816,8 @@ fn a_stopped_engine_fails_the_deploy_before_any_host_changes() {
 
 #[test]
 fn a_failed_service_reverts_the_services_already_switched_on_every_host() {
-    let _g = serial();
-    let env = env();
-    let hosts = env.hosts(2);
-    let addrs = env.addresses(2);
     let (name, web_port, api_port) = ("multi", 8109, 8110);
-    clean(&env, &hosts, name);
+    let (_g, env, hosts, addrs) = begin(name, &[0, 1]);
     // Two services behind the proxy: `web`, then `api`.
     let project = |web: &str, api: &str| {
         let mut p = env.project(name, web_port, web, rolling());
@@ -944,12 +927,8 @@ fn a_failed_service_reverts_the_services_already_switched_on_every_host() {
 
 #[test]
 fn a_slow_canary_is_rolled_back_on_its_p99() {
-    let _g = serial();
-    let env = env();
-    let hosts = env.hosts(2);
-    let addrs = env.addresses(2);
     let (name, port) = ("slowcan", 8111);
-    clean(&env, &hosts, name);
+    let (_g, env, hosts, addrs) = begin(name, &[0, 1]);
     deploy_ok(&env, name, port, "v1", &hosts);
 
     // Every request takes 250 ms: no error, but the new version's p99 is above its 100 ms bound.
@@ -1020,14 +999,9 @@ fn set_migrate_req(netns: &str, value: &str) {
 
 #[test]
 fn a_proxy_of_another_build_is_replaced_and_keeps_its_routes() {
-    let _g = serial();
-    let env = env();
-    let all = env.hosts(3);
-    let hosts = vec![all[1].clone()];
-    let addrs = vec![env.info.hosts[1].address.clone()];
-    let netns = env.info.hosts[1].netns.clone();
     let (name, port) = ("proxyup", 8112);
-    clean(&env, &hosts, name);
+    let (_g, env, hosts, addrs) = begin(name, &[1]);
+    let netns = env.info.hosts[1].netns.clone();
     // The host starts without the setting: the deploy must set it (through the Docker API).
     set_migrate_req(&netns, "0");
     assert_eq!(migrate_req(&netns), "0");
@@ -1296,12 +1270,8 @@ fn assert_rerun_converges(env: &Env, name: &str, port: u16, tag: &str, hosts: &[
 
 #[test]
 fn ssh_cut_to_the_second_host_mid_deploy_reverts_the_first_and_a_rerun_converges() {
-    let _g = serial();
-    let env = env();
-    let hosts = env.hosts(2);
-    let addrs = env.addresses(2);
     let (name, port) = ("sshcut2", 8113);
-    clean(&env, &hosts, name);
+    let (_g, env, hosts, addrs) = begin(name, &[0, 1]);
     let v1 = deploy_ok(&env, name, port, "v1", &hosts);
 
     // Once the first host serves v2, every SSH connection to the second host is cut (its sshd
@@ -1334,16 +1304,9 @@ fn ssh_cut_to_the_second_host_mid_deploy_reverts_the_first_and_a_rerun_converges
 
 #[test]
 fn an_engine_stopped_mid_deploy_reverts_the_first_host_and_comes_back_on_v1() {
-    let _g = serial();
-    let env = env();
-    let all = env.hosts(3);
-    let hosts = vec![all[0].clone(), all[2].clone()];
-    let (first_addr, second_addr) = (
-        env.info.hosts[0].address.clone(),
-        env.info.hosts[2].address.clone(),
-    );
     let (name, port) = ("engcut", 8114);
-    clean(&env, &hosts, name);
+    let (_g, env, hosts, addrs) = begin(name, &[0, 2]);
+    let (first_addr, second_addr) = (addrs[0].clone(), addrs[1].clone());
     let v1 = deploy_ok(&env, name, port, "v1", &hosts);
 
     // Once the first host serves v2, the second host's engine stops (its containers with it).
