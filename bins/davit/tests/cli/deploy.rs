@@ -64,6 +64,25 @@ impl Project {
         self.command(args, tag).output().unwrap()
     }
 
+    /// `run`, which must exit 0 (`what` names the step in the failure, with the hosts' state).
+    fn run_ok(&self, args: &[&str], tag: &str, what: &str) -> Output {
+        let out = self.run(args, tag);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{what}: {}",
+            crate::ran(&out, &[INSTANCE])
+        );
+        out
+    }
+
+    /// The release history, as `davit releases --json` lists it, newest first.
+    fn releases(&self) -> Vec<serde_json::Value> {
+        let out = self.run_ok(&["releases", "--json"], "v2", "releases");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["releases"].as_array().unwrap().clone()
+    }
+
     fn addresses(&self) -> Vec<String> {
         self.info.hosts.iter().map(|h| h.address.clone()).collect()
     }
@@ -357,13 +376,7 @@ fn sigkill_mid_rollout_keeps_the_old_version_serving_the_lock_expires_and_a_reru
     let ttl = Duration::from_secs(6);
     let deploy = ["deploy", "--lock-ttl", "6s", "--min-healthy-time", "1s"];
 
-    let out = p.run(&deploy, "v1");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "deploy v1: {}",
-        crate::ran(&out, &[INSTANCE])
-    );
+    p.run_ok(&deploy, "v1", "deploy v1");
     assert_serves(&addrs, port, "v1");
 
     // v2 rolls out under load; davit is SIGKILLed as soon as the first host's new container is
@@ -426,37 +439,23 @@ fn sigkill_mid_rollout_keeps_the_old_version_serving_the_lock_expires_and_a_reru
         load.versions().keys().all(|v| v == "v1"),
         "only the old version served until the re-run"
     );
-    let out = p.run(&deploy, "v2");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "re-run: {}",
-        crate::ran(&out, &[INSTANCE])
-    );
+    p.run_ok(&deploy, "v2", "re-run");
     let (served, versions) = load.finish(50);
     assert!(versions.contains_key("v2"), "{versions:?}");
     eprintln!("SIGKILL mid-rollout then re-run: {served} served, 0 failed, {versions:?}");
     assert_serves(&addrs, port, "v2");
 
     // Releases: v1 and the re-run's v2, both succeeded (the killed deploy recorded nothing).
-    let out = p.run(&["releases", "--json"], "v2");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        crate::ran(&out, &[INSTANCE])
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let releases = v["releases"].as_array().unwrap();
-    assert_eq!(releases.len(), 2, "{v}");
-    for r in releases {
+    let releases = p.releases();
+    assert_eq!(releases.len(), 2, "{releases:?}");
+    for r in &releases {
         assert_eq!(r["outcome"], "succeeded", "{r}");
         assert_ne!(r["id"], killed_release.as_str());
     }
     let newest = releases[0]["id"].as_str().unwrap().to_string();
     assert_ne!(
         releases[0]["services"][0]["pinned"], releases[1]["services"][0]["pinned"],
-        "{v}"
+        "{releases:?}"
     );
 
     // Nothing left over: on every host one running container, of the newest release, its release
@@ -478,13 +477,7 @@ fn ctrl_c_mid_rollout_puts_the_old_release_back_and_frees_the_lock() {
     let addrs = p.addresses();
     // A long lease: a re-run that gets through at once shows the lock was given back, not expired.
     let deploy = ["deploy", "--lock-ttl", "300s", "--min-healthy-time", "1s"];
-    let out = p.run(&deploy, "v1");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "deploy v1: {}",
-        crate::ran(&out, &[INSTANCE])
-    );
+    p.run_ok(&deploy, "v1", "deploy v1");
     let v1_release = p
         .containers(&rt, &p.engines()[0])
         .into_iter()
@@ -539,33 +532,19 @@ fn ctrl_c_mid_rollout_puts_the_old_release_back_and_frees_the_lock() {
     }
 
     // The history still has v1 as a success; a re-run right away (well within the lease) converges.
-    let out = p.run(&["releases", "--json"], "v2");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        crate::ran(&out, &[INSTANCE])
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let releases = v["releases"].as_array().unwrap();
+    let releases = p.releases();
     assert!(
         releases
             .iter()
             .any(|r| r["id"] == v1_release.as_str() && r["outcome"] == "succeeded"),
-        "{v}"
+        "{releases:?}"
     );
     assert!(
         releases
             .iter()
             .all(|r| r["id"] != cancelled.as_str() || r["outcome"] != "succeeded"),
-        "{v}"
+        "{releases:?}"
     );
-    let out = p.run(&deploy, "v2");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "re-run: {}",
-        crate::ran(&out, &[INSTANCE])
-    );
+    p.run_ok(&deploy, "v2", "re-run");
     assert_serves(&addrs, port, "v2");
 }
