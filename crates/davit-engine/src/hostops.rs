@@ -316,15 +316,7 @@ pub async fn create_container(
         }),
         ..Default::default()
     };
-    let create = |body| {
-        docker.create_container(
-            Some(CreateContainerOptions {
-                name: Some(name.clone()),
-                ..Default::default()
-            }),
-            body,
-        )
-    };
+    let create = |body| create_named(docker, &name, body);
     // A leftover of an interrupted run with the same name is replaced: removed only when the name is
     // taken, so the usual case costs one round trip, not two.
     match create(body.clone()).await {
@@ -373,6 +365,25 @@ fn health_config(svc: &ServiceSpec) -> Option<HealthConfig> {
         start_period: ns(timing.start_period),
         ..Default::default()
     })
+}
+
+/// Creates container `name` from `body`, not started (each caller judges the error: a taken name is
+/// a conflict).
+pub async fn create_named(
+    docker: &Docker,
+    name: &str,
+    body: ContainerCreateBody,
+) -> Result<(), bollard::errors::Error> {
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.to_string()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .map(drop)
 }
 
 pub async fn start(docker: &Docker, name: &str) -> Result<(), String> {

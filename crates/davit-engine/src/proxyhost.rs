@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
-use bollard::query_parameters::{CreateContainerOptions, ImportImageOptions};
+use bollard::query_parameters::ImportImageOptions;
 use futures_util::StreamExt as _;
 
 use crate::exec::{ADMIN_PORT, admin};
@@ -140,16 +140,8 @@ fn proxy_body(image: &ProxyImage) -> ContainerCreateBody {
 }
 
 async fn create_proxy(docker: &bollard::Docker, image: &ProxyImage) -> Result<(), String> {
-    docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(PROXY_CONTAINER.into()),
-                ..Default::default()
-            }),
-            proxy_body(image),
-        )
+    hostops::create_named(docker, PROXY_CONTAINER, proxy_body(image))
         .await
-        .map(drop)
         .map_err(|e| hostops::derr("creating the proxy container", e))
 }
 
@@ -234,23 +226,17 @@ async fn run_sysctl(
     let docker = remote.docker();
     hostops::remove(&docker, SYSCTL_CONTAINER).await?;
     let run = async {
-        docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(SYSCTL_CONTAINER.into()),
-                    ..Default::default()
-                }),
-                ContainerCreateBody {
-                    image: Some(image.tag.clone()),
-                    cmd: Some(vec!["--set-sysctl".into(), MIGRATE_REQ.into()]),
-                    labels: Some(std::collections::HashMap::from([(
-                        "dev.davit.role".to_string(),
-                        "sysctl".to_string(),
-                    )])),
-                    host_config: Some(host_config),
-                    ..Default::default()
-                },
-            )
+        let body = ContainerCreateBody {
+            image: Some(image.tag.clone()),
+            cmd: Some(vec!["--set-sysctl".into(), MIGRATE_REQ.into()]),
+            labels: Some(std::collections::HashMap::from([(
+                "dev.davit.role".to_string(),
+                "sysctl".to_string(),
+            )])),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        hostops::create_named(&docker, SYSCTL_CONTAINER, body)
             .await
             .map_err(|e| hostops::derr("creating the sysctl container", e))?;
         hostops::start(&docker, SYSCTL_CONTAINER).await?;

@@ -17,9 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bollard::models::{
     ContainerCreateBody, ContainerUpdateBody, RestartPolicy, RestartPolicyNameEnum,
 };
-use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions,
-};
+use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::hostops;
@@ -144,25 +142,18 @@ pub async fn record(
     let env_json = serde_json::to_string(env).map_err(|e| e.to_string())?;
     let name = record_name(&release.project, &release.id);
     let _ = hostops::remove(&docker, &name).await;
-    docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(name.clone()),
-                ..Default::default()
-            }),
-            ContainerCreateBody {
-                image: Some(image.to_string()),
-                env: Some(vec![format!("{ENV_VAR}={env_json}")]),
-                labels: Some(HashMap::from([
-                    (L_REL_PROJECT.to_string(), release.project.clone()),
-                    (L_REL_ID.to_string(), release.id.clone()),
-                    (L_REL_JSON.to_string(), json),
-                ])),
-                ..Default::default()
-            },
-        )
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        env: Some(vec![format!("{ENV_VAR}={env_json}")]),
+        labels: Some(HashMap::from([
+            (L_REL_PROJECT.to_string(), release.project.clone()),
+            (L_REL_ID.to_string(), release.id.clone()),
+            (L_REL_JSON.to_string(), json),
+        ])),
+        ..Default::default()
+    };
+    hostops::create_named(&docker, &name, body)
         .await
-        .map(drop)
         .map_err(|e| hostops::derr(&format!("recording release {}", release.id), e))
 }
 
@@ -294,26 +285,19 @@ pub async fn acquire(
     let docker = remote.docker();
     let name = lock_name(project);
     for _ in 0..3 {
-        let created = docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(name.clone()),
-                    ..Default::default()
-                }),
-                ContainerCreateBody {
-                    image: Some(image.to_string()),
-                    labels: Some(HashMap::from([
-                        (L_LOCK_HOLDER.to_string(), holder.to_string()),
-                        (L_LOCK_WHO.to_string(), who.to_string()),
-                    ])),
-                    host_config: Some(bollard::models::HostConfig {
-                        restart_policy: Some(restart_policy(unix_now())),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            )
-            .await;
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            labels: Some(HashMap::from([
+                (L_LOCK_HOLDER.to_string(), holder.to_string()),
+                (L_LOCK_WHO.to_string(), who.to_string()),
+            ])),
+            host_config: Some(bollard::models::HostConfig {
+                restart_policy: Some(restart_policy(unix_now())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = hostops::create_named(&docker, &name, body).await;
         match created {
             Ok(_) => {
                 return Ok(Lease {
