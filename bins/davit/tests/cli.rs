@@ -5,16 +5,31 @@ mod config;
 
 use std::process::Command;
 
+/// A run's output, stdout then stderr, as one text to search.
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A run's exit code and its output, labelled, for an assertion's message.
+fn report(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// What a davit run printed, then what the lab hosts of `instances` run now (their containers with
 /// the ports they listen on, their addresses and routes): the message of an assertion on a run
 /// that touched them, so that a failure in CI says what the hosts looked like.
 fn ran(out: &std::process::Output, instances: &[u8]) -> String {
-    let mut s = format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}\n",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut s = report(out);
+    s.push('\n');
     for i in instances {
         s.push_str(&format!("lab instance {i} now:\n"));
         s.push_str(&davit_lab::diagnose::instance(*i));

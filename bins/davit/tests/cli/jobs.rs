@@ -26,15 +26,6 @@ fn deploy(dir: &Path, info: &davit_lab::LabInfo, extra: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// The body of `GET /` through the host's proxy.
 fn body(address: &str) -> String {
     let mut s = TcpStream::connect_timeout(
@@ -197,7 +188,7 @@ fn a_job_runs_under_the_lock_before_its_dependents_and_hooks_run_around_the_depl
     .env("DOCKER_HOST", &info.hosts[0].docker_host)
     .output()
     .unwrap();
-    assert!(ps.status.success(), "{}", text(&ps));
+    assert!(ps.status.success(), "{}", crate::report(&ps));
     let mut seen: Vec<(String, String)> = String::from_utf8_lossy(&ps.stdout)
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
@@ -214,7 +205,7 @@ fn a_job_runs_under_the_lock_before_its_dependents_and_hooks_run_around_the_depl
         [("db", "running"), ("migrate", "exited"), ("web", "running")]
             .map(|(a, b)| (a.to_string(), b.to_string())),
         "{}",
-        text(&ps)
+        crate::report(&ps)
     );
     let log = hooks_log(dir);
     assert_eq!(log.len(), 2, "{log:?}");
@@ -252,7 +243,7 @@ fn a_job_runs_under_the_lock_before_its_dependents_and_hooks_run_around_the_depl
     assert!(
         err.contains("job migrate") && err.contains("exited with code 1"),
         "{}",
-        text(&out)
+        crate::report(&out)
     );
     assert!(body(&address).contains("v1"), "the old web still serves");
     let web: Vec<_> = containers(&info)
@@ -276,7 +267,7 @@ fn a_job_runs_under_the_lock_before_its_dependents_and_hooks_run_around_the_depl
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("pre-deploy hook"),
         "{}",
-        text(&out)
+        crate::report(&out)
     );
     assert_eq!(containers(&info), before, "nothing touched");
     assert!(body(&address).contains("v1"));

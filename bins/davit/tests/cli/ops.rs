@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::text;
+
 fn davit_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_davit"));
     cmd.args(args).env_remove("DAVIT_NOTIFY_URL");
@@ -16,14 +18,6 @@ fn davit_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 const TEMPLATE: &str = "# App\nAPP_NAME=shop\nDB_PASSWORD=\nexport JWT_SECRET=\"\"\nSESSION_KEY= # rotate yearly\r\n\nAPI_TOKEN=\n";

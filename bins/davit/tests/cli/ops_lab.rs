@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use davit_lab::LabInfo;
 
+use crate::text;
+
 const INSTANCE: u8 = 8;
 const HOSTS: u16 = 2;
 const PRUNE_INSTANCE: u8 = 15;
@@ -86,14 +88,6 @@ x-davit:
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         self.command(args, env).output().unwrap()
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn assert_code(out: &Output, code: i32) {
