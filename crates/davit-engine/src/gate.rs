@@ -141,31 +141,39 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// Docker's view first: `Err` when it is final (exited, or its Docker healthcheck failed), else
-/// what Docker sees of it (`None` when the engine did not answer: the probe decides then).
+/// Docker's verdict on what it sees of container `name`: `Err` when it is final (exited, or its
+/// Docker healthcheck failed).
+fn verdict(name: &str, seen: &hostops::Seen) -> Result<(), String> {
+    if !seen.running {
+        let exit = seen.exit.as_deref().unwrap_or("is not running");
+        return Err(match seen.restarts {
+            0 => format!("{name} {exit}"),
+            n => format!("{name} {exit} (Docker restarted it {})", times(n)),
+        });
+    }
+    if seen.health.as_deref() == Some("unhealthy") {
+        return Err(format!("{name}: its Docker healthcheck fails"));
+    }
+    Ok(())
+}
+
+/// Docker's view first: `Err` when its verdict is final, else what Docker sees of the container
+/// (`None` when the engine did not answer: the probe decides then).
 async fn docker_verdict(
     docker: &bollard::Docker,
     name: &str,
 ) -> Result<Option<hostops::Seen>, String> {
     match hostops::inspect(docker, name).await {
-        Ok(seen) if !seen.running => Err(format!(
-            "{name} {}{}",
-            seen.exit.clone().unwrap_or_else(|| "is not running".into()),
-            restarted(seen.restarts)
-        )),
-        Ok(seen) if seen.health.as_deref() == Some("unhealthy") => {
-            Err(format!("{name}: its Docker healthcheck fails"))
-        }
-        Ok(seen) => Ok(Some(seen)),
+        Ok(seen) => verdict(name, &seen).map(|()| Some(seen)),
         Err(_) => Ok(None),
     }
 }
 
-fn restarted(n: i64) -> String {
-    match n {
-        0 => String::new(),
-        1 => " (Docker restarted it once)".into(),
-        n => format!(" (Docker restarted it {n} times)"),
+fn times(n: i64) -> String {
+    if n == 1 {
+        "once".into()
+    } else {
+        format!("{n} times")
     }
 }
 
@@ -180,8 +188,7 @@ fn docker_saw(seen: Option<&hostops::Seen>) -> String {
                 .unwrap_or_default(),
             match s.restarts {
                 0 => String::new(),
-                1 => ", restarted once".into(),
-                n => format!(", restarted {n} times"),
+                n => format!(", restarted {}", times(n)),
             }
         ),
     }
@@ -251,7 +258,7 @@ pub async fn watch(
                 Err(_) => tokio::time::sleep(START_EVERY).await,
             }
         };
-        if let Err(why) = docker_verdict(&docker, name).await {
+        if let Err(why) = verdict(name, &seen) {
             let _ = events.send(unhealthy(why)).await;
             return;
         }
