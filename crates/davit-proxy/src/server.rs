@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::Error;
 use crate::api::{ApiError, Maintenance, MaintenanceRequest, RouteSpec, RouteStatus, TlsSpec};
-use crate::drain::{Drain, IDLE, STOP, Signal};
+use crate::drain::{Drain, IDLE, STOP, Signal, Ticket};
 use crate::forward::{self, ClientConn};
 use crate::route::{self, Route};
 use crate::tls::{self, FileCertResolver};
@@ -31,6 +31,11 @@ use crate::tls::{self, FileCertResolver};
 /// How long a stopping proxy answers HTTP/1 requests with `Connection: close` before it closes the
 /// connections left (idle ones, mostly).
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a client connection that has not sent its first request yet may take to start it once the
+/// proxy stops. Closing it at once would fail a request the client may already have sent (the
+/// connection was accepted just as the listeners closed): it is served, with `Connection: close`.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(2);
 
 /// How the proxy starts.
 #[derive(Debug, Clone, Default)]
@@ -215,6 +220,8 @@ fn listen_once(
                     continue;
                 }
             };
+            // Counted from here, so that a stopping proxy waits for it even before a worker runs it.
+            let registered = drain.register();
             let acceptor = tls.read().expect("tls lock").clone();
             let worker = &workers[next % workers.len()];
             next = next.wrapping_add(1);
@@ -223,7 +230,9 @@ fn listen_once(
                     let (route, drain) = (route.clone(), drain.clone());
                     worker.spawn(async move {
                         match TcpStream::from_std(std) {
-                            Ok(stream) => serve_client(route, acceptor, stream, peer, drain).await,
+                            Ok(stream) => {
+                                serve_client(route, acceptor, stream, peer, drain, registered).await
+                            }
                             Err(e) => {
                                 tracing::warn!(error = %e, "cannot hand a connection to a worker")
                             }
@@ -252,6 +261,7 @@ async fn accept_loop(
                 continue;
             }
         };
+        let registered = drain.register();
         let acceptor = tls.read().expect("tls lock").clone();
         tokio::spawn(serve_client(
             route.clone(),
@@ -259,22 +269,27 @@ async fn accept_loop(
             stream,
             peer,
             drain.clone(),
+            registered,
         ));
     }
 }
 
 /// Drives one client connection until it ends. When the drain raises [`STOP`], shuts it down
-/// gracefully and lets it finish. When the idle watchdog raises [`IDLE`] (no request in progress and
+/// gracefully and lets it finish; a connection that has not started a request yet (`$fresh()`) is
+/// first given [`FIRST_REQUEST_GRACE`] to start one, which is then answered with `Connection: close`. When the idle watchdog raises [`IDLE`] (no request in progress and
 /// none started for a whole idle period: a keep-alive connection nobody uses, or a request head that
 /// never completes), shuts it down gracefully, and drops it if it is still there one period later.
 /// Both arrive through the connection's [`Signal`]: one atomic load per poll, where a timer or a
 /// channel polled alongside would cost a registration per wake-up, and hyper's header-read timeout
 /// a timer per request.
 macro_rules! drive {
-    ($conn:expr, $signal:expr) => {{
+    ($conn:expr, $signal:expr, $fresh:expr) => {{
         let mut conn = std::pin::pin!($conn);
         let signal: &Signal = $signal;
+        let fresh = $fresh;
         let (mut registered, mut stopping, mut idle_shut) = (false, false, false);
+        // Set while a stop waits for a fresh connection's first request.
+        let mut first_request: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         std::future::poll_fn(|cx| {
             if !registered {
                 signal.register(cx.waker());
@@ -283,7 +298,17 @@ macro_rules! drive {
             let raised = signal.take();
             if raised & STOP != 0 && !stopping {
                 stopping = true;
-                conn.as_mut().graceful_shutdown();
+                if fresh() {
+                    first_request = Some(Box::pin(tokio::time::sleep(FIRST_REQUEST_GRACE)));
+                } else {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            if let Some(grace) = first_request.as_mut() {
+                if !fresh() || grace.as_mut().poll(cx).is_ready() {
+                    first_request = None;
+                    conn.as_mut().graceful_shutdown();
+                }
             }
             if raised & IDLE != 0 {
                 if idle_shut {
@@ -326,8 +351,8 @@ async fn serve_client(
     stream: TcpStream,
     peer: SocketAddr,
     drain: Arc<Drain>,
+    (_ticket, signal): (Ticket, Arc<Signal>),
 ) {
-    let (_ticket, signal) = drain.register();
     let _ = stream.set_nodelay(true);
     let idle = Duration::from_millis(route.snapshot().spec.timeouts.idle_ms.max(1));
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -342,16 +367,22 @@ async fn serve_client(
     let conn = Arc::new(ClientConn::new(route, peer, tls_on, drain));
     let watchdog = spawn_idle_watchdog(&conn, &signal, idle);
     let _watchdog = AbortOnDrop(watchdog.abort_handle());
+    let fresh = {
+        let conn = conn.clone();
+        move || conn.started() == 0
+    };
     let svc = service_fn(move |req| forward::handle(conn.clone(), req));
     let result = match tls {
         None => drive!(
             builder.serve_connection_with_upgrades(TokioIo::new(stream), svc),
-            &signal
+            &signal,
+            &fresh
         ),
         Some(acceptor) => match acceptor.accept(stream).await {
             Ok(s) => drive!(
                 builder.serve_connection_with_upgrades(TokioIo::new(s), svc),
-                &signal
+                &signal,
+                &fresh
             ),
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -541,6 +572,11 @@ impl Proxy {
         self.inner.routes.lock().await.get(name).map(|e| e.listen)
     }
 
+    /// Client connections open: accepted and not closed yet.
+    pub fn client_connections(&self) -> usize {
+        self.inner.drain.connections()
+    }
+
     /// Per-target metrics in the Prometheus text format.
     pub async fn metrics(&self) -> String {
         let mut all = Vec::new();
@@ -557,16 +593,28 @@ impl Proxy {
     /// gracefully (idle HTTP/1 closed, HTTP/2 sent GOAWAY) and waits (up to `timeout` in all) for
     /// the requests in flight. Returns the requests still in flight at the end.
     pub async fn shutdown(&self, timeout: Duration) -> u64 {
-        let routes: Vec<Arc<Route>> = {
-            let mut routes = self.inner.routes.lock().await;
-            for e in routes.values_mut() {
-                e.accept.drain(..).for_each(|a| a.abort());
-            }
-            routes.values().map(|e| e.route.clone()).collect()
-        };
-        let drain = &self.inner.drain;
         let now = tokio::time::Instant::now();
         let deadline = now + timeout;
+        let (routes, accepting): (Vec<Arc<Route>>, Vec<AbortHandle>) = {
+            let mut routes = self.inner.routes.lock().await;
+            let accepting = routes
+                .values_mut()
+                .flat_map(|e| e.accept.drain(..))
+                .collect();
+            (
+                routes.values().map(|e| e.route.clone()).collect(),
+                accepting,
+            )
+        };
+        accepting.iter().for_each(AbortHandle::abort);
+        // An accepting task ends (and closes its listener) at its next turn on its thread: until then
+        // it may still take connections, which must be counted before the drain goes on.
+        while !accepting.iter().all(AbortHandle::is_finished)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let drain = &self.inner.drain;
         drain.start_closing();
         let grace = deadline.min(now + CLOSE_GRACE);
         while drain.connections() > 0 && tokio::time::Instant::now() < grace {

@@ -1153,3 +1153,66 @@ async fn upstream_framings_pass_through_and_connections_are_reused() {
     let sent = log.iter().filter(|(_, h)| !h.contains(" /health ")).count();
     assert_eq!(sent, 11, "{log:?}");
 }
+
+/// A client whose connection the proxy accepted just as it began to stop (the listeners close, the
+/// connections that served a request are closed after the close grace) still gets its first request
+/// answered, with `Connection: close`; a connection that never sends one is closed after a grace, so
+/// the stop still ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_accepted_as_the_proxy_stops_gets_its_first_request_answered() {
+    let v1 = Demo::start("v1").await;
+    let p = TestProxy::start().await;
+    let listen = free_addr();
+    p.admin
+        .put_route("web", &route(listen, vec![v1.target()]))
+        .await
+        .unwrap();
+    p.wait_state("web", "v1", TargetState::Active).await;
+    let mut late = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let mut silent = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while p.proxy.client_connections() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "never accepted");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stopping = tokio::spawn({
+        let proxy = p.proxy.clone();
+        async move { proxy.shutdown(BOUND).await }
+    });
+    // Past the close grace (1 s): the proxy has told every connection to stop by now.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert!(
+        !stopping.is_finished(),
+        "the stop waits for connections that have not sent their first request"
+    );
+    late.write_all(b"GET / HTTP/1.1\r\nhost: web\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(BOUND, late.read_to_string(&mut response))
+        .await
+        .expect("the response ends")
+        .expect("the connection is not reset");
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{response}"
+    );
+    assert!(response.ends_with("davit-demo v1\n"), "{response}");
+    assert_eq!(
+        tokio::time::timeout(BOUND, stopping)
+            .await
+            .unwrap()
+            .unwrap(),
+        0
+    );
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(BOUND, silent.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "the silent connection was closed: {read:?}"
+    );
+    assert_eq!(p.proxy.client_connections(), 0);
+}
