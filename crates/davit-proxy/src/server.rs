@@ -468,16 +468,25 @@ impl Proxy {
             return Ok(());
         }
         let route = Route::new(name, spec.clone());
+        // Targets first, listener second: a request accepted at once (a proxy that takes over the
+        // ports of another gets one right away) then waits for the first check instead of finding
+        // a route without targets, which answers 503.
+        route.apply(spec.clone());
         let tls = Arc::new(RwLock::new(tls));
-        let accept = listen(spec.listen, &route, &tls, workers, drain).await?;
+        let accept = match listen(spec.listen, &route, &tls, workers, drain).await {
+            Ok(accept) => accept,
+            Err(e) => {
+                route.shutdown();
+                return Err(e);
+            }
+        };
         let entry = Entry {
-            route: route.clone(),
+            route,
             listen: spec.listen,
-            tls_spec: spec.tls.clone(),
+            tls_spec: spec.tls,
             tls,
             accept,
         };
-        route.apply(spec);
         routes.insert(name.to_owned(), entry);
         Ok(())
     }
