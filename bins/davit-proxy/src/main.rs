@@ -35,7 +35,7 @@ struct Args {
     /// On SIGTERM, how long requests in flight may take to finish before the proxy exits.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     drain_secs: u64,
-    /// Threads serving clients, each with its own listener per route (default: one per CPU).
+    /// Threads serving clients, which get each route's new connections in turn (default: one per CPU).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// One-shot for the engine (run in a host-network container allowed to write /proc/sys before a
