@@ -57,6 +57,18 @@ fn env() -> Env {
 }
 
 impl Env {
+    /// Asserts that a deploy succeeded; when it did not, the message also shows the lab hosts' state.
+    #[track_caller]
+    fn succeeded(&self, r: &davit_engine::deploy::Report) {
+        assert_eq!(
+            r.outcome,
+            ReleaseOutcome::Succeeded,
+            "{:?}\n{}",
+            r.message,
+            davit_lab::diagnose::lab(&self.info)
+        );
+    }
+
     fn hosts(&self, n: usize) -> Vec<RemoteRef> {
         self.hosts_at(&(0..n).collect::<Vec<_>>())
     }
@@ -348,7 +360,7 @@ fn rolling_v1_to_v2_under_load_then_broken_then_rollback() {
             None,
         )
         .expect("deploy v1");
-    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    env.succeeded(&r);
     assert_serves(&addrs, port, "v1");
 
     // v1 → v2 under constant load: not one failed request.
@@ -364,7 +376,7 @@ fn rolling_v1_to_v2_under_load_then_broken_then_rollback() {
         .expect("deploy v2");
     std::thread::sleep(Duration::from_millis(500));
     let (served, failed, errors, versions) = load.stop();
-    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    env.succeeded(&r);
     assert_eq!(failed, 0, "failed requests during the rollout: {errors:?}");
     assert!(served > 50, "only {served} requests served");
     assert!(
@@ -431,7 +443,7 @@ fn rolling_v1_to_v2_under_load_then_broken_then_rollback() {
         )
         .expect("rollback");
     let (_, failed, errors, _) = load.stop();
-    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    env.succeeded(&r);
     assert_eq!(failed, 0, "{errors:?}");
     assert_serves(&addrs, port, "v1");
 }
@@ -549,7 +561,7 @@ fn concurrent_deploys_one_is_refused_and_an_abandoned_lock_expires() {
     // Its heartbeat stops: after the TTL the lease is expired and a re-run converges.
     std::thread::sleep(Duration::from_secs(8));
     let r = env.deploy(&project, &hosts, &opts(), None).unwrap();
-    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    env.succeeded(&r);
     assert_serves(&env.addresses(1), port, "v1");
 
     // Two deploys at once: one holds the lock, the other is refused. The second starts once the first
@@ -629,7 +641,7 @@ fn blue_green_and_canary_under_load() {
         .deploy(&env.project(name, port, "v2", bg), &hosts, &opts(), None)
         .unwrap();
     let (served, failed, errors, _) = load.stop();
-    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    env.succeeded(&r);
     assert_eq!(failed, 0, "blue-green: {errors:?}");
     eprintln!("blue-green v1→v2: {served} served, {failed} failed");
     assert_serves(&addrs, port, "v2");
@@ -669,7 +681,7 @@ fn blue_green_and_canary_under_load() {
         )
         .unwrap();
     let (served, failed, errors, versions) = load.stop();
-    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    env.succeeded(&r);
     assert_eq!(failed, 0, "canary: {errors:?}");
     assert_eq!(*saw_weights.lock().unwrap(), vec![25, 25, 100, 100]);
     eprintln!("canary v2→v1: {served} served, {failed} failed, {versions:?}");
@@ -832,7 +844,7 @@ fn a_failed_service_reverts_the_services_already_switched_on_every_host() {
     let r = env
         .deploy(&project("v1", "v1"), &hosts, &opts(), None)
         .unwrap();
-    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    env.succeeded(&r);
     assert_serves(&addrs, web_port, "v1");
     assert_serves(&addrs, api_port, "v1");
 
@@ -1064,7 +1076,7 @@ fn a_proxy_of_another_build_is_replaced_and_keeps_its_routes() {
             .is_ok()
     };
     let r = deploy_with("v1", &older);
-    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    env.succeeded(&r);
     assert_eq!(proxy_image(), older.tag, "the older proxy runs");
     assert_serves(&addrs, port, "v1");
 
@@ -1077,7 +1089,7 @@ fn a_proxy_of_another_build_is_replaced_and_keeps_its_routes() {
     std::thread::sleep(Duration::from_millis(300));
     let (served, failed, errors, versions) = load.stop();
     eprintln!("proxy replaced under load: {served} served, {failed} failed, {versions:?}");
-    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    env.succeeded(&r);
     let phases = phases.lock().unwrap().clone();
     assert!(
         phases.iter().any(|p| p.contains("replaced side by side")
@@ -1227,7 +1239,7 @@ fn rerun_until_unlocked(env: &Env, project: &ProjectSpec, hosts: &[RemoteRef]) -
             }
             r => {
                 let r = r.expect("the re-run");
-                assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+                env.succeeded(&r);
                 return r;
             }
         }
@@ -1244,7 +1256,7 @@ fn deploy_ok(env: &Env, name: &str, port: u16, tag: &str, hosts: &[RemoteRef]) -
             None,
         )
         .unwrap();
-    assert_eq!(r.outcome, ReleaseOutcome::Succeeded, "{:?}", r.message);
+    env.succeeded(&r);
     r
 }
 
