@@ -1,6 +1,6 @@
 //! What a lab host runs, in a few lines, for the message of a test that failed: every container of
-//! its engine (state, address, restarts) with the TCP ports its process listens on, and the
-//! host's addresses and routes. Best effort: whatever cannot be read is said so, never an error.
+//! its engine (state, address, restarts) with the TCP ports its process listens on and its last
+//! log lines, and the host's addresses and routes. Best effort: whatever cannot be read is said so, never an error.
 
 use std::process::Command;
 
@@ -48,7 +48,8 @@ pub fn host(h: &HostInfo) -> String {
         args.extend(ids.iter().map(String::as_str));
         match docker(&args) {
             Some(text) => {
-                for line in text.lines() {
+                // `docker inspect` answers in the order it was asked.
+                for (line, id) in text.lines().zip(&ids) {
                     let pid = line
                         .split_whitespace()
                         .find_map(|w| w.strip_prefix("pid="))
@@ -56,6 +57,20 @@ pub fn host(h: &HostInfo) -> String {
                         .filter(|p| *p > 0);
                     let listening = pid.map(listening_ports).unwrap_or_default();
                     out.push_str(&format!("  {line} listening={listening}\n"));
+                    // What it said last (a server that got SIGTERM, or never bound, says so).
+                    if let Ok(o) = Command::new("docker")
+                        .arg("--host")
+                        .arg(&h.docker_host)
+                        .args(["logs", "--timestamps", "--tail", "4", id])
+                        .output()
+                    {
+                        for l in String::from_utf8_lossy(&o.stdout)
+                            .lines()
+                            .chain(String::from_utf8_lossy(&o.stderr).lines())
+                        {
+                            out.push_str(&format!("    log: {}\n", l.trim()));
+                        }
+                    }
                 }
             }
             None => out.push_str("  (the engine did not answer `docker inspect`)\n"),

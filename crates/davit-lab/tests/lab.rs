@@ -115,8 +115,8 @@ fn three_hosts_run_the_demo_from_the_lab_registry_over_ssh() {
             format!("{registry}/davit-demo:v1")
         );
     }
-    // What a failed test prints of a host: its containers with the ports they listen on, and the
-    // host's own addresses.
+    // What a failed test prints of a host: its containers with the ports they listen on and their
+    // last log lines, and the host's own addresses.
     let seen = davit_lab::diagnose::lab(&info);
     for h in &info.hosts {
         assert!(
@@ -127,6 +127,11 @@ fn three_hosts_run_the_demo_from_the_lab_registry_over_ssh() {
     }
     assert!(
         seen.contains("/demo running pid=") && seen.contains("listening=8080"),
+        "{seen}"
+    );
+    // And what each container said last: the demo, where it listens.
+    assert!(
+        seen.contains("log: ") && seen.contains("davit-demo v1 listening on 0.0.0.0:8080"),
         "{seen}"
     );
 }
