@@ -14,7 +14,7 @@ use davit_proxy::ProxyConfig;
 use davit_proxy::api::{TargetSpec, TargetState};
 use futures_util::StreamExt;
 
-use crate::support::{BOUND, Load, TestProxy, client, free_addr, get, route};
+use crate::support::{BOUND, Load, TestProxy, client, get, route};
 
 const INSTANCE: u8 = 6;
 
@@ -106,12 +106,7 @@ async fn containers_on_a_lab_host_switch_under_load_without_losing_a_request() {
     let v2: SocketAddr = format!("{}:18091", host.address).parse().unwrap();
 
     let p = TestProxy::start().await;
-    let listen = free_addr();
-    p.admin
-        .put_route("web", &route(listen, vec![TargetSpec::new("v1", v1)]))
-        .await
-        .unwrap();
-    p.wait_state("web", "v1", TargetState::Active).await;
+    let listen = p.serve_web(TargetSpec::new("v1", v1)).await;
     let load = Load::start(format!("http://{listen}/"), 8);
     load.wait_more(200).await;
     p.admin
@@ -166,14 +161,9 @@ async fn containers_on_a_lab_host_drain_split_maintenance_and_restart() {
         ..ProxyConfig::default()
     })
     .await;
-    let listen = free_addr();
+    let listen = p.serve_web(v1.clone()).await;
     let url = format!("http://{listen}/");
     let c = client();
-    p.admin
-        .put_route("web", &route(listen, vec![v1.clone()]))
-        .await
-        .unwrap();
-    p.wait_state("web", "v1", TargetState::Active).await;
 
     // A slow request on v1 survives the switch to v2 and v1's drain.
     let slow = tokio::spawn({

@@ -139,6 +139,19 @@ impl TestProxy {
         }
     }
 
+    /// Puts route `web` with the single `target` (see [`route`]) on a free port, waits until the
+    /// target serves, and returns the route's address.
+    pub async fn serve_web(&self, target: TargetSpec) -> SocketAddr {
+        let listen = free_addr();
+        let id = target.id.clone();
+        self.admin
+            .put_route("web", &route(listen, vec![target]))
+            .await
+            .unwrap();
+        self.wait_state("web", &id, TargetState::Active).await;
+        listen
+    }
+
     pub async fn wait_state(&self, name: &str, target: &str, state: TargetState) -> RouteStatus {
         self.wait_route(name, &format!("{target} {state:?}"), |s| {
             s.target(target).is_some_and(|t| t.state == state)

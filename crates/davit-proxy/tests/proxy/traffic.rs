@@ -21,12 +21,7 @@ async fn switching_targets_under_constant_load_loses_no_request() {
     let v1 = Demo::start("v1").await;
     let v2 = Demo::start("v2").await;
     let p = TestProxy::start().await;
-    let listen = free_addr();
-    p.admin
-        .put_route("web", &route(listen, vec![v1.target()]))
-        .await
-        .unwrap();
-    p.wait_state("web", "v1", TargetState::Active).await;
+    let listen = p.serve_web(v1.target()).await;
 
     let load = Load::start(format!("http://{listen}/"), 8);
     load.wait_more(300).await;
@@ -83,12 +78,7 @@ async fn a_slow_request_survives_the_switch_and_the_drain() {
     let v1 = Demo::start("v1").await;
     let v2 = Demo::start("v2").await;
     let p = TestProxy::start().await;
-    let listen = free_addr();
-    p.admin
-        .put_route("web", &route(listen, vec![v1.target()]))
-        .await
-        .unwrap();
-    p.wait_state("web", "v1", TargetState::Active).await;
+    let listen = p.serve_web(v1.target()).await;
 
     let slow =
         tokio::spawn(
@@ -143,12 +133,7 @@ async fn an_upstream_that_dies_mid_drain_ends_its_drain_and_costs_only_its_own_r
     let mut v1 = Demo::start("v1").await;
     let v2 = Demo::start("v2").await;
     let p = TestProxy::start().await;
-    let listen = free_addr();
-    p.admin
-        .put_route("web", &route(listen, vec![v1.target()]))
-        .await
-        .unwrap();
-    p.wait_state("web", "v1", TargetState::Active).await;
+    let listen = p.serve_web(v1.target()).await;
 
     let slow = tokio::spawn(async move {
         get(&client(), &format!("http://{listen}/slow?ms=30000"), &[]).await
@@ -266,12 +251,7 @@ async fn a_target_that_never_turns_healthy_gets_no_traffic() {
     let v1 = Demo::start("v1").await;
     let broken = Demo::start_broken("broken").await;
     let p = TestProxy::start().await;
-    let listen = free_addr();
-    p.admin
-        .put_route("web", &route(listen, vec![v1.target()]))
-        .await
-        .unwrap();
-    p.wait_state("web", "v1", TargetState::Active).await;
+    let listen = p.serve_web(v1.target()).await;
     p.admin
         .put_route("web", &route(listen, vec![broken.target()]))
         .await
@@ -335,12 +315,7 @@ async fn connect_errors_are_retried_on_another_target() {
 async fn maintenance_mode_serves_503_with_the_page_and_is_remembered_in_the_route() {
     let v1 = Demo::start("v1").await;
     let p = TestProxy::start().await;
-    let listen = free_addr();
-    p.admin
-        .put_route("web", &route(listen, vec![v1.target()]))
-        .await
-        .unwrap();
-    p.wait_state("web", "v1", TargetState::Active).await;
+    let listen = p.serve_web(v1.target()).await;
     let c = client();
     let url = format!("http://{listen}/");
     let status = p
@@ -1162,12 +1137,7 @@ async fn upstream_framings_pass_through_and_connections_are_reused() {
 async fn a_connection_accepted_as_the_proxy_stops_gets_its_first_request_answered() {
     let v1 = Demo::start("v1").await;
     let p = TestProxy::start().await;
-    let listen = free_addr();
-    p.admin
-        .put_route("web", &route(listen, vec![v1.target()]))
-        .await
-        .unwrap();
-    p.wait_state("web", "v1", TargetState::Active).await;
+    let listen = p.serve_web(v1.target()).await;
     let mut late = tokio::net::TcpStream::connect(listen).await.unwrap();
     let mut silent = tokio::net::TcpStream::connect(listen).await.unwrap();
     let deadline = tokio::time::Instant::now() + BOUND;
