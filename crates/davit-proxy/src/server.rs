@@ -18,7 +18,7 @@ use hyper_util::server::conn::auto;
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::runtime::Handle;
-use tokio::task::AbortHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
 use crate::Error;
@@ -66,7 +66,8 @@ struct Entry {
     listen: SocketAddr,
     tls_spec: Option<TlsSpec>,
     tls: Arc<RwLock<Option<TlsAcceptor>>>,
-    accept: Vec<AbortHandle>,
+    /// The accepting tasks, which own the route's listener (aborted, they close it).
+    accept: Vec<JoinHandle<()>>,
 }
 
 impl Drop for Entry {
@@ -173,7 +174,7 @@ async fn listen(
     tls: &Arc<RwLock<Option<TlsAcceptor>>>,
     workers: &[Handle],
     drain: &Arc<Drain>,
-) -> Result<Vec<AbortHandle>, Error> {
+) -> Result<Vec<JoinHandle<()>>, Error> {
     // A listener of this address that was just closed may take a moment to go.
     let mut tries = 0;
     loop {
@@ -194,7 +195,7 @@ fn listen_once(
     tls: &Arc<RwLock<Option<TlsAcceptor>>>,
     workers: &[Handle],
     drain: &Arc<Drain>,
-) -> std::io::Result<Vec<AbortHandle>> {
+) -> std::io::Result<Vec<JoinHandle<()>>> {
     let listener = bind_listener(addr)?;
     if workers.is_empty() {
         let task = tokio::spawn(accept_loop(
@@ -203,7 +204,7 @@ fn listen_once(
             tls.clone(),
             drain.clone(),
         ));
-        return Ok(vec![task.abort_handle()]);
+        return Ok(vec![task]);
     }
     // One accepting task hands connections to the workers in turn, so each worker gets an equal share
     // (a shared socket lets the first thread awake take a whole burst of new connections).
@@ -243,7 +244,7 @@ fn listen_once(
             }
         }
     });
-    Ok(vec![task.abort_handle()])
+    Ok(vec![task])
 }
 
 async fn accept_loop(
@@ -276,9 +277,10 @@ async fn accept_loop(
 
 /// Drives one client connection until it ends. When the drain raises [`STOP`], shuts it down
 /// gracefully and lets it finish; a connection that has not started a request yet (`$fresh()`) is
-/// first given [`FIRST_REQUEST_GRACE`] to start one, which is then answered with `Connection: close`. When the idle watchdog raises [`IDLE`] (no request in progress and
-/// none started for a whole idle period: a keep-alive connection nobody uses, or a request head that
-/// never completes), shuts it down gracefully, and drops it if it is still there one period later.
+/// first given [`FIRST_REQUEST_GRACE`] to start one, which is then answered with `Connection:
+/// close`. When the idle watchdog raises [`IDLE`] (no request in progress and none started for a
+/// whole idle period: a keep-alive connection nobody uses, or a request head that never completes),
+/// shuts it down gracefully, and drops it if it is still there one period later.
 /// Both arrive through the connection's [`Signal`]: one atomic load per poll, where a timer or a
 /// channel polled alongside would cost a registration per wake-up, and hyper's header-read timeout
 /// a timer per request.
@@ -604,7 +606,7 @@ impl Proxy {
     pub async fn shutdown(&self, timeout: Duration) -> u64 {
         let now = tokio::time::Instant::now();
         let deadline = now + timeout;
-        let (routes, accepting): (Vec<Arc<Route>>, Vec<AbortHandle>) = {
+        let (routes, accepting): (Vec<Arc<Route>>, Vec<JoinHandle<()>>) = {
             let mut routes = self.inner.routes.lock().await;
             let accepting = routes
                 .values_mut()
@@ -615,13 +617,11 @@ impl Proxy {
                 accepting,
             )
         };
-        accepting.iter().for_each(AbortHandle::abort);
+        accepting.iter().for_each(JoinHandle::abort);
         // An accepting task ends (and closes its listener) at its next turn on its thread: until then
         // it may still take connections, which must be counted before the drain goes on.
-        while !accepting.iter().all(AbortHandle::is_finished)
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        for task in accepting {
+            let _ = tokio::time::timeout_at(deadline, task).await;
         }
         let drain = &self.inner.drain;
         drain.start_closing();
