@@ -1,6 +1,7 @@
 //! What a lab host runs, in a few lines, for the message of a test that failed: every container of
 //! its engine (state, address, restarts) with the TCP ports its process listens on and its last
-//! log lines, and the host's addresses and routes. Best effort: whatever cannot be read is said so, never an error.
+//! log lines, and the host's addresses and routes. Best effort: whatever cannot be read is said
+//! so, never an error.
 
 use std::process::Command;
 
@@ -23,13 +24,16 @@ pub fn lab(info: &LabInfo) -> String {
 /// One host, as it is now.
 pub fn host(h: &HostInfo) -> String {
     let mut out = format!("--- {} ({}):\n", h.name, h.address);
-    let docker = |args: &[&str]| {
+    let run = |args: &[&str]| {
         Command::new("docker")
             .arg("--host")
             .arg(&h.docker_host)
             .args(args)
             .output()
             .ok()
+    };
+    let docker = |args: &[&str]| {
+        run(args)
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
     };
@@ -58,12 +62,7 @@ pub fn host(h: &HostInfo) -> String {
                     let listening = pid.map(listening_ports).unwrap_or_default();
                     out.push_str(&format!("  {line} listening={listening}\n"));
                     // What it said last (a server that got SIGTERM, or never bound, says so).
-                    if let Ok(o) = Command::new("docker")
-                        .arg("--host")
-                        .arg(&h.docker_host)
-                        .args(["logs", "--timestamps", "--tail", "4", id])
-                        .output()
-                    {
+                    if let Some(o) = run(&["logs", "--timestamps", "--tail", "4", id]) {
                         for l in String::from_utf8_lossy(&o.stdout)
                             .lines()
                             .chain(String::from_utf8_lossy(&o.stderr).lines())
