@@ -23,6 +23,11 @@ struct Args {
     /// Save routes here after every change and restore them at start.
     #[arg(long, value_name = "FILE", env = "DAVIT_PROXY_STATE")]
     state: Option<PathBuf>,
+    /// A Unix socket through which this proxy takes the listening sockets of the proxy it replaces
+    /// (the one serving this path, if any) instead of binding new ones, then hands its own to the
+    /// next: no listening socket closes during an upgrade, so no connection is reset.
+    #[arg(long, value_name = "PATH", env = "DAVIT_PROXY_HANDOVER")]
+    handover: Option<PathBuf>,
     /// Standalone mode: listen here (with --target).
     #[arg(long, value_name = "ADDR", requires = "target")]
     listen: Option<SocketAddr>,
@@ -116,6 +121,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let proxy = Proxy::start(ProxyConfig {
         workers,
         state_file: args.state.clone(),
+        handover: args.handover.clone(),
     })
     .await
     .context("cannot restore the proxy's routes")?;
@@ -146,9 +152,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut admin_task = match admin {
         Some(addr) => {
-            // SO_REUSEPORT like the routes' listeners: a new proxy can start (and take the admin API
-            // over) while this one still runs.
-            let listener = proxy::bind_listener(addr)
+            // Taken over from the previous proxy, or SO_REUSEPORT like the routes' listeners: a new
+            // proxy can start (and take the admin API over) while this one still runs.
+            let listener = proxy
+                .admin_listener(addr)
                 .with_context(|| format!("cannot open the admin API on {addr}"))?;
             tracing::info!(%addr, "admin API listening");
             let proxy = proxy.clone();
@@ -156,6 +163,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 async move { proxy.serve_admin(listener).await },
             ))
         }
+        None => None,
+    };
+    // Every listener is open: the next proxy may take them over from now on.
+    let handover = match &args.handover {
+        Some(path) => Some(proxy.serve_handover(path)?),
         None => None,
     };
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
@@ -170,6 +182,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The admin API goes first (a proxy taking over gets every admin call from now on), then the
     // listeners; connections are closed gracefully and the requests in flight finish (bounded).
     if let Some(t) = admin_task {
+        t.abort();
+    }
+    if let Some(t) = handover {
         t.abort();
     }
     let left = proxy.shutdown(Duration::from_secs(args.drain_secs)).await;

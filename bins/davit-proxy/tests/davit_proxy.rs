@@ -434,9 +434,10 @@ async fn served(admin: &AdminClient<proxy::client::TcpConnect>) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_proxy_takes_the_port_over_while_the_old_one_drains_on_sigterm() {
-    // Both proxies run in a lab host's own network namespace (instance 12), where the kernel may be
-    // told to move connections queued on a closing SO_REUSEPORT listener to the other one
-    // (net.ipv4.tcp_migrate_req) without touching this machine's settings.
+    // Both proxies run in a lab host's own network namespace (instance 12), with
+    // net.ipv4.tcp_migrate_req off there (without touching this machine's settings): the kernel
+    // would reset connections queued on a closing SO_REUSEPORT listener. None closes: the new proxy
+    // takes the old one's listening sockets over through the handover socket.
     let info = tokio::task::spawn_blocking(|| {
         davit_lab::Lab::up(&davit_lab::Options::new(12, 1, false))
             .unwrap_or_else(|e| panic!("lab instance 12 did not come up: {e}"))
@@ -446,7 +447,7 @@ async fn a_new_proxy_takes_the_port_over_while_the_old_one_drains_on_sigterm() {
     let host = &info.hosts[0];
     let sysctl = Command::new("nsenter")
         .arg(format!("--net=/var/run/netns/{}", host.netns))
-        .args(["sysctl", "-qw", "net.ipv4.tcp_migrate_req=1"])
+        .args(["sysctl", "-qw", "net.ipv4.tcp_migrate_req=0"])
         .status()
         .unwrap();
     assert!(
@@ -465,9 +466,13 @@ async fn a_new_proxy_takes_the_port_over_while_the_old_one_drains_on_sigterm() {
         format!("{}:18302", host.address).parse().unwrap(),
         format!("{}:18303", host.address).parse().unwrap(),
     );
+    let state = tempfile::tempdir().unwrap();
+    let handover = state.path().join("handover.sock");
     let args = |admin: SocketAddr| {
         vec![
-            "--listen".to_owned(),
+            "--handover".to_owned(),
+            handover.display().to_string(),
+            "--listen".into(),
             "0.0.0.0:18300".into(),
             "--target".into(),
             "127.0.0.1:18301".into(),
@@ -517,6 +522,18 @@ async fn a_new_proxy_takes_the_port_over_while_the_old_one_drains_on_sigterm() {
     );
     wait_listening(admin_b).await;
     served(&b).await;
+    // One listening socket on the port, in both processes: the new proxy bound none of its own.
+    let ss = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", host.netns))
+        .args(["ss", "-Hltn", "sport = :18300"])
+        .output()
+        .unwrap();
+    let listeners = String::from_utf8_lossy(&ss.stdout).into_owned();
+    assert_eq!(
+        listeners.lines().count(),
+        1,
+        "one listening socket, passed over, not one per proxy: {listeners}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let old_served = served(&a).await;
     assert!(old_served > 0);

@@ -3,12 +3,14 @@
 #
 #   crates/davit-proxy/bench/handover.sh             # the static release build from tests/setup.sh
 #   PROXY_BIN=path/to/davit-proxy DURATION=30 CONNS=4 crates/davit-proxy/bench/handover.sh
+#   HANDOVER=1 MIGRATE_REQ=0 crates/davit-proxy/bench/handover.sh   # listening sockets passed over
 #
 # In a network namespace of its own (net.ipv4.tcp_migrate_req=1 there, as the engine sets it on hosts):
 # davit-demo as the upstream, one standalone davit-proxy, and wrk opening a new connection for every
 # request (`Connection: close`), which puts connections in every state a handover can meet: queued on a
 # listener, accepted with the request not yet read, in flight. In a loop until wrk ends: a new proxy
-# binds the same port (SO_REUSEPORT), its target turns active, the old one gets SIGTERM and exits.
+# binds the same port (SO_REUSEPORT), or with HANDOVER=1 takes the old one's listening socket over
+# (--handover), its target turns active, the old one gets SIGTERM and exits.
 # Prints wrk's totals (socket errors and non-2xx are the lost requests), every non-200 answer, the
 # kernel's migration counters and the number of handovers. Not a performance claim: nothing is compared.
 set -euo pipefail
@@ -19,6 +21,8 @@ DEMO_BIN=${DAVIT_DEMO_BIN:-target/static/x86_64-unknown-linux-gnu/release/davit-
 DURATION=${DURATION:-30}
 CONNS=${CONNS:-4}
 PAUSE=${PAUSE:-0.1}
+HANDOVER=${HANDOVER:-0}
+MIGRATE_REQ=${MIGRATE_REQ:-1}
 
 if ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk curl >/dev/null
@@ -39,7 +43,9 @@ trap cleanup EXIT
 ip netns add "$ns"
 ip -n "$ns" link set lo up
 in_ns() { ip netns exec "$ns" "$@"; }
-in_ns sysctl -qw net.ipv4.tcp_migrate_req=1
+in_ns sysctl -qw "net.ipv4.tcp_migrate_req=$MIGRATE_REQ"
+handover_args=()
+[ "$HANDOVER" = 1 ] && handover_args=(--handover "$work/handover.sock")
 
 ip netns exec "$ns" "$DEMO_BIN" --listen 127.0.0.1:18401 --version v1 >/dev/null 2>&1 &
 cat >"$work/status.lua" <<'EOF'
@@ -54,7 +60,7 @@ start() {
   # `ip netns exec` execs the program, so $! is the proxy itself (a backgrounded shell function would
   # be a subshell, which SIGTERM would not reach through).
   ip netns exec "$ns" "$PROXY_BIN" --listen 127.0.0.1:18400 --target 127.0.0.1:18401 --health /health \
-    --admin "127.0.0.1:$1" >>"$work/proxies.log" 2>&1 &
+    --admin "127.0.0.1:$1" "${handover_args[@]}" >>"$work/proxies.log" 2>&1 &
   pid=$!
   local deadline=$((SECONDS + 30))
   until in_ns curl -sf "http://127.0.0.1:$1/routes" 2>/dev/null | grep -q '"state":"active"'; do
@@ -81,4 +87,6 @@ wait "$wrk" || true
 grep -E "requests in|Socket errors|Non-2xx" "$work/wrk.txt" || true
 grep -v "^$" "$work/status.txt" | sort | uniq -c || true
 in_ns nstat -az 2>/dev/null | grep -E "TcpExtTCPMigrateReq(Success|Failure)" || true
-echo "$handovers handovers"
+echo "$handovers handovers (HANDOVER=$HANDOVER, tcp_migrate_req=$MIGRATE_REQ)"
+[ "$HANDOVER" = 1 ] && echo "$(grep -c 'listening sockets taken over' "$work/proxies.log") proxies took the listening socket over"
+true

@@ -49,6 +49,13 @@ pub enum Error {
     /// TLS certificates or keys could not be loaded.
     #[error("TLS for route {route:?}: {reason}")]
     Tls { route: String, reason: String },
+    /// The handover socket (listening sockets passed to the next proxy) could not be opened.
+    #[error("cannot open the handover socket {path}")]
+    Handover {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// No route of that name.
     #[error("no route named {0:?}")]
     NoSuchRoute(String),

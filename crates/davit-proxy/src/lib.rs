@@ -11,6 +11,7 @@ pub mod client;
 mod drain;
 mod error;
 mod forward;
+mod handover;
 mod health;
 mod metrics;
 mod pool;

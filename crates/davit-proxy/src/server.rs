@@ -1,11 +1,12 @@
 //! The proxy: routes with their listeners, the admin API, and the state file that brings routes back
 //! after a restart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,6 +26,7 @@ use crate::Error;
 use crate::api::{ApiError, Maintenance, MaintenanceRequest, RouteSpec, RouteStatus, TlsSpec};
 use crate::drain::{Drain, IDLE, STOP, Signal, Ticket};
 use crate::forward::{self, ClientConn};
+use crate::handover;
 use crate::route::{self, Route};
 use crate::tls::{self, FileCertResolver};
 
@@ -46,6 +48,10 @@ pub struct ProxyConfig {
     /// connection and the upstream connections it uses stay on one thread). Empty: clients are
     /// served on the runtime that calls [`Proxy::start`].
     pub workers: Vec<Handle>,
+    /// The handover socket: at start, the listening sockets of the proxy serving it (the one this
+    /// proxy replaces) are taken over instead of binding new ones; [`Proxy::serve_handover`] then
+    /// serves it for the next proxy. See the `handover` module.
+    pub handover: Option<PathBuf>,
 }
 
 /// The proxy: a set of named routes, each with its own listener.
@@ -59,6 +65,25 @@ struct Inner {
     state_file: Option<PathBuf>,
     workers: Vec<Handle>,
     drain: Arc<Drain>,
+    /// Listening sockets taken over from the previous proxy and not claimed by a listener yet.
+    inherited: Inherited,
+    /// The admin API's listening socket (a second descriptor of it), for the next proxy.
+    admin_socket: Mutex<Option<OwnedFd>>,
+}
+
+/// Listening sockets taken over from the previous proxy, by local address.
+type Inherited = Mutex<HashMap<SocketAddr, std::net::TcpListener>>;
+
+/// A listener for `addr`: the previous proxy's socket for it when one was taken over, else a new one.
+fn open_listener(inherited: &Inherited, addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let taken = inherited.lock().expect("inherited lock").remove(&addr);
+    match taken {
+        Some(l) => {
+            l.set_nonblocking(true)?;
+            TcpListener::from_std(l)
+        }
+        None => bind_listener(addr),
+    }
 }
 
 struct Entry {
@@ -68,6 +93,8 @@ struct Entry {
     tls: Arc<RwLock<Option<TlsAcceptor>>>,
     /// The accepting tasks, which own the route's listener (aborted, they close it).
     accept: Vec<JoinHandle<()>>,
+    /// A second descriptor of the listening socket, for the next proxy's handover.
+    socket: Option<OwnedFd>,
 }
 
 impl Drop for Entry {
@@ -172,13 +199,13 @@ async fn listen(
     addr: SocketAddr,
     route: &Arc<Route>,
     tls: &Arc<RwLock<Option<TlsAcceptor>>>,
-    workers: &[Handle],
-    drain: &Arc<Drain>,
-) -> Result<Vec<JoinHandle<()>>, Error> {
+    inner: &Inner,
+) -> Result<(Vec<JoinHandle<()>>, OwnedFd), Error> {
+    let (workers, drain) = (&inner.workers, &inner.drain);
     // A listener of this address that was just closed may take a moment to go.
     let mut tries = 0;
     loop {
-        match listen_once(addr, route, tls, workers, drain) {
+        match listen_once(addr, route, tls, &inner.inherited, workers, drain) {
             Ok(h) => return Ok(h),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 20 => {
                 tries += 1;
@@ -193,10 +220,12 @@ fn listen_once(
     addr: SocketAddr,
     route: &Arc<Route>,
     tls: &Arc<RwLock<Option<TlsAcceptor>>>,
+    inherited: &Inherited,
     workers: &[Handle],
     drain: &Arc<Drain>,
-) -> std::io::Result<Vec<JoinHandle<()>>> {
-    let listener = bind_listener(addr)?;
+) -> std::io::Result<(Vec<JoinHandle<()>>, OwnedFd)> {
+    let listener = open_listener(inherited, addr)?;
+    let socket = listener.as_fd().try_clone_to_owned()?;
     if workers.is_empty() {
         let task = tokio::spawn(accept_loop(
             listener,
@@ -204,7 +233,7 @@ fn listen_once(
             tls.clone(),
             drain.clone(),
         ));
-        return Ok(vec![task]);
+        return Ok((vec![task], socket));
     }
     // One accepting task hands connections to the workers in turn, so each worker gets an equal share
     // (a shared socket lets the first thread awake take a whole burst of new connections).
@@ -244,7 +273,7 @@ fn listen_once(
             }
         }
     });
-    Ok(vec![task])
+    Ok((vec![task], socket))
 }
 
 async fn accept_loop(
@@ -397,16 +426,52 @@ async fn serve_client(
     }
 }
 
+/// The listening sockets of the proxy serving the handover socket at `path`, if one does. Any failure
+/// leaves the new proxy to bind its own (with `SO_REUSEPORT`), as it would without a handover.
+async fn take_over(path: PathBuf) -> HashMap<SocketAddr, std::net::TcpListener> {
+    let shown = path.display().to_string();
+    match tokio::task::spawn_blocking(move || handover::receive(&path)).await {
+        Ok(Ok(Some(sockets))) => {
+            let mut addrs: Vec<String> = sockets.keys().map(ToString::to_string).collect();
+            addrs.sort();
+            tracing::info!(
+                count = sockets.len(),
+                listeners = %addrs.join(" "),
+                "listening sockets taken over from the previous proxy"
+            );
+            sockets
+        }
+        Ok(Ok(None)) => {
+            tracing::debug!(socket = %shown, "no previous proxy to take listening sockets over from");
+            HashMap::new()
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(socket = %shown, error = %e, "cannot take the previous proxy's listening sockets over: binding new ones");
+            HashMap::new()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the handover task failed: binding new listening sockets");
+            HashMap::new()
+        }
+    }
+}
+
 impl Proxy {
     /// A proxy with the routes of the state file, if any (a route whose listener cannot be opened is kept
     /// and logged, so it is not lost from the file).
     pub async fn start(config: ProxyConfig) -> Result<Self, Error> {
+        let inherited = match config.handover {
+            Some(path) => take_over(path).await,
+            None => HashMap::new(),
+        };
         let proxy = Self {
             inner: Arc::new(Inner {
                 routes: tokio::sync::Mutex::new(BTreeMap::new()),
                 state_file: config.state_file,
                 workers: config.workers,
                 drain: Arc::new(Drain::default()),
+                inherited: Mutex::new(inherited),
+                admin_socket: Mutex::new(None),
             }),
         };
         if let Some(path) = &proxy.inner.state_file {
@@ -425,6 +490,7 @@ impl Proxy {
                             tls_spec: None,
                             tls: Arc::new(RwLock::new(None)),
                             accept: Vec::new(),
+                            socket: None,
                         };
                         routes.insert(name, entry);
                     }
@@ -440,7 +506,6 @@ impl Proxy {
         spec: RouteSpec,
         inner: &Inner,
     ) -> Result<(), Error> {
-        let (workers, drain) = (&inner.workers, &inner.drain);
         validate(name, &spec)?;
         if let Some((other, _)) = routes
             .iter()
@@ -457,9 +522,10 @@ impl Proxy {
         let tls = load_tls(name, spec.tls.as_ref())?;
         if let Some(entry) = routes.get_mut(name) {
             if entry.listen != spec.listen || entry.accept.is_empty() {
-                let accept = listen(spec.listen, &entry.route, &entry.tls, workers, drain).await?;
+                let (accept, socket) = listen(spec.listen, &entry.route, &entry.tls, inner).await?;
                 entry.accept.drain(..).for_each(|a| a.abort());
                 entry.accept = accept;
+                entry.socket = Some(socket);
                 entry.listen = spec.listen;
             }
             if entry.tls_spec != spec.tls {
@@ -475,8 +541,8 @@ impl Proxy {
         // a route without targets, which answers 503.
         route.apply(spec.clone());
         let tls = Arc::new(RwLock::new(tls));
-        let accept = match listen(spec.listen, &route, &tls, workers, drain).await {
-            Ok(accept) => accept,
+        let (accept, socket) = match listen(spec.listen, &route, &tls, inner).await {
+            Ok(listening) => listening,
             Err(e) => {
                 route.shutdown();
                 return Err(e);
@@ -488,6 +554,7 @@ impl Proxy {
             tls_spec: spec.tls,
             tls,
             accept,
+            socket: Some(socket),
         };
         routes.insert(name.to_owned(), entry);
         Ok(())
@@ -608,6 +675,14 @@ impl Proxy {
         let deadline = now + timeout;
         let (routes, accepting): (Vec<Arc<Route>>, Vec<JoinHandle<()>>) = {
             let mut routes = self.inner.routes.lock().await;
+            // No descriptor of a listening socket stays here: a proxy that took them over keeps them
+            // open (and accepts every connection from now on); otherwise they close.
+            routes.values_mut().for_each(|e| e.socket = None);
+            self.inner
+                .admin_socket
+                .lock()
+                .expect("admin socket lock")
+                .take();
             let accepting = routes
                 .values_mut()
                 .flat_map(|e| e.accept.drain(..))
@@ -641,8 +716,72 @@ impl Proxy {
         }
     }
 
+    /// Ends the start-up and serves the handover socket at `path` for the proxy that will replace
+    /// this one: listening sockets taken over from the previous proxy that no route (or admin API)
+    /// claimed are closed, then every new proxy that connects is given this one's listening sockets.
+    /// The returned task runs until aborted.
+    pub fn serve_handover(&self, path: &Path) -> Result<JoinHandle<()>, Error> {
+        let left: Vec<SocketAddr> = {
+            let mut inherited = self.inner.inherited.lock().expect("inherited lock");
+            inherited.drain().map(|(addr, _)| addr).collect()
+        };
+        if !left.is_empty() {
+            tracing::info!(
+                ?left,
+                "closed listening sockets of the previous proxy that no route uses"
+            );
+        }
+        let handover_err = |source| Error::Handover {
+            path: path.to_owned(),
+            source,
+        };
+        let listener = handover::bind(path).map_err(handover_err)?;
+        let proxy = self.clone();
+        Ok(tokio::spawn(async move {
+            loop {
+                let conn = match listener.accept().await {
+                    Ok((conn, _)) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "handover: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let sockets = proxy.listening_sockets().await;
+                let count = sockets.len();
+                match tokio::task::spawn_blocking(move || handover::answer(conn, &sockets)).await {
+                    Ok(Ok(())) => {
+                        tracing::info!(count, "listening sockets handed over to a new proxy")
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "handover to a new proxy failed"),
+                    Err(e) => tracing::warn!(error = %e, "handover task failed"),
+                }
+            }
+        }))
+    }
+
+    /// Second descriptors of every listening socket: the routes' and the admin API's.
+    async fn listening_sockets(&self) -> Vec<OwnedFd> {
+        let routes = self.inner.routes.lock().await;
+        let admin = self.inner.admin_socket.lock().expect("admin socket lock");
+        routes
+            .values()
+            .filter_map(|e| e.socket.as_ref())
+            .chain(admin.as_ref())
+            .filter_map(|fd| fd.try_clone().ok())
+            .collect()
+    }
+
+    /// The admin API's listener for `addr`: the previous proxy's socket when it was taken over (see
+    /// [`ProxyConfig::handover`]), else a new one (`SO_REUSEPORT`, like the routes' listeners).
+    pub fn admin_listener(&self, addr: SocketAddr) -> std::io::Result<TcpListener> {
+        open_listener(&self.inner.inherited, addr)
+    }
+
     /// Serves the admin API on `listener` until the task is dropped.
     pub async fn serve_admin(&self, listener: TcpListener) -> std::io::Result<()> {
+        *self.inner.admin_socket.lock().expect("admin socket lock") =
+            Some(listener.as_fd().try_clone_to_owned()?);
         loop {
             let (stream, _) = listener.accept().await?;
             let proxy = self.clone();

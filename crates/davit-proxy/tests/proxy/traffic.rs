@@ -1186,3 +1186,125 @@ async fn a_connection_accepted_as_the_proxy_stops_gets_its_first_request_answere
     );
     assert_eq!(p.proxy.client_connections(), 0);
 }
+
+/// Listening sockets on `port` in this network namespace, from `/proc/net/tcp` (state `0A`: LISTEN).
+fn listening_sockets(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1].ends_with(&port) && f[3] == "0A"
+        })
+        .count()
+}
+
+/// Clients that each open a new connection per request (`Connection: close`), until stopped:
+/// they meet connections in every state an accept queue holds them in.
+fn fresh_connection_load(
+    listen: SocketAddr,
+    clients: usize,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(u64, Vec<String>)>> {
+    (0..clients)
+        .map(|_| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failures) = (0u64, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let exchange = async {
+                        let mut s = tokio::net::TcpStream::connect(listen).await?;
+                        s.write_all(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+                            .await?;
+                        let mut answer = Vec::new();
+                        s.read_to_end(&mut answer).await?;
+                        Ok::<_, std::io::Error>(String::from_utf8_lossy(&answer).into_owned())
+                    };
+                    match tokio::time::timeout(BOUND, exchange).await {
+                        Ok(Ok(a)) if a.starts_with("HTTP/1.1 200") => ok += 1,
+                        Ok(Ok(a)) => failures.push(a.lines().next().unwrap_or("").to_owned()),
+                        Ok(Err(e)) => failures.push(e.to_string()),
+                        Err(_) => failures.push("timed out".into()),
+                    }
+                }
+                (ok, failures)
+            })
+        })
+        .collect()
+}
+
+/// A proxy started with the handover socket of a running one takes its listening sockets over (the
+/// route restored from the state file accepts from the very same socket, so the port never has a
+/// second listener), and when the old one stops, nothing closes: no request fails, however the
+/// kernel would treat a closing listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_proxy_takes_the_listening_sockets_over_and_no_request_fails() {
+    let v1 = Demo::start("v1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = || davit_proxy::ProxyConfig {
+        state_file: Some(dir.path().join("routes.json")),
+        handover: Some(dir.path().join("handover.sock")),
+        ..davit_proxy::ProxyConfig::default()
+    };
+    let old = TestProxy::start_with(config()).await;
+    let old_handover = old
+        .proxy
+        .serve_handover(&dir.path().join("handover.sock"))
+        .unwrap();
+    let listen = old.serve_web(v1.target()).await;
+    assert_eq!(listening_sockets(listen.port()), 1);
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = fresh_connection_load(listen, 4, &stop);
+    old.wait_route("web", "requests", |s| s.target("v1").unwrap().requests > 50)
+        .await;
+
+    let new = TestProxy::start_with(config()).await;
+    let new_handover = new
+        .proxy
+        .serve_handover(&dir.path().join("handover.sock"))
+        .unwrap();
+    assert_eq!(new.proxy.listen_addr("web").await, Some(listen));
+    assert_eq!(
+        listening_sockets(listen.port()),
+        1,
+        "the new proxy accepts from the old one's socket, it bound none of its own"
+    );
+    new.wait_route("web", "requests on the new proxy", |s| {
+        s.target("v1").unwrap().requests > 20
+    })
+    .await;
+
+    // The old proxy stops: its listening sockets stay open in the new one, which gets every
+    // connection from now on.
+    assert_eq!(old.proxy.shutdown(BOUND).await, 0);
+    old_handover.abort();
+    drop(old);
+    assert_eq!(listening_sockets(listen.port()), 1);
+    let at_stop = new.admin.route("web").await.unwrap().unwrap();
+    new.wait_route("web", "more requests once the old proxy is gone", |s| {
+        s.target("v1").unwrap().requests > at_stop.target("v1").unwrap().requests + 100
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failures) = (0, Vec::new());
+    for t in load {
+        let (o, f) = t.await.unwrap();
+        ok += o;
+        failures.extend(f);
+    }
+    assert_eq!(
+        failures,
+        Vec::<String>::new(),
+        "requests failed at the handover"
+    );
+    assert!(ok > 170, "the load ran: {ok} requests");
+
+    // The new proxy, stopped with nobody to take over, closes the port.
+    new_handover.abort();
+    assert_eq!(new.proxy.shutdown(BOUND).await, 0);
+    drop(new);
+    assert_eq!(listening_sockets(listen.port()), 0, "the port is closed");
+}
