@@ -104,6 +104,34 @@ pub async fn load_image(remote: &RemoteRef, image: &ProxyImage) -> Result<(), St
     Ok(())
 }
 
+/// The Unix socket (in the state volume, which every proxy container of the host mounts) through
+/// which a new proxy takes the listening sockets of the one it replaces.
+pub const HANDOVER_SOCKET: &str = "/var/lib/davit-proxy/handover.sock";
+
+/// What a proxy logs when it has taken the listening sockets of the previous one over.
+const TAKEN_OVER: &str = "listening sockets taken over from the previous proxy";
+
+/// Whether container `name` logged `needle` (its whole log: a new proxy's is a few lines).
+async fn logged(docker: &bollard::Docker, name: &str, needle: &str) -> bool {
+    let mut logs = docker.logs(
+        name,
+        Some(bollard::query_parameters::LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: "200".into(),
+            ..Default::default()
+        }),
+    );
+    while let Some(chunk) = logs.next().await {
+        match chunk {
+            Ok(c) if c.to_string().contains(needle) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
 /// The proxy container's name while a newer proxy takes over from it.
 pub const RETIRING_CONTAINER: &str = "davit-proxy-retiring";
 
@@ -115,6 +143,8 @@ fn proxy_body(image: &ProxyImage) -> ContainerCreateBody {
             format!("127.0.0.1:{ADMIN_PORT}"),
             "--state".into(),
             "/var/lib/davit-proxy/routes.json".into(),
+            "--handover".into(),
+            HANDOVER_SOCKET.into(),
         ]),
         labels: Some(std::collections::HashMap::from([(
             "dev.davit.role".to_string(),
@@ -304,9 +334,14 @@ pub enum ProxyChange {
         /// The new proxy started beside the old one, which then drained (no connection refused);
         /// otherwise the old one was stopped first (a short switchover).
         side_by_side: bool,
-        /// Whether [`MIGRATE_REQ`] could be set first (connections queued on the old proxy's
-        /// listeners when it closes go to the new one instead of being reset), or why not.
-        migrate_req: Result<(), String>,
+        /// The new proxy took the old one's listening sockets over (through [`HANDOVER_SOCKET`]):
+        /// no listener closed, so no connection could be reset. An old proxy from before this
+        /// handover existed cannot give them: then the two listen side by side with `SO_REUSEPORT`.
+        sockets_passed: bool,
+        /// Whether [`MIGRATE_REQ`] could be set (connections queued on the old proxy's listeners
+        /// when it closes go to the new one instead of being reset), or why not; `None` when it was
+        /// not needed (the sockets were passed).
+        migrate_req: Option<Result<(), String>>,
     },
 }
 
@@ -317,15 +352,24 @@ impl std::fmt::Display for ProxyChange {
             ProxyChange::Started => f.write_str("the proxy was started"),
             ProxyChange::Replaced {
                 side_by_side: true,
+                sockets_passed: true,
+                ..
+            } => f.write_str(
+                "the proxy of another davit build was replaced side by side (its listening sockets passed to the new one: no connection reset)",
+            ),
+            ProxyChange::Replaced {
+                side_by_side: true,
                 migrate_req,
+                ..
             } => write!(
                 f,
                 "the proxy of another davit build was replaced side by side ({})",
                 match migrate_req {
-                    Ok(()) => format!("{MIGRATE_REQ}: queued connections handed over"),
-                    Err(e) => format!(
+                    Some(Ok(())) => format!("{MIGRATE_REQ}: queued connections handed over"),
+                    Some(Err(e)) => format!(
                         "without {MIGRATE_REQ} ({e}): connections queued at the handover may be reset"
                     ),
+                    None => "its listening sockets were not passed".to_string(),
                 }
             ),
             ProxyChange::Replaced { .. } => f.write_str(
@@ -346,24 +390,18 @@ impl std::fmt::Display for ProxyChange {
 /// after: a short switchover during which new connections are refused (about the time the new proxy
 /// takes to bind, well under a second on an idle host), and requests reaching the new proxy before
 /// its targets' first health checks pass (the route's check interval) are answered 503.
-async fn upgrade(remote: &RemoteRef, image: &ProxyImage) -> Result<ProxyChange, String> {
+async fn upgrade(
+    remote: &RemoteRef,
+    image: &ProxyImage,
+    old_passes_sockets: bool,
+) -> Result<ProxyChange, String> {
     let docker = remote.docker();
-    let migrate_req = match hostops::timed(
-        remote.name(),
-        "proxy upgrade: tcp_migrate_req",
-        enable_migrate_req(remote, image),
-    )
-    .await
-    {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            tracing::warn!(
-                host = remote.name(),
-                "cannot set {MIGRATE_REQ} ({e}): connections queued on the old proxy when it closes its listeners may be reset"
-            );
-            Err(e)
-        }
-    };
+    // Only an old proxy that cannot pass its sockets needs the kernel's help (and the one-shot
+    // container allowed to write /proc/sys that sets it).
+    let mut migrate_req = None;
+    if !old_passes_sockets {
+        migrate_req = Some(set_migrate_req(remote, image).await);
+    }
     hostops::remove(&docker, RETIRING_CONTAINER).await?;
     docker
         .rename_container(
@@ -376,15 +414,23 @@ async fn upgrade(remote: &RemoteRef, image: &ProxyImage) -> Result<ProxyChange, 
         .map_err(|e| hostops::derr("renaming the old proxy", e))?;
     create_proxy(&docker, image).await?;
     hostops::start(&docker, PROXY_CONTAINER).await?;
-    // Beside the old one: does it keep running (its ports and admin API bound)?
+    // Beside the old one: does it keep running (its ports and admin API bound)? Once it has taken
+    // the old one's listening sockets over, it does: no need to wait longer.
     let settle = tokio::time::Instant::now() + Duration::from_secs(2);
-    let mut side_by_side = true;
+    let (mut side_by_side, mut sockets_passed) = (true, false);
     while tokio::time::Instant::now() < settle {
         if running(&docker, PROXY_CONTAINER).await? != Some(true) {
             side_by_side = false;
             break;
         }
+        if logged(&docker, PROXY_CONTAINER, TAKEN_OVER).await {
+            sockets_passed = true;
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if side_by_side && !sockets_passed && migrate_req.is_none() {
+        migrate_req = Some(set_migrate_req(remote, image).await);
     }
     // Drained: it stops accepting, lets what is in flight finish, and exits.
     hostops::stop(&docker, RETIRING_CONTAINER, Some(Duration::from_secs(35))).await?;
@@ -398,8 +444,26 @@ async fn upgrade(remote: &RemoteRef, image: &ProxyImage) -> Result<ProxyChange, 
     hostops::remove(&docker, RETIRING_CONTAINER).await?;
     Ok(ProxyChange::Replaced {
         side_by_side,
+        sockets_passed,
         migrate_req,
     })
+}
+
+/// [`enable_migrate_req`], timed, with a warning when it cannot be set.
+async fn set_migrate_req(remote: &RemoteRef, image: &ProxyImage) -> Result<(), String> {
+    let r = hostops::timed(
+        remote.name(),
+        "proxy upgrade: tcp_migrate_req",
+        enable_migrate_req(remote, image),
+    )
+    .await;
+    if let Err(e) = &r {
+        tracing::warn!(
+            host = remote.name(),
+            "cannot set {MIGRATE_REQ} ({e}): connections queued on the old proxy when it closes its listeners may be reset"
+        );
+    }
+    r
 }
 
 /// Makes sure the proxy of `image` runs on `remote` and answers on its admin API; a proxy of another
@@ -419,7 +483,12 @@ pub async fn ensure_proxy(remote: &RemoteRef, image: &ProxyImage) -> Result<Prox
         Some(c)
             if c.config.as_ref().and_then(|c| c.image.as_deref()) != Some(image.tag.as_str()) =>
         {
-            upgrade(remote, image).await?
+            let old_passes_sockets = c
+                .config
+                .as_ref()
+                .and_then(|c| c.cmd.as_ref())
+                .is_some_and(|cmd| cmd.iter().any(|a| a == "--handover"));
+            upgrade(remote, image, old_passes_sockets).await?
         }
         Some(c) if c.state.as_ref().and_then(|s| s.running) == Some(true) => ProxyChange::Kept,
         Some(_) => {
