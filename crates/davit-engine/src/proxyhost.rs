@@ -111,25 +111,22 @@ pub const HANDOVER_SOCKET: &str = "/var/lib/davit-proxy/handover.sock";
 /// What a proxy logs when it has taken the listening sockets of the previous one over.
 const TAKEN_OVER: &str = "listening sockets taken over from the previous proxy";
 
-/// Whether container `name` logged `needle` (its whole log: a new proxy's is a few lines).
-async fn logged(docker: &bollard::Docker, name: &str, needle: &str) -> bool {
+/// The last `tail` lines container `name` wrote (stdout and stderr), as far as they could be read.
+async fn log_tail(docker: &bollard::Docker, name: &str, tail: &str) -> String {
     let mut logs = docker.logs(
         name,
         Some(bollard::query_parameters::LogsOptions {
             stdout: true,
             stderr: true,
-            tail: "200".into(),
+            tail: tail.into(),
             ..Default::default()
         }),
     );
-    while let Some(chunk) = logs.next().await {
-        match chunk {
-            Ok(c) if c.to_string().contains(needle) => return true,
-            Ok(_) => {}
-            Err(_) => return false,
-        }
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = logs.next().await {
+        text.push_str(&chunk.to_string());
     }
-    false
+    text
 }
 
 /// The proxy container's name while a newer proxy takes over from it.
@@ -299,27 +296,12 @@ async fn run_sysctl(
 
 /// The last line the sysctl container wrote (its error), or a placeholder.
 async fn last_log_line(docker: &bollard::Docker) -> String {
-    let mut logs = docker.logs(
-        SYSCTL_CONTAINER,
-        Some(bollard::query_parameters::LogsOptions {
-            stdout: true,
-            stderr: true,
-            tail: "5".into(),
-            ..Default::default()
-        }),
-    );
-    let mut last = String::new();
-    while let Some(Ok(chunk)) = logs.next().await {
-        let text = chunk.to_string();
-        if let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) {
-            last = line.trim().to_string();
-        }
-    }
-    if last.is_empty() {
-        "no output".into()
-    } else {
-        last
-    }
+    log_tail(docker, SYSCTL_CONTAINER, "5")
+        .await
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map_or_else(|| "no output".into(), |l| l.trim().to_string())
 }
 
 /// What [`ensure_proxy`] did on a host.
@@ -423,7 +405,10 @@ async fn upgrade(
             side_by_side = false;
             break;
         }
-        if logged(&docker, PROXY_CONTAINER, TAKEN_OVER).await {
+        if log_tail(&docker, PROXY_CONTAINER, "200")
+            .await
+            .contains(TAKEN_OVER)
+        {
             sockets_passed = true;
             break;
         }
