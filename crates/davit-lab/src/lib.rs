@@ -425,6 +425,11 @@ impl Lab {
                     .arg(&hostkey),
             )?;
         }
+        // `SetEnv SHLVL=1`: bash then counts itself a nested shell and does not source this machine's
+        // `~/.bashrc` for commands run over SSH. The simulated hosts share root's home with the
+        // machine they run on; its dotfiles are a developer's (here `pyenv init`, whose rehash lock,
+        // left behind by a session killed mid-rehash as the sshd-cut tests do, stalled every later
+        // command 60 s), not a server's.
         let config = dir.join("sshd_config");
         sys::write_file(
             &config,
@@ -432,7 +437,8 @@ impl Lab {
                 "ListenAddress {address}\nPort 22\nHostKey {hostkey}\nAuthorizedKeysFile {keys}\nPidFile {pid}\n\
                  PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                  UsePAM no\nStrictModes no\nAllowTcpForwarding yes\nAllowStreamLocalForwarding yes\n\
-                 MaxStartups 100:30:200\nMaxSessions 100\nLogLevel INFO\nSubsystem sftp internal-sftp\n",
+                 MaxStartups 100:30:200\nMaxSessions 100\nLogLevel INFO\nSubsystem sftp internal-sftp\n\
+                 SetEnv SHLVL=1\n",
                 address = inst.host_address(i),
                 hostkey = hostkey.display(),
                 keys = self.dir.join("authorized_keys").display(),
