@@ -386,6 +386,24 @@ pub async fn create_named(
         .map(drop)
 }
 
+/// The last `tail` lines container `name` wrote (stdout and stderr), as far as they could be read.
+pub async fn log_tail(docker: &Docker, name: &str, tail: &str) -> String {
+    let mut logs = docker.logs(
+        name,
+        Some(bollard::query_parameters::LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: tail.into(),
+            ..Default::default()
+        }),
+    );
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = logs.next().await {
+        text.push_str(&chunk.to_string());
+    }
+    text
+}
+
 pub async fn start(docker: &Docker, name: &str) -> Result<(), String> {
     match docker
         .start_container(

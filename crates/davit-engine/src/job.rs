@@ -4,10 +4,7 @@
 
 use std::time::Duration;
 
-use bollard::container::LogOutput;
 use bollard::models::ContainerSummary;
-use bollard::query_parameters::LogsOptions;
-use futures_util::StreamExt as _;
 use tokio::sync::watch;
 
 use crate::hostops::{self, L_CONFIG_HASH, L_RELEASE};
@@ -111,26 +108,7 @@ pub async fn run(
 
 /// The last lines a container wrote, indented.
 async fn last_lines(host: &RemoteRef, name: &str) -> String {
-    let docker = host.docker();
-    let mut s = docker.logs(
-        name,
-        Some(LogsOptions {
-            stdout: true,
-            stderr: true,
-            tail: LOG_LINES.to_string(),
-            ..Default::default()
-        }),
-    );
-    let mut text = String::new();
-    while let Some(Ok(chunk)) = s.next().await {
-        let bytes = match chunk {
-            LogOutput::StdOut { message }
-            | LogOutput::StdErr { message }
-            | LogOutput::Console { message }
-            | LogOutput::StdIn { message } => message,
-        };
-        text.push_str(&String::from_utf8_lossy(&bytes));
-    }
+    let text = hostops::log_tail(&host.docker(), name, &LOG_LINES.to_string()).await;
     text.lines()
         .map(|l| format!("    {l}"))
         .collect::<Vec<_>>()

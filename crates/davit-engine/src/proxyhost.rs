@@ -111,24 +111,6 @@ pub const HANDOVER_SOCKET: &str = "/var/lib/davit-proxy/handover.sock";
 /// What a proxy logs when it has taken the listening sockets of the previous one over.
 const TAKEN_OVER: &str = "listening sockets taken over from the previous proxy";
 
-/// The last `tail` lines container `name` wrote (stdout and stderr), as far as they could be read.
-async fn log_tail(docker: &bollard::Docker, name: &str, tail: &str) -> String {
-    let mut logs = docker.logs(
-        name,
-        Some(bollard::query_parameters::LogsOptions {
-            stdout: true,
-            stderr: true,
-            tail: tail.into(),
-            ..Default::default()
-        }),
-    );
-    let mut text = String::new();
-    while let Some(Ok(chunk)) = logs.next().await {
-        text.push_str(&chunk.to_string());
-    }
-    text
-}
-
 /// The proxy container's name while a newer proxy takes over from it.
 pub const RETIRING_CONTAINER: &str = "davit-proxy-retiring";
 
@@ -296,7 +278,7 @@ async fn run_sysctl(
 
 /// The last line the sysctl container wrote (its error), or a placeholder.
 async fn last_log_line(docker: &bollard::Docker) -> String {
-    log_tail(docker, SYSCTL_CONTAINER, "5")
+    hostops::log_tail(docker, SYSCTL_CONTAINER, "5")
         .await
         .lines()
         .rev()
@@ -405,7 +387,7 @@ async fn upgrade(
             side_by_side = false;
             break;
         }
-        if log_tail(&docker, PROXY_CONTAINER, "200")
+        if hostops::log_tail(&docker, PROXY_CONTAINER, "200")
             .await
             .contains(TAKEN_OVER)
         {
