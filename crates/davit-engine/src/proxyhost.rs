@@ -108,9 +108,6 @@ pub async fn load_image(remote: &RemoteRef, image: &ProxyImage) -> Result<(), St
 /// which a new proxy takes the listening sockets of the one it replaces.
 pub const HANDOVER_SOCKET: &str = "/var/lib/davit-proxy/handover.sock";
 
-/// What a proxy logs when it has taken the listening sockets of the previous one over.
-const TAKEN_OVER: &str = "listening sockets taken over from the previous proxy";
-
 /// The proxy container's name while a newer proxy takes over from it.
 pub const RETIRING_CONTAINER: &str = "davit-proxy-retiring";
 
@@ -389,7 +386,7 @@ async fn upgrade(
         }
         if hostops::log_tail(&docker, PROXY_CONTAINER, "200")
             .await
-            .contains(TAKEN_OVER)
+            .contains(davit_proxy::TAKEN_OVER)
         {
             sockets_passed = true;
             break;

@@ -14,7 +14,7 @@
 //! address (the kernel's word, not the sender's) and keeps only listening sockets.
 
 use std::collections::HashMap;
-use std::io::{self, Read as _};
+use std::io::{self, Read as _, Write as _};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -27,6 +27,10 @@ use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
 };
+
+/// What a proxy logs once it has taken the listening sockets of the previous one over (the engine
+/// waits for it before it stops the old proxy).
+pub const TAKEN_OVER: &str = "listening sockets taken over from the previous proxy";
 use serde::{Deserialize, Serialize};
 
 /// What a new proxy sends to ask for the sockets (and the version of this exchange).
@@ -51,8 +55,7 @@ fn bad(what: impl Into<String>) -> io::Error {
 }
 
 /// Asks the proxy serving `path` for its listening sockets, keyed by their local addresses. No proxy
-/// there (no socket file, or nobody accepting on it: the previous proxy is gone): an empty map, and
-/// `Ok(None)` to say that nobody answered.
+/// there (no socket file, or nobody accepting on it: the previous proxy is gone): `Ok(None)`.
 pub(crate) fn receive(
     path: &Path,
 ) -> io::Result<Option<HashMap<SocketAddr, std::net::TcpListener>>> {
@@ -70,7 +73,7 @@ pub(crate) fn receive(
     };
     sock.set_read_timeout(Some(TIMEOUT))?;
     sock.set_write_timeout(Some(TIMEOUT))?;
-    rustix::net::send(&sock, HELLO, SendFlags::NOSIGNAL)?;
+    (&sock).write_all(HELLO)?;
     let (mut fds, mut announced): (Vec<OwnedFd>, usize) = (Vec::new(), 0);
     let mut text: Vec<u8> = Vec::new();
     let mut buf = [0u8; 512];

@@ -21,6 +21,7 @@ pub mod tls;
 mod upstream;
 
 pub use error::Error;
+pub use handover::TAKEN_OVER;
 pub use pool::set_worker_index;
 pub use server::{Proxy, ProxyConfig, bind_listener};
 

@@ -201,11 +201,10 @@ async fn listen(
     tls: &Arc<RwLock<Option<TlsAcceptor>>>,
     inner: &Inner,
 ) -> Result<(Vec<JoinHandle<()>>, OwnedFd), Error> {
-    let (workers, drain) = (&inner.workers, &inner.drain);
     // A listener of this address that was just closed may take a moment to go.
     let mut tries = 0;
     loop {
-        match listen_once(addr, route, tls, &inner.inherited, workers, drain) {
+        match listen_once(addr, route, tls, inner) {
             Ok(h) => return Ok(h),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 20 => {
                 tries += 1;
@@ -220,11 +219,10 @@ fn listen_once(
     addr: SocketAddr,
     route: &Arc<Route>,
     tls: &Arc<RwLock<Option<TlsAcceptor>>>,
-    inherited: &Inherited,
-    workers: &[Handle],
-    drain: &Arc<Drain>,
+    inner: &Inner,
 ) -> std::io::Result<(Vec<JoinHandle<()>>, OwnedFd)> {
-    let listener = open_listener(inherited, addr)?;
+    let (workers, drain) = (&inner.workers, &inner.drain);
+    let listener = open_listener(&inner.inherited, addr)?;
     let socket = listener.as_fd().try_clone_to_owned()?;
     if workers.is_empty() {
         let task = tokio::spawn(accept_loop(
@@ -437,7 +435,8 @@ async fn take_over(path: PathBuf) -> HashMap<SocketAddr, std::net::TcpListener> 
             tracing::info!(
                 count = sockets.len(),
                 listeners = %addrs.join(" "),
-                "listening sockets taken over from the previous proxy"
+                "{}",
+                handover::TAKEN_OVER
             );
             sockets
         }
